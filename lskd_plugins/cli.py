@@ -1,0 +1,65 @@
+"""The ``lskd`` console command: one entry point, subcommands imported lazily.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``main(args)``;
+importing fairseq or timm only happens for the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from lskd_plugins.errors import LskdError
+
+# name -> (module, one-line help)
+SUBCOMMANDS = {
+    "synth-mt": ("lskd_plugins.synth_mt", "write the embedded synthetic parallel corpus"),
+    "seqkd": ("lskd_plugins.nmt.seqkd", "sequence-level KD data: decode a corpus with a teacher"),
+    "bleu": ("lskd_plugins.nmt.bleu", "decode and score a translation checkpoint (sacreBLEU, chrF)"),
+    "digits": ("lskd_plugins.image.digits", "scikit-learn's 8x8 digits as an ImageFolder"),
+    "image-train": ("lskd_plugins.image.train", "train an image teacher or KD student (timm)"),
+    "image-eval": ("lskd_plugins.image.evaluate", "evaluate an image checkpoint (top-1/5, NLL, ECE)"),
+    "diffusion": ("lskd_plugins.diffusion.cli", "systematic-diffusion analysis: numbers and plots"),
+    "study": ("lskd_plugins.study", "the one-command study: teachers, students, diffusion, report"),
+}
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lskd",
+        description="Should the teacher use label smoothing, and at what temperature should you "
+        "distil from it? Tools for the LS/KD compatibility study (ICML 2022).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == only:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    if getattr(args, "_module", None) is None:
+        parser.print_help()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    try:
+        result = args._module.main(args)
+    except LskdError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lskd: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

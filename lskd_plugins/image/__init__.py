@@ -1,0 +1,1 @@
+"""Image classification on timm: LS teachers, KD students, evaluation, data sets."""
