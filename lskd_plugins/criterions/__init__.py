@@ -1,0 +1,1 @@
+"""fairseq criteria of lskd (each module registers itself with @register_criterion)."""

@@ -1,0 +1,88 @@
+"""The one place where lskd touches fairseq's loading machinery.
+
+- ``register_plugins()`` registers the ``lskd_kd`` criterion and the ``lskd_translation`` task
+  (what ``--user-dir lskd_plugins`` does), so that student checkpoints load from Python too.
+- ``load_ensemble()`` loads one checkpoint or a ``:``-separated ensemble with one-line errors.
+
+fairseq 0.12 checkpoints pickle an ``argparse.Namespace``; torch >= 2.6 refuses them under its
+default ``weights_only=True``. ``trust_checkpoints()`` sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
+(importing the plugins does it), which unpickles arbitrary objects: only load checkpoints you
+trust (your own, or from a source you would run code from).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from pathlib import Path
+from typing import Any, List, Sequence, Tuple, Union
+
+from lskd_plugins.errors import LskdError
+
+PLUGIN_PACKAGES = ("lskd_plugins.criterions", "lskd_plugins.tasks")
+
+
+def trust_checkpoints() -> None:
+    """Let torch >= 2.6 unpickle fairseq 0.12 checkpoints (see module docstring)."""
+    if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() not in ("1", "true", "yes", "on"):
+        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+
+def register_plugins() -> None:
+    """Import every module of the criterion and task packages (each registers itself)."""
+    trust_checkpoints()
+    import fairseq  # noqa: F401  (registries must exist before our decorators run)
+
+    for package_name in PLUGIN_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{package_name}.{info.name}")
+
+
+def split_paths(paths: Union[str, Sequence[str]]) -> List[str]:
+    """'a.pt:b.pt' or ['a.pt', 'b.pt'] -> ['a.pt', 'b.pt'] (an ensemble)."""
+    if isinstance(paths, (str, os.PathLike)):
+        items = str(paths).split(":")
+    else:
+        items = [str(p) for p in paths]
+    items = [p for p in (s.strip() for s in items) if p]
+    if not items:
+        raise LskdError("no checkpoint path given")
+    return items
+
+
+def check_readable(paths: Sequence[str], what: str = "checkpoint") -> None:
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise LskdError(f"{what} not found: {p}")
+        if not os.access(path, os.R_OK):
+            raise LskdError(f"{what} is not readable: {p}")
+
+
+def load_ensemble(
+    paths: Union[str, Sequence[str]],
+    arg_overrides: dict | None = None,
+    task: Any = None,
+    what: str = "checkpoint",
+) -> Tuple[list, Any, Any]:
+    """Load fairseq models; returns (models, cfg, task). Errors name the offending path."""
+    register_plugins()
+    from fairseq import checkpoint_utils
+
+    files = split_paths(paths)
+    check_readable(files, what)
+    models, cfg, loaded_task = [], None, task
+    for f in files:
+        try:
+            m, cfg, loaded_task = checkpoint_utils.load_model_ensemble_and_task(
+                [f], arg_overrides=arg_overrides, task=loaded_task
+            )
+        except LskdError:
+            raise
+        except Exception as err:
+            raise LskdError(f"cannot load {what} {f}: {type(err).__name__}: {err}") from None
+        models.extend(m)
+    return models, cfg, loaded_task

@@ -1,0 +1,1 @@
+"""fairseq tasks of lskd (each module registers itself with @register_task)."""
