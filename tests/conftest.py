@@ -43,3 +43,25 @@ def cli_env():
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture(scope="session")
+def tiny_mt_data(tmp_path_factory, cli_env):
+    """A synthetic en->de corpus and its joined-dictionary data-bin (real fairseq-preprocess).
+
+    Returns a ``fairseq_fixtures.TinyMT`` with ``text_dir``, ``data_bin``, ``src``, ``tgt``.
+    """
+    import fairseq_fixtures as ff
+
+    root = tmp_path_factory.mktemp("tiny_mt")
+    text_dir = ff.write_parallel_text(root / "text")
+    data_bin = ff.preprocess(text_dir, root / "data-bin", cli_env)
+    return ff.TinyMT(text_dir=text_dir, data_bin=data_bin, src="en", tgt="de")
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory, tiny_mt_data, cli_env):
+    """Path of a tiny transformer teacher (fairseq's label_smoothed_cross_entropy, eps 0.1, ~40 updates, CPU)."""
+    import fairseq_fixtures as ff
+
+    return ff.train_teacher(tiny_mt_data.data_bin, tmp_path_factory.mktemp("tiny_teacher"), cli_env)
