@@ -3,6 +3,7 @@
 Layout of ``checkpoint_last.pth`` / ``checkpoint_best.pth`` (a plain dict, torch.save):
     format        "lskd-image-v1"
     model_name    timm model name, e.g. "resnet18"
+    model_kwargs  optional extra timm.create_model arguments (e.g. img_size for ViTs)
     num_classes   int
     class_names   list of str (ImageFolder order)
     data_config   timm data config of the model: input_size, mean, std, interpolation, crop_pct
@@ -10,7 +11,8 @@ Layout of ``checkpoint_last.pth`` / ``checkpoint_best.pth`` (a plain dict, torch
     label         human-readable role, e.g. "teacher alpha=0.1" or "student T=3 from LS teacher"
     state_dict    the model's weights (never the teacher's)
     epoch         epochs completed
-    + training state for resuming: optimizer, scheduler, scaler, rng, best_top1, history
+    + training state for resuming: optimizer, scheduler, scaler, best_top1, history
+      (no RNG state: every epoch re-seeds from (seed, epoch, rank), which makes resuming exact)
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def read_checkpoint(path: os.PathLike | str, map_location: str | torch.device = 
 def build_model(meta: Dict[str, Any]) -> torch.nn.Module:
     import timm
 
-    return timm.create_model(meta["model_name"], pretrained=False, num_classes=int(meta["num_classes"]))
+    kwargs = dict(meta.get("model_kwargs") or {})
+    return timm.create_model(meta["model_name"], pretrained=False, num_classes=int(meta["num_classes"]), **kwargs)
 
 
 def load_model(path: os.PathLike | str, map_location: str | torch.device = "cpu") -> Tuple[torch.nn.Module, Dict[str, Any]]:

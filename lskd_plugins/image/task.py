@@ -1,0 +1,107 @@
+"""The training task: one forward pass, the study's loss, a dict of loss parts.
+
+Written in the style of ``timm.task.LogitDistillationTask`` and reusing timm's
+``DistillationTeacher`` (eval mode, no gradients, input re-normalisation), but the loss is the
+shared ``lskd_plugins.kd_loss.kd_loss`` with the paper's uniform smoothing convention:
+
+- teacher (no teacher model): ``kd_alpha = 0`` and ``label_smoothing = alpha``, i.e. cross-entropy
+  against (1 - alpha) * onehot + alpha / K;
+- student: ``kd_alpha = beta`` (the weight of T^2 * KL(p_t^T || p_s^T)) and
+  ``label_smoothing = eps`` for the (1 - beta) cross-entropy term (paper: beta = 1, eps = 0).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import torch
+from timm.task import DistillationTeacher, TrainingTask
+from torch import nn
+
+from lskd_plugins.kd_loss import kd_loss
+
+
+def make_teacher(
+    model: nn.Module, mean: Sequence[float], std: Sequence[float], device: torch.device
+) -> DistillationTeacher:
+    """Freeze ``model`` in a timm DistillationTeacher normalising with the teacher's own mean/std."""
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    teacher = DistillationTeacher(model, device=device)
+    teacher.mean_kd = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    teacher.std_kd = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return teacher
+
+
+class LabelSmoothingKDTask(TrainingTask):
+    """Cross-entropy with uniform label smoothing, plus the T^2-scaled KD term when a teacher is set.
+
+    ``forward`` returns ``loss`` (mean over the batch, for backward), ``output`` (student logits)
+    and the summed parts of ``kd_loss`` (ce_loss, nll_loss, kd_loss, teacher_nll, ntokens), detached.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: DistillationTeacher | None = None,
+        *,
+        smoothing: float = 0.0,
+        kd_beta: float = 1.0,
+        temperature: float = 1.0,
+        student_mean: Sequence[float] = (0.485, 0.456, 0.406),
+        student_std: Sequence[float] = (0.229, 0.224, 0.225),
+        device: torch.device | None = None,
+    ):
+        super().__init__(device=device, verbose=False)
+        self.trainable_module = student
+        self.teacher = teacher
+        self.smoothing = float(smoothing)
+        self.kd_alpha = float(kd_beta) if teacher is not None else 0.0
+        self.temperature = float(temperature)
+        self.register_buffer(
+            "student_mean", torch.tensor(student_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "student_std", torch.tensor(student_std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
+        if teacher is not None:
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> LabelSmoothingKDTask:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def prepare_distributed(self, device_ids: list | None = None, **ddp_kwargs) -> LabelSmoothingKDTask:
+        """Wrap only the student in DistributedDataParallel; the frozen teacher stays local."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.trainable_module = DistributedDataParallel(self.trainable_module, device_ids=device_ids, **ddp_kwargs)
+        return self
+
+    def teacher_logits(self, input: torch.Tensor) -> torch.Tensor | None:
+        if self.teacher is None or self.kd_alpha == 0:
+            return None
+        with torch.no_grad():
+            teacher_input = self.teacher.normalize_input(input, self.student_mean, self.student_std)
+            return self.teacher(teacher_input.detach())
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
+        logits = self.trainable_module(input)
+        parts = kd_loss(
+            logits,
+            target,
+            self.teacher_logits(input),
+            kd_alpha=self.kd_alpha,
+            temperature=self.temperature,
+            label_smoothing=self.smoothing,
+            scale_by_t2=True,
+            smoothing_convention="uniform",
+        )
+        out = {k: v.detach() for k, v in parts.items() if k != "loss"}
+        out["loss"] = parts["loss"] / target.numel()
+        out["output"] = logits
+        return out
