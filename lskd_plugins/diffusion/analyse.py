@@ -154,15 +154,19 @@ def analyse_captured(
 
 
 def dedupe_labels(labels: List[str], paths: Sequence[str]) -> List[str]:
-    """Make labels unique by appending the checkpoint's folder (then file) name where they clash."""
+    """Make labels unique: append the checkpoint's folder name where they clash, then a number."""
     counts = Counter(labels)
     out = []
     for lab, p in zip(labels, paths):
         if counts[lab] > 1:
             lab = f"{lab} [{Path(p).parent.name or Path(p).stem}]"
         out.append(lab)
-    counts = Counter(out)
-    return [f"{lab} [{Path(p).name}]" if counts[lab] > 1 else lab for lab, p in zip(out, paths)]
+    counts, seen = Counter(out), Counter()
+    final = []
+    for lab in out:
+        seen[lab] += 1
+        final.append(f"{lab} #{seen[lab]}" if counts[lab] > 1 else lab)
+    return final
 
 
 # -------------------------------------------------------------------------------------- images

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import textwrap
 from pathlib import Path
 from typing import List, Sequence
 
@@ -28,6 +30,8 @@ def plot_grid(records: Sequence[dict], projections: Sequence, path: str | Path, 
     """Write the grid PNG. ``kind`` "paper" (PCA of template coordinates) or "plane" (Mueller et al.)."""
     import matplotlib
 
+    # fairseq/hydra may leave the root logger at DEBUG; keep matplotlib's font search quiet
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -35,14 +39,37 @@ def plot_grid(records: Sequence[dict], projections: Sequence, path: str | Path, 
     path = Path(path)
     n = len(projections)
     rows = [s for s in ("train", "valid") if s in projections[0].splits]
-    fig, axes = plt.subplots(len(rows), n, figsize=(3.4 * n + 0.6, 3.3 * len(rows) + 1.0), squeeze=False)
     names = projections[0].class_names
+    handles = [Line2D([], [], marker="o", linestyle="", color=COLOURS[k], label=f"{role}: {names[k]}")
+               for k, role in enumerate(("a", "b (similar to a)", "c (dissimilar)"))]
+    handles.append(Line2D([], [], marker="*", linestyle="", markersize=14, markerfacecolor="white",
+                          markeredgecolor="black", label="class centroid"))
+    what = ("PCA (fitted on train) of the coordinates in the span of the three class templates" if kind == "paper"
+            else "coordinates in the plane through the three class templates (Mueller et al.)")
+    width_in = 3.3 * n + 0.7
+    text = (f"Penultimate features: {what}. "
+            "\u03b7: spread of a toward b \u00f7 toward c (1 = isotropic); J: Fisher separation of a and b; "
+            "leak: share of a nearer b's centroid than its own.")
+    lines = textwrap.wrap(text, int(width_in * 15))
+    ncol = min(len(handles), max(2, 2 * n))
+    legend_rows = -(-len(handles) // ncol)
+    header_in = 0.12 + 0.17 * len(lines) + 0.28 * legend_rows + 0.1
+    panel_in = 3.4
+    height_in = header_in + panel_in * len(rows) + 0.1
+    fig, axes = plt.subplots(len(rows), n, figsize=(width_in, height_in), squeeze=False)
+    fig.subplots_adjust(left=0.6 / width_in, right=1 - 0.1 / width_in, bottom=0.35 / height_in,
+                        top=1 - (header_in + 0.35) / height_in, wspace=0.3, hspace=0.35)
+    fig.suptitle("\n".join(lines), fontsize=9, y=1 - 0.06 / height_in, va="top")
+    fig.legend(handles=handles, loc="upper center", ncol=ncol, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1 - (0.12 + 0.17 * len(lines)) / height_in))
     for col, (rec, proj) in enumerate(zip(records, projections)):
-        # one scale per column so train and validation of a model compare directly
+        # one square window per column, so train and validation of a model compare directly
         pts = [getattr(proj.splits[s], f"{kind}_xy") for s in rows]
-        allpts = np.vstack([p for p in pts if len(p)] or [np.zeros((1, 2))])
+        cents = [getattr(proj.splits[s], f"{kind}_centroids") for s in rows]
+        allpts = np.vstack([p for p in pts if len(p)] + [c[np.isfinite(c).all(axis=1)] for c in cents])
         lo, hi = np.nanpercentile(allpts, 0.5, axis=0), np.nanpercentile(allpts, 99.5, axis=0)
-        pad = 0.08 * np.maximum(hi - lo, 1e-9)
+        half = 0.55 * max(float(np.max(hi - lo)), 1e-9)
+        mid = (lo + hi) / 2
         for row, split in enumerate(rows):
             ax = axes[row, col]
             sp = proj.splits[split]
@@ -50,36 +77,22 @@ def plot_grid(records: Sequence[dict], projections: Sequence, path: str | Path, 
             mu = getattr(sp, f"{kind}_centroids")
             for k in range(3):
                 sel = sp.y == k
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=7, alpha=0.45, color=COLOURS[k], linewidths=0, rasterized=True)
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=9, alpha=0.5, color=COLOURS[k], linewidths=0, rasterized=True)
             for k in range(3):
                 if np.all(np.isfinite(mu[k])):
-                    ax.scatter(mu[k, 0], mu[k, 1], marker="*", s=320, color=COLOURS[k], edgecolors="black", linewidths=1.2, zorder=5)
-            if kind == "plane":
-                t = proj.plane_templates
-                ax.scatter(t[:, 0], t[:, 1], marker="X", s=90, c=list(COLOURS), edgecolors="black", zorder=6)
-            ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-            ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+                    ax.scatter(mu[k, 0], mu[k, 1], marker="*", s=320, color=COLOURS[k], edgecolors="black",
+                               linewidths=1.2, zorder=5)
+            ax.set_xlim(mid[0] - half, mid[0] + half)
+            ax.set_ylim(mid[1] - half, mid[1] + half)
+            ax.set_aspect("equal", adjustable="box")
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.2)
             title = panel_title(rec.get(split, {}))
             if row == 0:
-                title = f"{proj.label}\n{title}"
+                title = f"{textwrap.fill(proj.label, 42)}\n{title}"
             ax.set_title(title, fontsize=9)
             if col == 0:
                 ax.set_ylabel(ROW_TITLES.get(split, split), fontsize=11, fontweight="bold")
-    handles = [Line2D([], [], marker="o", linestyle="", color=COLOURS[k], label=f"{role}: {names[k]}")
-               for k, role in enumerate(("a", "b (similar to a)", "c (dissimilar)"))]
-    handles.append(Line2D([], [], marker="*", linestyle="", markersize=14, markerfacecolor="white",
-                          markeredgecolor="black", label="class centroid"))
-    if kind == "plane":
-        handles.append(Line2D([], [], marker="X", linestyle="", markersize=9, markerfacecolor="white",
-                              markeredgecolor="black", label="class template"))
-    what = ("PCA of the 3-D template-span coordinates (fitted on train)" if kind == "paper"
-            else "plane through the three templates (Mueller et al.)")
-    fig.suptitle(f"Penultimate features: {what}.  \u03b7: spread of a toward b / toward c; "
-                 f"J: Fisher separation a-b; leak: share of a nearer b's centroid", fontsize=9, y=0.995)
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=9, frameon=False, bbox_to_anchor=(0.5, 0.965))
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -80,7 +80,7 @@ def markdown(records: Sequence[dict]) -> str:
         "Probabilities are the model's full softmax at T=1. See docs/diffusion.md.",
         "",
     ]
-    header = ["model", "split"] + [c[0] for c in COLUMNS]
+    header = ["model", "split"] + [c[0].replace("|", "\\|") for c in COLUMNS]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS)) + "|")
     for rec in records:
