@@ -1,0 +1,501 @@
+"""Raw parallel text -> a fairseq data-bin: normalise, joint sentencepiece, fairseq-preprocess.
+
+``python -m lskd_plugins.nmt.prepare --layout multi30k --raw-dir RAW --out OUT`` writes
+
+- ``OUT/text/{train,valid,test}.{src,tgt}``: normalised, untokenised text (the BLEU references);
+- ``OUT/spm/spm.model`` (+ ``.vocab``): ONE sentencepiece model trained on both sides of train;
+- ``OUT/spm/{split}.{lang}``: the pieces, space separated;
+- ``OUT/data-bin``: ``fairseq-preprocess --joined-dictionary`` of the pieces (plus ``spm.model``);
+- ``OUT/prepare.json``: the settings, the raw files' sizes and the line counts. A second run with
+  the same settings and raw files does nothing; different settings stop with an error unless
+  ``--force``.
+
+Layouts say where each split's lines live in a raw directory (``LAYOUTS``): ``multi30k``
+(github.com/multi30k/dataset task1 ``raw/``), ``iwslt14`` (the ``de-en.tgz`` fairseq's
+``prepare-iwslt14.sh`` uses: TED ``train.tags`` with every 23rd pair held out as valid, the
+concatenated dev/tst xml files as test), ``wmt14`` (Europarl v7 + Common Crawl + News Commentary
+v9, newstest2013 valid, newstest2014 test), and ``plain`` (``--split train=PREFIX`` etc.).
+The shell wrappers in ``data_prep/`` download the raw files and call this module.
+
+Normalisation is Unicode NFKC, control characters removed, whitespace collapsed (optionally
+lowercased); no Moses tokenisation: sentencepiece works on raw text and its pieces decode back
+to exactly the normalised text, so detokenised sacreBLEU needs no detokeniser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+from lskd_plugins.errors import LskdError
+
+SPLITS = ("train", "valid", "test")  # what fairseq-preprocess names trainpref/validpref/testpref
+
+
+@dataclass(frozen=True)
+class RawSource:
+    """One raw file per language; ``pattern`` holds ``{lang}`` (and ``{role}`` = src|ref)."""
+
+    pattern: str
+    kind: str = "text"  # text: a sentence a line (.gz read in place); tags: IWSLT train.tags; xml: <seg> lines
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    sources: Tuple[RawSource, ...]
+    clean: bool = False  # apply the training-pair filter (empty / too long / length ratio)
+    holdout_every: int = 0  # with holdout: keep (1-based) pairs whose index % every == 0 ("keep") or != 0 ("drop")
+    holdout: str = ""
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    src: str
+    tgt: str
+    splits: Dict[str, SplitSpec]
+    subdirs: Tuple[str, ...] = ("",)  # where inside --raw-dir the files may sit (first match wins)
+    train_max_words: int = 0
+    train_max_ratio: float = 0.0
+    vocab_size: int = 8000
+
+
+def _plain(*prefixes: str, clean: bool = False) -> SplitSpec:
+    return SplitSpec(tuple(RawSource(f"{p}.{{lang}}") for p in prefixes), clean=clean)
+
+
+_IWSLT_TAGS = RawSource("train.tags.de-en.{lang}", "tags")
+_IWSLT_TEST = tuple(
+    RawSource(f"IWSLT14.{name}.de-en.{{lang}}.xml", "xml")
+    for name in ("TED.dev2010", "TEDX.dev2012", "TED.tst2010", "TED.tst2011", "TED.tst2012")
+)
+
+LAYOUTS: Dict[str, Layout] = {
+    "multi30k": Layout(
+        "multi30k", "en", "de",
+        {"train": _plain("train", clean=True), "valid": _plain("val"), "test": _plain("test_2016_flickr")},
+        subdirs=("", "raw", "data/task1/raw"), vocab_size=8000,
+    ),
+    "iwslt14": Layout(
+        "iwslt14", "de", "en",
+        {
+            "train": SplitSpec((_IWSLT_TAGS,), clean=True, holdout_every=23, holdout="drop"),
+            "valid": SplitSpec((_IWSLT_TAGS,), clean=True, holdout_every=23, holdout="keep"),
+            "test": SplitSpec(_IWSLT_TEST),
+        },
+        subdirs=("de-en", ""), train_max_words=175, train_max_ratio=1.5, vocab_size=10000,
+    ),
+    "wmt14": Layout(
+        "wmt14", "en", "de",
+        {
+            "train": _plain("training/europarl-v7.de-en", "commoncrawl.de-en",
+                            "training/news-commentary-v9.de-en", clean=True),
+            "valid": _plain("dev/newstest2013"),
+            "test": SplitSpec((RawSource("test-full/newstest2014-deen-{role}.{lang}.sgm", "xml"),)),
+        },
+        train_max_words=250, train_max_ratio=1.5, vocab_size=32000,
+    ),
+    "plain": Layout("plain", "en", "de", {}),
+}
+
+
+@dataclass
+class PrepareConfig:
+    raw_dir: str
+    out: str
+    layout: str = "multi30k"
+    src: str = ""
+    tgt: str = ""
+    vocab_size: int = 0  # 0: the layout's default
+    max_lines: int = 0  # per split, 0 = all (for smoke runs)
+    lowercase: bool = False
+    train_max_words: int = -1  # -1: the layout's default; 0: no limit
+    train_max_ratio: float = -1.0
+    spm_sentences: int = 2_000_000  # sentencepiece trains on at most this many sentences (sampled)
+    character_coverage: float = 1.0
+    workers: int = 1
+    split_overrides: Dict[str, List[str]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading raw files
+# ---------------------------------------------------------------------------------------------
+
+_SEG = re.compile(r"<seg[^>]*>(.*)</seg>", re.IGNORECASE)
+_DROP_TAG_LINES = ("<url>", "<talkid>", "<keywords>", "<speaker>", "<reviewer", "<translator")
+_STRIP_TAGS = re.compile(r"</?(title|description)>")
+
+
+def open_text(path: Path):
+    """Text reader for plain or gzip files (read in place, never unpacked to disk)."""
+    if str(path).endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="\n")
+    return open(path, encoding="utf-8", newline="\n")
+
+
+def read_lines(path: Path, kind: str) -> Iterator[str]:
+    """Sentences of one raw file, without the line break; tags/xml reduced to their text."""
+    with open_text(path) as f:
+        if kind == "text":
+            for line in f:
+                yield line.rstrip("\n").rstrip("\r")
+        elif kind == "tags":  # what fairseq's prepare-iwslt14.sh keeps of train.tags.*
+            for line in f:
+                stripped = line.strip()
+                if stripped.startswith(_DROP_TAG_LINES):
+                    continue
+                yield _STRIP_TAGS.sub("", line.rstrip("\n").rstrip("\r"))
+        elif kind == "xml":
+            for line in f:
+                m = _SEG.search(line)
+                if m:
+                    yield m.group(1).replace("\u2019", "'")
+        else:  # pragma: no cover - layouts are defined above
+            raise ValueError(kind)
+
+
+def count_lines(path: Path, kind: str) -> int:
+    return sum(1 for _ in read_lines(path, kind))
+
+
+_CONTROL = {"Cc", "Cf", "Co", "Cs"}
+
+
+def normalize_line(line: str, lowercase: bool = False) -> str:
+    """NFKC, control/format characters dropped, any whitespace run -> one space, stripped."""
+    line = unicodedata.normalize("NFKC", line)
+    line = "".join(
+        " " if ch.isspace() else ch for ch in line if ch.isspace() or unicodedata.category(ch) not in _CONTROL
+    )
+    line = " ".join(line.split())
+    return line.lower() if lowercase else line
+
+
+def keep_pair(src: str, tgt: str, max_words: int = 0, max_ratio: float = 0.0) -> bool:
+    """The training-pair filter (as Moses' clean-corpus-n): both sides non-empty, not too long,
+    word-count ratio at most ``max_ratio`` (0 = no limit)."""
+    ns, nt = len(src.split()), len(tgt.split())
+    if ns == 0 or nt == 0:
+        return False
+    if max_words and (ns > max_words or nt > max_words):
+        return False
+    if max_ratio and max(ns, nt) > max_ratio * min(ns, nt):
+        return False
+    return True
+
+
+def resolve_layout(cfg: PrepareConfig) -> Layout:
+    if cfg.layout not in LAYOUTS:
+        raise LskdError(f"unknown --layout {cfg.layout!r}; choose one of {', '.join(LAYOUTS)}")
+    base = LAYOUTS[cfg.layout]
+    splits = dict(base.splits)
+    for name, prefixes in cfg.split_overrides.items():
+        if name not in SPLITS:
+            raise LskdError(f"--split {name}=...: split names are {', '.join(SPLITS)}")
+        splits[name] = _plain(*prefixes, clean=(name == "train"))
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        raise LskdError(f"layout {cfg.layout} needs --split for {', '.join(missing)} "
+                        "(e.g. --split train=train --split valid=val --split test=test)")
+    src, tgt = cfg.src or base.src, cfg.tgt or base.tgt
+    if src == tgt:
+        raise LskdError(f"--src and --tgt must differ (both {src})")
+    return Layout(
+        base.name, src, tgt, splits, base.subdirs,
+        base.train_max_words if cfg.train_max_words < 0 else cfg.train_max_words,
+        base.train_max_ratio if cfg.train_max_ratio < 0 else cfg.train_max_ratio,
+        cfg.vocab_size or base.vocab_size,
+    )
+
+
+def _candidates(root: Path, pattern: str, lang: str, role: str) -> List[Path]:
+    rel = pattern.format(lang=lang, role=role)
+    return [root / rel] + ([root / f"{rel}.gz"] if not rel.endswith(".gz") else [])
+
+
+def resolve_files(raw_dir: Path, layout: Layout) -> Dict[str, List[Tuple[RawSource, Path, Path]]]:
+    """split -> [(source, src file, tgt file)]; one error naming every missing file."""
+    if not raw_dir.is_dir():
+        raise LskdError(f"raw directory not found: {raw_dir}")
+    roots = [raw_dir / d if d else raw_dir for d in layout.subdirs]
+    roots = [r for r in roots if r.is_dir()] or [raw_dir]
+    resolved: Dict[str, List[Tuple[RawSource, Path, Path]]] = {}
+    missing: List[str] = []
+    for split in SPLITS:
+        resolved[split] = []
+        for source in layout.splits[split].sources:
+            pair = []
+            for lang, role in ((layout.src, "src"), (layout.tgt, "ref")):
+                found = None
+                for root in roots:
+                    found = next((p for p in _candidates(root, source.pattern, lang, role) if p.is_file()), None)
+                    if found:
+                        break
+                if found is None:
+                    rel = source.pattern.format(lang=lang, role=role)
+                    name = rel if source.kind != "text" else f"{rel}[.gz]"
+                    if name not in missing:
+                        missing.append(name)
+                pair.append(found)
+            resolved[split].append((source, pair[0], pair[1]))
+    if missing:
+        raise LskdError(
+            f"raw directory {raw_dir} lacks the files layout {layout.name} expects "
+            f"({layout.src}->{layout.tgt}): {', '.join(missing)}"
+        )
+    return resolved
+
+
+def check_line_counts(resolved: Dict[str, List[Tuple[RawSource, Path, Path]]]) -> Dict[str, int]:
+    """Source and target must be line-aligned; the error names both files and their counts."""
+    counts: Dict[str, int] = {}
+    seen = set()
+    for entries in resolved.values():
+        for source, src_path, tgt_path in entries:
+            if (src_path, tgt_path) in seen:
+                continue
+            seen.add((src_path, tgt_path))
+            n_src, n_tgt = count_lines(src_path, source.kind), count_lines(tgt_path, source.kind)
+            if n_src != n_tgt:
+                raise LskdError(
+                    f"line counts differ: {src_path} has {n_src} lines, {tgt_path} has {n_tgt}; "
+                    "source and target files must be line-aligned"
+                )
+            counts[str(src_path)] = n_src
+    return counts
+
+
+def iter_split_pairs(split: str, spec: SplitSpec, files: List[Tuple[RawSource, Path, Path]],
+                     layout: Layout, lowercase: bool, stats: Dict[str, int]) -> Iterator[Tuple[str, str]]:
+    """Normalised (src, tgt) pairs of one split, after cleaning and holdout."""
+    index = 0
+    for source, src_path, tgt_path in files:
+        for s, t in zip(read_lines(src_path, source.kind), read_lines(tgt_path, source.kind)):
+            s, t = normalize_line(s, lowercase), normalize_line(t, lowercase)
+            if spec.clean and not keep_pair(s, t, layout.train_max_words, layout.train_max_ratio):
+                stats["dropped"] = stats.get("dropped", 0) + 1
+                continue
+            index += 1
+            if spec.holdout_every:
+                held = index % spec.holdout_every == 0
+                if held != (spec.holdout == "keep"):
+                    continue
+            yield s, t
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------
+
+
+def _atomic_write_lines(path: Path, lines: Sequence[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        for line in lines:
+            f.write(line + "\n")
+    os.replace(tmp, path)
+
+
+def write_text(out: Path, layout: Layout, resolved, cfg: PrepareConfig) -> Dict[str, Dict[str, int]]:
+    text_dir = out / "text"
+    text_dir.mkdir(parents=True, exist_ok=True)
+    report: Dict[str, Dict[str, int]] = {}
+    for split in SPLITS:
+        stats: Dict[str, int] = {}
+        src_lines: List[str] = []
+        tgt_lines: List[str] = []
+        for s, t in iter_split_pairs(split, layout.splits[split], resolved[split], layout, cfg.lowercase, stats):
+            if cfg.max_lines and len(src_lines) >= cfg.max_lines:
+                break
+            src_lines.append(s)
+            tgt_lines.append(t)
+        if not src_lines:
+            raise LskdError(f"split {split} has no sentence pairs left (files: "
+                            f"{', '.join(str(p) for _, p, _ in resolved[split])})")
+        _atomic_write_lines(text_dir / f"{split}.{layout.src}", src_lines)
+        _atomic_write_lines(text_dir / f"{split}.{layout.tgt}", tgt_lines)
+        report[split] = {"lines": len(src_lines), "dropped_by_filter": stats.get("dropped", 0)}
+    return report
+
+
+def train_sentencepiece(out: Path, layout: Layout, cfg: PrepareConfig) -> Path:
+    """One joint model on both sides of train; a soft vocabulary limit so tiny corpora work."""
+    import sentencepiece as spm
+
+    spm_dir = out / "spm"
+    spm_dir.mkdir(parents=True, exist_ok=True)
+    prefix = spm_dir / "spm.tmp"
+    with open(os.devnull, "w") as devnull:
+        spm.SentencePieceTrainer.train(
+            input=[str(out / "text" / f"train.{lang}") for lang in (layout.src, layout.tgt)],
+            model_prefix=str(prefix),
+            vocab_size=layout.vocab_size,
+            model_type="unigram",
+            character_coverage=cfg.character_coverage,
+            normalization_rule_name="identity",  # we normalised already; pieces decode to our text
+            hard_vocab_limit=False,
+            input_sentence_size=cfg.spm_sentences,
+            shuffle_input_sentence=True,
+            num_threads=max(1, cfg.workers),
+            seed_sentencepiece_size=min(1_000_000, max(1000, cfg.spm_sentences)),
+            logstream=devnull,
+        )
+    for ext in ("model", "vocab"):
+        os.replace(f"{prefix}.{ext}", spm_dir / f"spm.{ext}")
+    return spm_dir / "spm.model"
+
+
+def encode_splits(out: Path, layout: Layout, model_path: Path) -> None:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(model_path))
+    for split in SPLITS:
+        for lang in (layout.src, layout.tgt):
+            with open(out / "text" / f"{split}.{lang}", encoding="utf-8") as f:
+                lines = [line.rstrip("\n") for line in f]
+            pieces = sp.encode(lines, out_type=str)
+            _atomic_write_lines(out / "spm" / f"{split}.{lang}", [" ".join(p) for p in pieces])
+
+
+def binarize(out: Path, layout: Layout, workers: int) -> Path:
+    """fairseq-preprocess --joined-dictionary (its own CLI, from this interpreter's fairseq)."""
+    dest = out / "data-bin"
+    tmp = out / "data-bin.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pref = out / "spm"
+    cmd = [
+        sys.executable, "-m", "fairseq_cli.preprocess",
+        "--source-lang", layout.src, "--target-lang", layout.tgt,
+        "--trainpref", str(pref / "train"), "--validpref", str(pref / "valid"),
+        "--testpref", str(pref / "test"), "--destdir", str(tmp),
+        "--joined-dictionary", "--workers", str(max(1, workers)),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        raise LskdError(f"fairseq-preprocess failed ({proc.returncode}): {' | '.join(tail)}")
+    shutil.copy2(out / "spm" / "spm.model", tmp / "spm.model")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+def fingerprint(cfg: PrepareConfig, layout: Layout, resolved) -> dict:
+    """What decides the output: the settings and the raw files' names and sizes."""
+    files = sorted({(str(p.name), p.stat().st_size) for entries in resolved.values()
+                    for _, a, b in entries for p in (a, b)})
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("raw_dir", "out", "workers")}
+    settings.update(src=layout.src, tgt=layout.tgt, vocab_size=layout.vocab_size,
+                    train_max_words=layout.train_max_words, train_max_ratio=layout.train_max_ratio)
+    blob = json.dumps({"settings": settings, "files": files}, sort_keys=True)
+    return {"settings": settings, "files": files, "hash": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+
+
+def prepare(cfg: PrepareConfig, force: bool = False, log=print) -> dict:
+    """Run every step (or nothing, when OUT already holds the same preparation)."""
+    layout = resolve_layout(cfg)
+    out = Path(cfg.out)
+    resolved = resolve_files(Path(cfg.raw_dir), layout)
+    fp = fingerprint(cfg, layout, resolved)
+    manifest_path = out / "prepare.json"
+    if manifest_path.is_file() and (out / "data-bin").is_dir():
+        old = json.loads(manifest_path.read_text())
+        if old.get("fingerprint", {}).get("hash") == fp["hash"]:
+            log(f"prepare: {out} already holds this preparation ({fp['hash']}); nothing to do")
+            return old
+        if not force:
+            changed = sorted(k for k in fp["settings"] if old["fingerprint"]["settings"].get(k) != fp["settings"][k])
+            what = f"settings {', '.join(changed)}" if changed else "raw files"
+            raise LskdError(f"{out} was prepared with different {what}; use another --out or add --force")
+    log(f"prepare: checking line counts of {sum(len(v) for v in resolved.values())} file pairs")
+    check_line_counts(resolved)
+    log("prepare: normalising text")
+    lines = write_text(out, layout, resolved, cfg)
+    log(f"prepare: joint sentencepiece ({layout.vocab_size} pieces max) on train.{layout.src}+train.{layout.tgt}")
+    model = train_sentencepiece(out, layout, cfg)
+    encode_splits(out, layout, model)
+    log("prepare: fairseq-preprocess --joined-dictionary")
+    data_bin = binarize(out, layout, cfg.workers)
+    manifest = {
+        "layout": layout.name, "src": layout.src, "tgt": layout.tgt,
+        "raw_dir": str(Path(cfg.raw_dir).resolve()), "data_bin": str(data_bin.resolve()),
+        "spm_model": str((out / "spm" / "spm.model").resolve()), "lines": lines,
+        "dictionary_size": sum(1 for _ in open(data_bin / f"dict.{layout.src}.txt", encoding="utf-8")),
+        "fingerprint": fp,
+    }
+    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, manifest_path)
+    counts = ", ".join(f"{s} {v['lines']}" for s, v in lines.items())
+    log(f"prepare: wrote {data_bin} ({counts} pairs; dictionary {manifest['dictionary_size']} entries)")
+    return manifest
+
+
+def _split_override(value: str) -> Tuple[str, List[str]]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError(f"expected NAME=PREFIX[+PREFIX...], got {value!r}")
+    name, prefixes = value.split("=", 1)
+    return name.strip(), [p for p in prefixes.split("+") if p]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m lskd_plugins.nmt.prepare",
+        description="Normalise raw parallel text, train a joint sentencepiece model and binarize it with "
+        "fairseq-preprocess --joined-dictionary into OUT/data-bin. Idempotent.",
+    )
+    p.add_argument("--raw-dir", required=True, help="directory holding the raw files of the layout")
+    p.add_argument("--out", required=True, help="output directory (text/, spm/, data-bin/, prepare.json)")
+    p.add_argument("--layout", default="multi30k", choices=sorted(LAYOUTS),
+                   help="where the splits live in --raw-dir (default multi30k)")
+    p.add_argument("--src", default="", help="source language suffix (default: the layout's)")
+    p.add_argument("--tgt", default="", help="target language suffix (default: the layout's)")
+    p.add_argument("--split", action="append", type=_split_override, default=[], metavar="NAME=PREFIX[+PREFIX]",
+                   help="plain-text files PREFIX.{src,tgt}[.gz] (relative to --raw-dir) for split NAME "
+                   "(train, valid or test); overrides the layout; repeatable")
+    p.add_argument("--vocab-size", type=int, default=0,
+                   help="joint sentencepiece vocabulary size (default: multi30k 8000, iwslt14 10000, wmt14 32000)")
+    p.add_argument("--max-lines", type=int, default=0, help="keep only the first N pairs of each split (smoke runs)")
+    p.add_argument("--lowercase", action="store_true", help="lowercase all text")
+    p.add_argument("--train-max-words", type=int, default=-1,
+                   help="drop training pairs with a side longer than N words (default: iwslt14 175, wmt14 250, else none)")
+    p.add_argument("--train-max-ratio", type=float, default=-1.0,
+                   help="drop training pairs whose word-count ratio exceeds R (default: iwslt14/wmt14 1.5, else none)")
+    p.add_argument("--spm-sentences", type=int, default=2_000_000,
+                   help="sentencepiece samples at most this many training sentences (default 2000000)")
+    p.add_argument("--workers", type=int, default=1, help="processes for sentencepiece and fairseq-preprocess")
+    p.add_argument("--force", action="store_true", help="redo the preparation even if OUT holds another one")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.vocab_size < 0 or args.max_lines < 0:
+        raise LskdError("--vocab-size and --max-lines must be >= 0")
+    cfg = PrepareConfig(
+        raw_dir=args.raw_dir, out=args.out, layout=args.layout, src=args.src, tgt=args.tgt,
+        vocab_size=args.vocab_size, max_lines=args.max_lines, lowercase=args.lowercase,
+        train_max_words=args.train_max_words, train_max_ratio=args.train_max_ratio,
+        spm_sentences=args.spm_sentences, workers=args.workers, split_overrides=dict(args.split),
+    )
+    prepare(cfg, force=args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except LskdError as err:
+        print(str(err), file=sys.stderr)
+        sys.exit(2)
