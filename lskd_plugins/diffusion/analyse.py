@@ -326,33 +326,37 @@ def analyse_image_checkpoints(
 
 
 def nmt_label(cfg, path: str) -> str:
-    """A readable role from a fairseq checkpoint's config (criterion settings), else the file name."""
+    """A readable role from a fairseq checkpoint's config, else the file name.
+
+    ``lskd_kd`` with kd_alpha > 0 -> "student T=3 kd_alpha=0.9 eps=0.1 from <teacher folder>";
+    anything else -> "teacher alpha=<label_smoothing>".
+    """
     crit = getattr(cfg, "criterion", None)
     if crit is None:
         return Path(path).stem
 
-    def get(name, default=None):
+    def get(node, name, default=None):
         try:
-            value = getattr(crit, name, default)
-        except Exception:
+            value = getattr(node, name, default)
+        except Exception:  # omegaconf missing values
             value = default
-        return value
+        return default if value is None else value
 
-    name = str(get("_name", "") or "")
-    ls = get("label_smoothing", 0.0) or 0.0
-    temp = get("kd_temperature", None)
-    if temp is None:
-        temp = get("temperature", None)
-    teacher = get("teacher", None) or get("teacher_path", None)
-    if "kd" in name and (teacher or temp is not None):
-        parts = [f"student T={float(temp):g}" if temp is not None else "student"]
-        alpha = get("kd_alpha", None)
+    name = str(get(crit, "_name", "") or "")
+    ls = float(get(crit, "label_smoothing", 0.0) or 0.0)
+    alpha = get(crit, "kd_alpha", None)
+    if "kd" in name and (alpha is None or float(alpha) > 0):
+        parts = [f"student T={float(get(crit, 'kd_temperature', 1.0)):g}"]
         if alpha is not None:
             parts.append(f"kd_alpha={float(alpha):g}")
         if ls:
-            parts.append(f"eps={float(ls):g}")
+            parts.append(f"eps={ls:g}")
+        teacher = str(get(getattr(cfg, "task", None), "teacher_path", "") or "")
+        if teacher:
+            first = Path(teacher.split(":")[0])
+            parts.append(f"from {first.parent.name or first.stem}")
         return " ".join(parts)
-    return f"teacher alpha={float(ls):g}"
+    return f"teacher alpha={ls:g}"
 
 
 def is_word(symbol: str) -> bool:
