@@ -1,0 +1,254 @@
+"""The lskd_kd criterion and the lskd_translation task, in process, on a real data-bin.
+
+Models, tasks and criteria are built through fairseq's own argument parser and registries (as
+fairseq-train does), on batches of the tiny preprocessed corpus.
+"""
+
+import math
+
+import pytest
+import torch
+
+fairseq = pytest.importorskip("fairseq")
+
+from fairseq import options, tasks  # noqa: E402
+from fairseq.data import Dictionary  # noqa: E402
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
+from fairseq.logging import metrics  # noqa: E402
+from fairseq_fixtures import TINY_ARCH, USER_DIR  # noqa: E402
+
+from lskd_plugins.errors import LskdError  # noqa: E402
+from lskd_plugins.fairseq_io import register_plugins  # noqa: E402
+
+register_plugins()
+
+from lskd_plugins.criterions.lskd_kd import LskdKdCriterion  # noqa: E402
+from lskd_plugins.tasks.lskd_translation import (  # noqa: E402
+    check_teacher_dictionaries,
+    dictionary_mismatch,
+    first_difference,
+)
+
+
+def build(data_bin, *extra, task="lskd_translation", criterion="lskd_kd", seed=0):
+    """(task, model, criterion) exactly as fairseq-train builds them from a command line."""
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [
+        str(data_bin), "--user-dir", USER_DIR, "--task", task, "--criterion", criterion,
+        *TINY_ARCH, "--cpu", *map(str, extra)])
+    cfg = convert_namespace_to_omegaconf(args)
+    t = tasks.setup_task(cfg.task)
+    torch.manual_seed(seed)
+    model = t.build_model(cfg.model)
+    return t, model, t.build_criterion(cfg.criterion)
+
+
+def valid_batch(task, max_tokens=400):
+    task.load_dataset("valid")
+    itr = task.get_batch_iterator(dataset=task.dataset("valid"), max_tokens=max_tokens, seed=1)
+    return next(iter(itr.next_epoch_itr(shuffle=False)))
+
+
+def logged(criterion_cls, logging_output):
+    with metrics.aggregate(new_root=True) as agg:
+        criterion_cls.reduce_metrics([logging_output])
+        return agg.get_smoothed_values()
+
+
+def reference_kd(student_logits, teacher_logits_list, target, pad, *, alpha, T, eps, t2=True):
+    """Direct computation in float64: explicit softmax, log and sums over non-pad tokens."""
+    s = student_logits.double().reshape(-1, student_logits.size(-1))
+    y = target.reshape(-1)
+    keep = y.ne(pad)
+    s, y = s[keep], y[keep]
+    V = s.size(-1)
+
+    def softmax(z):
+        e = torch.exp(z - z.max(-1, keepdim=True).values)
+        return e / e.sum(-1, keepdim=True)
+
+    ts = [t.double().reshape(-1, V)[keep] for t in teacher_logits_list]
+    ps1, psT = softmax(s), softmax(s / T)
+    ptT = sum(softmax(t / T) for t in ts) / len(ts)
+    pt1 = sum(softmax(t) for t in ts) / len(ts)
+    q = torch.full_like(ps1, eps / (V - 1))
+    q[torch.arange(len(y)), y] = 1 - eps
+    ce = -(q * torch.log(ps1)).sum()
+    nll = -torch.log(ps1[torch.arange(len(y)), y]).sum()
+    kl = (ptT * (torch.log(ptT) - torch.log(psT))).sum()
+    tnll = -torch.log(pt1[torch.arange(len(y)), y]).sum()
+    loss = (1 - alpha) * ce + alpha * (T**2 if t2 else 1.0) * kl
+    return {"loss": loss, "ce": ce, "nll": nll, "kl": kl, "tnll": tnll, "n": int(keep.sum())}
+
+
+@pytest.mark.parametrize("eps,prefix,sentence_avg", [(0.1, 0, False), (0.0, 0, False), (0.2, 1, True)])
+def test_alpha_zero_is_fairseq_label_smoothed_ce_exactly(tiny_mt_data, eps, prefix, sentence_avg):
+    common = ["--label-smoothing", eps, "--ignore-prefix-size", prefix, "--report-accuracy"]
+    common += ["--sentence-avg"] if sentence_avg else []
+    task, model, ours = build(tiny_mt_data.data_bin, "--kd-alpha", 0, *common)
+    assert task.teachers is None  # alpha 0: no --teacher-path needed, nothing loaded
+    _, _, theirs = build(tiny_mt_data.data_bin, *common, criterion="label_smoothed_cross_entropy")
+    sample = valid_batch(task)
+    model.train()  # dropout on: same RNG state for both passes
+    results = []
+    for criterion in (ours, theirs):
+        model.zero_grad()
+        torch.manual_seed(123)
+        loss, sample_size, log = criterion(model, sample)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        results.append((loss, sample_size, log, grads))
+    (l1, n1, log1, g1), (l2, n2, log2, g2) = results
+    assert torch.equal(l1, l2)
+    assert torch.equal(log1["nll_loss"], log2["nll_loss"])
+    assert n1 == n2 and log1["ntokens"] == log2["ntokens"] and log1["n_correct"] == log2["n_correct"]
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+    assert "kd_loss" not in log1
+    v1, v2 = logged(type(ours), log1), logged(type(theirs), log2)
+    for key in ("loss", "nll_loss", "ppl", "accuracy"):
+        assert v1[key] == v2[key], key
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0])
+def test_kd_loss_and_logs_match_direct_computation(tiny_mt_data, tiny_teacher, T):
+    task, model, crit = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher,
+                              "--kd-alpha", 0.9, "--kd-temperature", T, "--label-smoothing", 0.1)
+    assert len(task.teachers) == 1
+    sample = valid_batch(task)
+    model.eval()
+    loss, sample_size, log = crit(model, sample)
+    with torch.no_grad():
+        student = model(**sample["net_input"])[0]
+        teacher = task.teachers[0](**sample["net_input"])[0]
+    ref = reference_kd(student, [teacher], sample["target"], task.target_dictionary.pad(),
+                       alpha=0.9, T=T, eps=0.1)
+    assert sample_size == sample["ntokens"] == ref["n"]
+    torch.testing.assert_close(loss.double(), ref["loss"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(log["kd_loss"].double(), ref["kl"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(log["ce_loss"].double(), ref["ce"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(log["teacher_nll_loss"].double(), ref["tnll"], rtol=1e-5, atol=1e-6)
+    values = logged(LskdKdCriterion, log)
+    n, ln2 = ref["n"], math.log(2)
+    assert values["loss"] == pytest.approx(round(ref["loss"].item() / n / ln2, 3), abs=1e-3)
+    assert values["kd_loss"] == pytest.approx(round(ref["kl"].item() / n / ln2, 4), abs=1e-4)
+    assert values["nll_loss"] == pytest.approx(round(ref["nll"].item() / n / ln2, 3), abs=1e-3)
+    assert values["teacher_nll_loss"] == pytest.approx(round(ref["tnll"].item() / n / ln2, 3), abs=1e-3)
+    assert values["ce_loss"] == pytest.approx(round(ref["ce"].item() / n / ln2, 3), abs=1e-3)
+    assert values["ppl"] == pytest.approx(2 ** values["nll_loss"], rel=1e-2)
+
+
+def test_t2_switch(tiny_mt_data, tiny_teacher):
+    losses = {}
+    for switch in ([], ["--no-kd-t2-scaling"]):
+        task, model, crit = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher,
+                                  "--kd-alpha", 1.0, "--kd-temperature", 3.0, *switch)
+        model.eval()
+        losses[bool(switch)] = crit(model, valid_batch(task))[0]
+    torch.testing.assert_close(losses[False], 9.0 * losses[True], rtol=1e-6, atol=0)
+
+
+def test_ensemble_averages_probabilities(tiny_mt_data, tiny_teacher):
+    task, model, crit = build(tiny_mt_data.data_bin, "--teacher-path", f"{tiny_teacher}:{tiny_teacher}",
+                              "--kd-alpha", 0.5, "--kd-temperature", 2.0)
+    first, second = task.teachers
+    assert first is not second
+    with torch.no_grad():  # make the two members differ
+        for p in second.parameters():
+            p.mul_(0.5)
+    sample = valid_batch(task)
+    model.eval()
+    loss, _, log = crit(model, sample)
+    with torch.no_grad():
+        student = model(**sample["net_input"])[0]
+        members = [t(**sample["net_input"])[0] for t in (first, second)]
+    ref = reference_kd(student, members, sample["target"], task.target_dictionary.pad(),
+                       alpha=0.5, T=2.0, eps=0.1)
+    torch.testing.assert_close(loss.double(), ref["loss"], rtol=1e-5, atol=1e-6)
+    single = reference_kd(student, members[:1], sample["target"], task.target_dictionary.pad(),
+                          alpha=0.5, T=2.0, eps=0.1)
+    assert abs(single["kl"] - ref["kl"]) > 1e-3 * ref["kl"]  # the second member matters
+
+
+def test_teacher_outside_checkpointed_state_and_follows_student_dtype(tiny_mt_data, tiny_teacher):
+    task, model, crit = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher)
+    teacher = task.teachers[0]
+    assert crit.state_dict() == {} and list(crit.parameters()) == []
+    teacher_params = {id(p) for p in teacher.parameters()}
+    assert not teacher_params & {id(p) for p in model.parameters()}
+    assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training
+    model.train()
+    sample = valid_batch(task)
+    model.to(torch.bfloat16)
+    loss, _, log = crit(model, sample)
+    assert next(teacher.parameters()).dtype == torch.bfloat16 and not teacher.training
+    assert torch.isfinite(loss) and log["kd_loss"] > 0
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    model.float()
+    crit(model, sample)
+    assert next(teacher.parameters()).dtype == torch.float32
+    assert len(task.teachers) == 1 and task.teachers[0] is teacher  # loaded once
+
+
+def test_missing_teacher_path_is_a_one_line_error(tiny_mt_data):
+    with pytest.raises(LskdError, match=r"distils from a teacher: pass --teacher-path CKPT"):
+        build(tiny_mt_data.data_bin, "--kd-alpha", 0.9)
+
+
+def test_missing_teacher_file_names_the_path(tiny_mt_data, tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(LskdError, match=f"teacher checkpoint not found: {missing}"):
+        build(tiny_mt_data.data_bin, "--teacher-path", missing)
+
+
+def test_unreadable_teacher_file_names_the_path(tiny_mt_data, tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(LskdError, match=f"cannot read teacher checkpoint {garbage}"):
+        build(tiny_mt_data.data_bin, "--teacher-path", garbage)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--kd-temperature", 0], "--kd-temperature must be > 0, got 0.0"),
+    (["--kd-temperature", -2], "--kd-temperature must be > 0, got -2.0"),
+    (["--kd-alpha", 1.5], r"--kd-alpha must lie in \[0, 1\], got 1.5"),
+])
+def test_bad_options(tiny_mt_data, flags, message):
+    with pytest.raises(LskdError, match=message):
+        build(tiny_mt_data.data_bin, *flags)
+
+
+def test_kd_needs_the_lskd_task(tiny_mt_data):
+    with pytest.raises(LskdError, match="use --task lskd_translation --teacher-path CKPT"):
+        build(tiny_mt_data.data_bin, "--kd-alpha", 0.5, task="translation")
+
+
+def _dict(symbols):
+    d = Dictionary()
+    for s in symbols:
+        d.add_symbol(s)
+    return d
+
+
+def test_first_difference_and_dictionary_mismatch():
+    assert first_difference(["a", "b"], ["a", "b"]) is None
+    assert first_difference(["a", "b"], ["a", "c"]) == "first difference at index 1: teacher 'b', student 'c'"
+    assert first_difference(["a"], ["a", "c"]) == "first difference at index 1: teacher <none>, student 'c'"
+    t, s = _dict(["x", "y"]), _dict(["x", "z", "w"])
+    assert dictionary_mismatch("target", t, s) == (
+        f"target dictionary: teacher {len(t)} symbols, student {len(s)} symbols; "
+        f"first difference at index {t.nspecial + 1}: teacher 'y', student 'z'")
+    assert dictionary_mismatch("source", t, _dict(["x", "y"])) is None
+
+
+def test_dictionary_sizes_checked_when_teacher_data_bin_is_gone(tmp_path):
+    src, tgt = _dict(["a", "b"]), _dict(["a", "b", "c"])
+    state = {"cfg": {"task": {"data": str(tmp_path / "gone"), "source_lang": "en", "target_lang": "de"}},
+             "model": {"encoder.embed_tokens.weight": torch.zeros(len(src), 4),
+                       "decoder.embed_tokens.weight": torch.zeros(len(tgt) + 2, 4)}}
+    with pytest.raises(LskdError, match=(
+            rf"teacher t.pt does not share the student's dictionaries: target dictionary: teacher "
+            rf"{len(tgt) + 2} symbols \(decoder.embed_tokens.weight rows\), student {len(tgt)} symbols")):
+        check_teacher_dictionaries("t.pt", state, src, tgt, "en", "de")
+    state["model"]["decoder.embed_tokens.weight"] = torch.zeros(len(tgt), 4)
+    check_teacher_dictionaries("t.pt", state, src, tgt, "en", "de")  # sizes agree: accepted
