@@ -1,0 +1,217 @@
+"""``lskd seqkd``: sequence-level KD data (Kim & Rush 2016), a teacher's translations as a data-bin.
+
+Decodes ``--subset`` of ``--data`` with the teacher (one checkpoint or an ensemble ``A.pt:B.pt``)
+by beam search (``nmt.decode``, fairseq's SequenceGenerator in process) and writes, in the
+ORIGINAL sentence order (fairseq batches by length; results are put back by sentence id):
+
+- ``OUT/<subset>.<src>``: the source sentences as the data-bin holds them (pieces, one a line);
+- ``OUT/<subset>.<tgt>``: the teacher's best hypothesis for each, one a line;
+- ``OUT/data-bin``: both binarized with the teacher's dictionaries (fairseq's own indexed-dataset
+  builder and ``Dictionary.encode_line``, as ``fairseq-preprocess --srcdict --tgtdict`` does),
+  the other splits (valid, test, ...) copied from ``--data``: ready for ``fairseq-train``;
+- ``OUT/seqkd.json``: the settings and the report (counts, ids of replaced sentences).
+
+Resuming: the corpus is decoded in shards of ``--shard-size`` sentences, each written atomically
+to ``OUT/shards/NNNNN.json``; a rerun of the same command skips finished shards, so a killed run
+continues where it stopped and gives byte-identical files. ``--max-shards N`` stops after N new
+shards on purpose (time-limited jobs); rerun to continue.
+
+Empty or failed hypotheses are never dropped (that would misalign the corpus): with the default
+``--on-empty reference`` the gold target of that sentence takes its place, so the pair stays a
+useful training example; ``--on-empty keep`` keeps the empty line (an EOS-only target). Both kinds
+are counted, reported on stderr, and listed by sentence id in ``seqkd.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from lskd_plugins.errors import LskdError
+from lskd_plugins.nmt.decode import DecodeOptions, Decoder, add_decode_arguments, options_from_args
+
+# Settings that change the hypotheses: a resumed run must use the same ones.
+_OUTPUT_SETTINGS = ("data", "path", "subset", "beam", "lenpen", "max_len_a", "max_len_b", "shard_size",
+                    "on_empty", "sentences")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_decode_arguments(parser, default_subset="train")
+    parser.add_argument("--out", required=True, help="output directory (texts, shards/, data-bin/, seqkd.json)")
+    parser.add_argument("--shard-size", type=int, default=10000,
+                        help="sentences per resumable shard (default 10000)")
+    parser.add_argument("--max-shards", type=int, default=0,
+                        help="stop after decoding N new shards (0: all); rerun to continue")
+    parser.add_argument("--on-empty", choices=("reference", "keep"), default="reference",
+                        help="an empty or failed hypothesis is replaced by the gold target (reference, "
+                        "default) or kept as an empty line (keep); counted either way")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def shard_ranges(n: int, shard_size: int) -> List[range]:
+    return [range(start, min(n, start + shard_size)) for start in range(0, n, shard_size)]
+
+
+def decode_shard(decoder: Decoder, ids: range, on_empty: str, progress: bool, desc: str) -> dict:
+    """One shard's record: hypotheses (piece text) in id order, and the ids that were replaced."""
+    results = decoder.translate(list(ids), progress=progress, desc=desc)
+    hyps: List[str] = []
+    empty: List[int] = []
+    failed: Dict[str, str] = {}
+    for i in ids:
+        r = results[i]
+        text = "" if r.tokens is None else decoder.hypothesis_text(r.tokens)
+        if r.tokens is None:
+            failed[str(i)] = r.reason
+        elif not text.strip():
+            empty.append(i)
+        if (r.tokens is None or not text.strip()) and on_empty == "reference":
+            text = decoder.target_text(i)
+        hyps.append(text)
+    return {"start": ids.start, "end": ids.stop, "hyps": hyps, "empty": empty, "failed": failed}
+
+
+def load_shard(path: Path, ids: range) -> dict | None:
+    """A finished shard, or None when absent or not the expected range (then it is redone)."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("start") != ids.start or record.get("end") != ids.stop or len(record.get("hyps", [])) != len(ids):
+        return None
+    return record
+
+
+def binarize_lines(lines: Sequence[str], dictionary, prefix: Path) -> None:
+    """Lines -> PREFIX.bin/.idx with the given dictionary (what fairseq-preprocess --srcdict does)."""
+    from fairseq.data import indexed_dataset
+
+    builder = indexed_dataset.make_builder(indexed_dataset.data_file_path(str(prefix)), impl="mmap",
+                                           vocab_size=len(dictionary))
+    for line in lines:
+        builder.add_item(dictionary.encode_line(line, add_if_not_exist=False, append_eos=True).long())
+    builder.finalize(indexed_dataset.index_file_path(str(prefix)))
+
+
+def build_data_bin(out: Path, data: Path, decoder: Decoder, subset: str, src_lines: Sequence[str],
+                   tgt_lines: Sequence[str]) -> Path:
+    """OUT/data-bin: the new <subset> pair plus every other split and file of --data (copied)."""
+    src, tgt = decoder.src, decoder.tgt
+    tmp = out / "data-bin.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in sorted(data.iterdir()):
+        name = f.name
+        if not f.is_file() or name.startswith(f"{subset}.{src}-{tgt}.") or name.startswith(f"{subset}.{tgt}-{src}."):
+            continue
+        if name.startswith("dict."):
+            continue
+        shutil.copy2(f, tmp / name)
+    decoder.src_dict.save(str(tmp / f"dict.{src}.txt"))
+    decoder.tgt_dict.save(str(tmp / f"dict.{tgt}.txt"))
+    binarize_lines(src_lines, decoder.src_dict, tmp / f"{subset}.{src}-{tgt}.{src}")
+    binarize_lines(tgt_lines, decoder.tgt_dict, tmp / f"{subset}.{src}-{tgt}.{tgt}")
+    dest = out / "data-bin"
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, options: DecodeOptions,
+              shard_size: int = 10000, max_shards: int = 0, on_empty: str = "reference",
+              progress: bool = True, log=None) -> dict:
+    """Decode (resuming from finished shards), then write the texts and the data-bin. Returns the report."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if shard_size < 1:
+        raise LskdError(f"--shard-size must be >= 1, got {shard_size}")
+    if max_shards < 0:
+        raise LskdError(f"--max-shards must be >= 0, got {max_shards}")
+    data, out = Path(data).resolve(), Path(out)
+    decoder = Decoder(paths, data, subset, options)
+    if decoder.dataset.tgt is None and on_empty == "reference":
+        raise LskdError(f"subset {subset} has no target side to fall back on; use --on-empty keep")
+    n = len(decoder)
+    settings = {
+        "data": str(data), "path": [str(Path(p).resolve()) for p in decoder.paths], "subset": subset,
+        "beam": options.beam, "lenpen": options.lenpen, "max_len_a": options.max_len_a,
+        "max_len_b": options.max_len_b, "shard_size": shard_size, "on_empty": on_empty, "sentences": n,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    shard_dir = out / "shards"
+    manifest_path = out / "seqkd.json"
+    if manifest_path.is_file():
+        old = json.loads(manifest_path.read_text(encoding="utf-8")).get("settings", {})
+        changed = [k for k in _OUTPUT_SETTINGS if old.get(k) != settings[k]]
+        if changed and shard_dir.is_dir() and any(shard_dir.iterdir()):
+            raise LskdError(
+                f"{out} holds shards of a different run ({', '.join(f'{k}: {old.get(k)} -> {settings[k]}' for k in changed)}); "
+                f"use another --out or delete {shard_dir}"
+            )
+    atomic_write_text(manifest_path, json.dumps({"settings": settings, "complete": False}, indent=2) + "\n")
+    shard_dir.mkdir(exist_ok=True)
+
+    ranges = shard_ranges(n, shard_size)
+    records: List[dict] = []
+    new = 0
+    for k, ids in enumerate(ranges):
+        path = shard_dir / f"{k:05d}.json"
+        record = load_shard(path, ids)
+        if record is None:
+            if max_shards and new >= max_shards:
+                done = sum(1 for j in range(len(ranges)) if (shard_dir / f"{j:05d}.json").is_file())
+                log(f"seqkd: stopped after {new} new shard(s) (--max-shards); {done}/{len(ranges)} shards "
+                    f"done in {shard_dir}; rerun the same command to continue")
+                return {"complete": False, "shards_done": done, "shards": len(ranges)}
+            record = decode_shard(decoder, ids, on_empty, progress, desc=f"seqkd shard {k + 1}/{len(ranges)}")
+            atomic_write_text(path, json.dumps(record, ensure_ascii=False) + "\n")
+            new += 1
+        records.append(record)
+
+    src_lines = [decoder.source_text(i) for i in range(n)]
+    tgt_lines = [h for r in records for h in r["hyps"]]
+    assert len(tgt_lines) == n, (len(tgt_lines), n)
+    src, tgt = decoder.src, decoder.tgt
+    atomic_write_text(out / f"{subset}.{src}", "".join(line + "\n" for line in src_lines))
+    atomic_write_text(out / f"{subset}.{tgt}", "".join(line + "\n" for line in tgt_lines))
+    data_bin = build_data_bin(out, data, decoder, subset, src_lines, tgt_lines)
+
+    empty = sorted(i for r in records for i in r["empty"])
+    failed = {k: v for r in records for k, v in r["failed"].items()}
+    report = {
+        "complete": True, "sentences": n, "shards": len(ranges), "shards_decoded_now": new,
+        "empty_hypotheses": len(empty), "failed": len(failed),
+        "replaced_by_reference": (len(empty) + len(failed)) if on_empty == "reference" else 0,
+        "empty_ids": empty, "failed_ids": failed,
+        "files": {"source": str(out / f"{subset}.{src}"), "target": str(out / f"{subset}.{tgt}"),
+                  "data_bin": str(data_bin)},
+    }
+    atomic_write_text(manifest_path, json.dumps({"settings": settings, **report}, indent=2) + "\n")
+    what = "replaced by the reference" if on_empty == "reference" else "kept empty"
+    log(f"seqkd: {n} sentences; {len(empty)} empty and {len(failed)} failed hypotheses ({what}); "
+        f"wrote {out / f'{subset}.{src}'}, {out / f'{subset}.{tgt}'} and {data_bin}")
+    for i, reason in list(failed.items())[:5]:
+        log(f"seqkd: sentence {i} not decoded: {reason}")
+    return report
+
+
+def main(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    report = run_seqkd(args.data, args.path, args.out, args.subset, options, shard_size=args.shard_size,
+                       max_shards=args.max_shards, on_empty=args.on_empty, progress=not args.no_progress)
+    return 0 if report["complete"] else 3
