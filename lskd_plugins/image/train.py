@@ -41,6 +41,8 @@ LAST, BEST, SUMMARY, METRICS = "checkpoint_last.pth", "checkpoint_best.pth", "su
 SCHEDULES = ("step", "cosine", "multistep", "constant", "none")
 # Arguments that may differ between a run and its resumption without changing the result.
 RESUME_FREE_ARGS = {"resume", "workers", "device", "stop_after", "output", "data", "quiet"}
+# ... of which these change the augmentation's random stream (workers draw their own seeds).
+RESUME_RANDOMNESS_ARGS = {"workers"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -376,6 +378,13 @@ class Run:
         if changed:
             diffs = "; ".join(f"--{k.replace('_', '-')} {old[k]} -> {new[k]}" for k in changed[:4])
             raise LskdError(f"--resume {self.resume_path}: the checkpoint was trained with other arguments ({diffs})")
+        for k in sorted(RESUME_RANDOMNESS_ARGS):
+            if k in old and old[k] != new[k]:
+                self.log(f"warning: --{k} was {old[k]}, now {new[k]}: the random augmentation stream changes, "
+                         "so the result will differ from an uninterrupted run")
+        if ckpt.get("world_size", self.ctx.world_size) != self.ctx.world_size:
+            self.log(f"warning: the run had {ckpt['world_size']} process(es), now {self.ctx.world_size}: "
+                     "shuffling and the global batch change, so the result will differ from an uninterrupted run")
         if list(ckpt["class_names"]) != self.class_names:
             raise LskdError(f"--resume {self.resume_path}: the checkpoint's classes differ from {self.args.data}/train")
         if "optimizer" not in ckpt:
@@ -408,6 +417,7 @@ class Run:
             "teacher": self.teacher_meta,
             "state_dict": self.student.state_dict(),
             "epoch": epoch,
+            "world_size": self.ctx.world_size,
             "best_top1": self.best_top1,
             "best_epoch": self.best_epoch,
             "history": self.history,
