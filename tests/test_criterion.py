@@ -252,3 +252,9 @@ def test_dictionary_sizes_checked_when_teacher_data_bin_is_gone(tmp_path):
         check_teacher_dictionaries("t.pt", state, src, tgt, "en", "de")
     state["model"]["decoder.embed_tokens.weight"] = torch.zeros(len(tgt), 4)
     check_teacher_dictionaries("t.pt", state, src, tgt, "en", "de")  # sizes agree: accepted
+
+
+def test_eval_bleu_generator_stays_the_students(tiny_mt_data, tiny_teacher):
+    task, model, _ = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher, "--eval-bleu")
+    assert task.teachers is not None
+    assert task.sequence_generator.model.models[0] is model
