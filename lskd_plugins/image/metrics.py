@@ -51,7 +51,7 @@ class ClassificationMetrics:
         self.sums = torch.zeros(4 + 3 * n_bins, dtype=torch.float64)  # n, top1, top5, nll, bins
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        logits = logits.detach().float()
+        logits = logits.detach().double()  # float64 sums: shards and batch sizes agree exactly
         log_probs = torch.log_softmax(logits, dim=-1)
         nll = -log_probs.gather(-1, target.view(-1, 1)).sum()
         batch = torch.tensor(

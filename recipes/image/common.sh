@@ -5,7 +5,8 @@
 #   GPUS     1 = one process; N > 1 = torchrun --nproc_per_node=N (batch sizes are per GPU)
 #   TEMPS    KD temperatures (default "1 2 3 64");  ALPHAS  teacher smoothing (default "0 0.1")
 #   WORKERS  data-loader processes per GPU (default 8); AMP=1 adds --amp
-#   QUICK=1  a CPU smoke run: 1 epoch on a few images (QUICK_ARGS overrides what it passes)
+#   QUICK=1  a CPU smoke run: 1 epoch on a few images (the string QUICK_ARGS replaces the
+#            recipe's QUICK_DEFAULT arguments, appended last so they win)
 #   EXTRA    extra arguments for every `lskd image-train` call (e.g. "--device cpu")
 # Every run goes to its own folder and is skipped when its summary.json exists; a killed run
 # resumes from its checkpoint_last.pth when the recipe is started again.
@@ -20,7 +21,8 @@ WORKERS=${WORKERS:-8}
 QUICK=${QUICK:-0}
 TEACHER_CKPT=${TEACHER_CKPT:-checkpoint_last.pth}   # which teacher file the students distil from
 if [ "$QUICK" = 1 ]; then
-  read -r -a QUICK_ARGS <<< "${QUICK_ARGS:---epochs 1 --limit-train 64 --limit-val 32 --img-size 64 --batch-size 16 --workers 0 --warmup-epochs 0 --lr 0.01}"
+  QUICK_DEFAULT=${QUICK_DEFAULT:-"--epochs 1 --limit-train 64 --limit-val 32 --img-size 64 --batch-size 16 --workers 0 --warmup-epochs 0 --lr 0.01"}
+  read -r -a QUICK_ARGS <<< "${QUICK_ARGS:-$QUICK_DEFAULT}"
 else
   QUICK_ARGS=()
 fi
