@@ -53,12 +53,13 @@ class Decoded:
     reason: str = ""  # why it was not decoded
 
 
-def add_decode_arguments(parser, default_subset: str) -> None:
+def add_decode_arguments(parser, default_subset: str, with_path: bool = True) -> None:
     """The options ``seqkd`` and ``bleu`` share (one decoding path, one set of flags)."""
     parser.add_argument("--data", required=True, help="fairseq data-bin (its dictionaries are the model's)")
-    parser.add_argument("--path", required=True,
-                        help="checkpoint, or an ensemble as A.pt:B.pt (only load checkpoints you trust: "
-                        "fairseq checkpoints are pickles)")
+    if with_path:
+        parser.add_argument("--path", required=True,
+                            help="checkpoint, or an ensemble as A.pt:B.pt (only load checkpoints you "
+                            "trust: fairseq checkpoints are pickles)")
     parser.add_argument("--subset", default=default_subset, help=f"split to decode (default {default_subset})")
     parser.add_argument("--beam", type=int, default=4, help="beam size (default 4, as Tan et al.)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch (default 4096)")

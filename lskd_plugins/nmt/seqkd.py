@@ -112,6 +112,9 @@ def binarize_lines(lines: Sequence[str], dictionary, prefix: Path) -> None:
 def build_data_bin(out: Path, data: Path, decoder: Decoder, subset: str, src_lines: Sequence[str],
                    tgt_lines: Sequence[str]) -> Path:
     """OUT/data-bin: the new <subset> pair plus every other split and file of --data (copied)."""
+    for lang in (decoder.src, decoder.tgt):
+        if not (data / f"dict.{lang}.txt").is_file():
+            raise LskdError(f"{data} has no dict.{lang}.txt to binarize the {lang} side with")
     src, tgt = decoder.src, decoder.tgt
     tmp = out / "data-bin.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -120,11 +123,7 @@ def build_data_bin(out: Path, data: Path, decoder: Decoder, subset: str, src_lin
         name = f.name
         if not f.is_file() or name.startswith(f"{subset}.{src}-{tgt}.") or name.startswith(f"{subset}.{tgt}-{src}."):
             continue
-        if name.startswith("dict."):
-            continue
-        shutil.copy2(f, tmp / name)
-    decoder.src_dict.save(str(tmp / f"dict.{src}.txt"))
-    decoder.tgt_dict.save(str(tmp / f"dict.{tgt}.txt"))
+        shutil.copy2(f, tmp / name)  # dict.*.txt included: the dictionaries the teacher was loaded with
     binarize_lines(src_lines, decoder.src_dict, tmp / f"{subset}.{src}-{tgt}.{src}")
     binarize_lines(tgt_lines, decoder.tgt_dict, tmp / f"{subset}.{src}-{tgt}.{tgt}")
     dest = out / "data-bin"
