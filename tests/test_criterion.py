@@ -258,3 +258,24 @@ def test_eval_bleu_generator_stays_the_students(tiny_mt_data, tiny_teacher):
     task, model, _ = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher, "--eval-bleu")
     assert task.teachers is not None
     assert task.sequence_generator.model.models[0] is model
+
+
+def test_kd_step_benchmark_reports_consistent_figures(repo_root, tmp_path, cli_env):
+    """benchmarks/kd_step.py in a subprocess (it tunes malloc to measure peak RSS)."""
+    import json
+    import sys
+
+    from fairseq_fixtures import run_cli
+
+    out = tmp_path / "kd_step.json"
+    proc = run_cli([sys.executable, repo_root / "benchmarks" / "kd_step.py", "--device", "cpu",
+                    "--layers", "1", "--embed-dim", "16", "--ffn-dim", "32", "--heads", "2",
+                    "--vocab", "200", "--batch-tokens", "100", "--length", "10", "--batches", "2",
+                    "--repeats", "2", "--warmup", "1", "--threads", "1", "--json", out], cli_env)
+    r = json.loads(out.read_text())
+    ls, kd = r["median_s_per_step"]["label_smoothed_cross_entropy"], r["median_s_per_step"]["lskd_kd"]
+    assert ls > 0 and kd > 0 and r["ratio_kd_over_ls"] == pytest.approx(kd / ls)
+    assert f"KD / LS time ratio: {r['ratio_kd_over_ls']:.2f}x" in proc.stdout
+    assert r["params_student"] == r["params_teacher"] > 0
+    assert r["batch_tokens"] == 100
+    assert set(r["peak_step_memory_bytes"]) == {"label_smoothed_cross_entropy", "lskd_kd"}

@@ -174,6 +174,16 @@ class LskdTranslationTask(TranslationTask):
         self._teachers = teachers
         return teachers
 
+    def use_teachers(self, teachers: Sequence[torch.nn.Module]) -> None:
+        """Distil from teacher models already in memory (benchmarks, tests) instead of --teacher-path."""
+        if not teachers:
+            raise LskdError("use_teachers: no teacher models given")
+        for teacher in teachers:
+            teacher.eval()
+            teacher.requires_grad_(False)
+        self._teachers = list(teachers)
+        self._teacher_placement = None
+
     @property
     def teachers(self) -> List[torch.nn.Module] | None:
         return self._teachers
