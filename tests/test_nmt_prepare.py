@@ -1,0 +1,207 @@
+"""Data preparation: normalisation, layouts, line-count and missing-file errors, the Multi30k wrapper."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from fairseq_fixtures import TINY_ARCH, TINY_TRAIN, run_cli, write_parallel_text
+
+from lskd_plugins.errors import LskdError
+from lskd_plugins.nmt import prepare as P
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "data_prep" / "prepare_multi30k.sh"
+
+
+def test_normalize_line_nfkc_controls_whitespace():
+    assert P.normalize_line("  Ein\u00a0Hund\t läuft\u200b  ﬁx\r ") == "Ein Hund läuft fix"
+    assert P.normalize_line("A B", lowercase=True) == "a b"
+    assert P.normalize_line("") == ""
+
+
+def test_keep_pair_filters_like_clean_corpus():
+    assert P.keep_pair("a b", "c d")
+    assert not P.keep_pair("", "c")
+    assert not P.keep_pair("a", " ")
+    assert not P.keep_pair("a b c", "d", max_words=2)
+    assert P.keep_pair("a b", "d e f", max_ratio=1.5)
+    assert not P.keep_pair("a", "d e", max_ratio=1.5)
+
+
+def _write(path: Path, lines, gz: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(line + "\n" for line in lines)
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _small_multi30k(root: Path, n_train: int = 120) -> Path:
+    """A raw dir in Multi30k's layout (gz files) from the toy corpus of fairseq_fixtures."""
+    text = write_parallel_text(root / "toy", n_train=n_train, n_valid=20, n_test=20)
+    raw = root / "raw"
+    for split, name in (("train", "train"), ("valid", "val"), ("test", "test_2016_flickr")):
+        for lang in ("en", "de"):
+            lines = (text / f"{split}.{lang}").read_text().splitlines()
+            _write(raw / f"{name}.{lang}.gz", [line.capitalize() for line in lines], gz=True)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def multi30k_raw(tmp_path_factory):
+    """../shared/data/multi30k/raw where present (read in place), else a small raw dir we write."""
+    shared = REPO.parent / "shared" / "data" / "multi30k" / "raw"
+    if (shared / "train.en.gz").is_file():
+        return shared
+    return _small_multi30k(tmp_path_factory.mktemp("m30k"))
+
+
+@pytest.fixture(scope="module")
+def prepared(multi30k_raw, tmp_path_factory, cli_env):
+    out = tmp_path_factory.mktemp("prep") / "multi30k"
+    proc = run_cli(["bash", SCRIPT, "--raw-dir", multi30k_raw, "--out", out, "--max-lines", "200",
+                    "--vocab-size", "600"], cli_env, timeout=300)
+    return out, proc
+
+
+def test_prepare_multi30k_writes_a_data_bin(prepared):
+    out, proc = prepared
+    data_bin = out / "data-bin"
+    for split in ("train", "valid", "test"):
+        for lang in ("en", "de"):
+            assert (data_bin / f"{split}.en-de.{lang}.bin").is_file()
+            assert (data_bin / f"{split}.en-de.{lang}.idx").is_file()
+            assert len((out / "text" / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()) == 200
+    # joined dictionary: the same symbols on both sides
+    assert (data_bin / "dict.en.txt").read_text() == (data_bin / "dict.de.txt").read_text()
+    manifest = json.loads((out / "prepare.json").read_text())
+    assert manifest["lines"]["test"]["lines"] == 200
+    assert "wrote" in proc.stderr + proc.stdout
+
+
+def test_sentencepiece_pieces_decode_back_to_the_normalised_text(prepared):
+    import sentencepiece as spm
+
+    out, _ = prepared
+    sp = spm.SentencePieceProcessor(model_file=str(out / "spm" / "spm.model"))
+    pieces = (out / "spm" / "test.de").read_text(encoding="utf-8").splitlines()
+    text = (out / "text" / "test.de").read_text(encoding="utf-8").splitlines()
+    assert [sp.decode(p.split()) for p in pieces] == text
+    # fairseq's own post-processing of the pieces gives the same text (what lskd bleu uses)
+    from fairseq.data.data_utils import post_process
+
+    assert [post_process(p, "sentencepiece") for p in pieces] == text
+
+
+def test_prepare_is_idempotent_and_refuses_other_settings(prepared, multi30k_raw, cli_env):
+    out, _ = prepared
+    stamp = (out / "data-bin" / "train.en-de.en.bin").stat().st_mtime_ns
+    again = run_cli(["bash", SCRIPT, "--raw-dir", multi30k_raw, "--out", out, "--max-lines", "200",
+                     "--vocab-size", "600"], cli_env)
+    assert "nothing to do" in again.stdout
+    assert (out / "data-bin" / "train.en-de.en.bin").stat().st_mtime_ns == stamp
+    other = run_cli(["bash", SCRIPT, "--raw-dir", multi30k_raw, "--out", out, "--max-lines", "200",
+                     "--vocab-size", "500"], cli_env, check=False)
+    assert other.returncode == 2
+    assert "prepared with different settings vocab_size" in other.stderr
+
+
+def test_fairseq_train_accepts_the_data_bin(prepared, tmp_path, cli_env):
+    out, _ = prepared
+    run_cli(["fairseq-train", out / "data-bin", *TINY_ARCH, *TINY_TRAIN, "--criterion", "cross_entropy",
+             "--max-update", "3", "--save-dir", tmp_path / "ckpt", "--no-save"], cli_env, timeout=300)
+
+
+def test_help_of_every_wrapper(cli_env):
+    for name in ("prepare_multi30k.sh", "prepare_iwslt14.sh", "prepare_wmt14_en_de.sh"):
+        proc = subprocess.run(["bash", REPO / "data_prep" / name, "--help"], capture_output=True, text=True,
+                              env=cli_env)
+        assert proc.returncode == 0
+        assert "--raw-dir DIR" in proc.stdout and "--vocab-size" in proc.stdout
+
+
+def test_mismatched_line_counts_name_both_files(tmp_path, cli_env):
+    raw = _small_multi30k(tmp_path, n_train=30)
+    lines = gzip.open(raw / "val.de.gz", "rt").read().splitlines()
+    _write(raw / "val.de.gz", lines[:-1], gz=True)
+    proc = run_cli(["bash", SCRIPT, "--raw-dir", raw, "--out", tmp_path / "out"], cli_env, check=False)
+    assert proc.returncode == 2
+    assert (f"line counts differ: {raw / 'val.en.gz'} has 20 lines, {raw / 'val.de.gz'} has 19"
+            in proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "data-bin").exists()
+
+
+def test_missing_raw_files_are_named(tmp_path, cli_env):
+    raw = _small_multi30k(tmp_path, n_train=30)
+    (raw / "test_2016_flickr.de.gz").unlink()
+    (raw / "train.en.gz").unlink()
+    proc = run_cli(["bash", SCRIPT, "--raw-dir", raw, "--out", tmp_path / "out"], cli_env, check=False)
+    assert proc.returncode == 2
+    assert "lacks the files layout multi30k expects (en->de): train.en[.gz], test_2016_flickr.de[.gz]" in proc.stderr
+    missing_dir = run_cli(["bash", SCRIPT, "--raw-dir", tmp_path / "nope", "--out", tmp_path / "o"], cli_env,
+                          check=False)
+    assert missing_dir.returncode == 2 and "raw directory not found" in missing_dir.stderr
+
+
+def test_iwslt14_layout_tags_holdout_and_xml_test(tmp_path):
+    """fairseq's split: tag lines dropped, every 23rd kept pair -> valid, five xml files -> test."""
+    raw = tmp_path / "de-en"
+    de = ["<url>http://x</url>", "<keywords>k</keywords>", "<talkid>1</talkid>", "<title>Titel eins</title>"]
+    en = ["<url>http://x</url>", "<keywords>k</keywords>", "<talkid>1</talkid>", "<title>Title one</title>"]
+    de += [f"satz {i} ." for i in range(1, 50)]
+    en += [f"sentence {i} ." for i in range(1, 50)]
+    _write(raw / "train.tags.de-en.de", de)
+    _write(raw / "train.tags.de-en.en", en)
+    names = ("TED.dev2010", "TEDX.dev2012", "TED.tst2010", "TED.tst2011", "TED.tst2012")
+    for k, name in enumerate(names):
+        for lang, word in (("de", "test"), ("en", "probe")):
+            _write(raw / f"IWSLT14.{name}.de-en.{lang}.xml",
+                   ['<doc docid="1">', f'<seg id="1"> {word} {k} a\u2019b </seg>', "</doc>"])
+    cfg = P.PrepareConfig(raw_dir=str(tmp_path), out=str(tmp_path / "out"), layout="iwslt14")
+    layout = P.resolve_layout(cfg)
+    assert (layout.src, layout.tgt) == ("de", "en")
+    resolved = P.resolve_files(tmp_path, layout)
+    P.check_line_counts(resolved)
+    report = P.write_text(tmp_path / "out", layout, resolved, cfg)
+    text = tmp_path / "out" / "text"
+    train = (text / "train.de").read_text().splitlines()
+    valid = (text / "valid.de").read_text().splitlines()
+    # 50 kept pairs (the title and 49 sentences): pairs 23 and 46 -> valid
+    assert valid == ["satz 22 .", "satz 45 ."]
+    assert train[0] == "Titel eins" and len(train) == 48 and "satz 22 ." not in train
+    assert (text / "test.en").read_text().splitlines() == [f"probe {k} a'b" for k in range(5)]
+    assert report["train"] == {"lines": 48, "dropped_by_filter": 0}
+
+
+def test_wmt14_layout_concatenates_corpora_and_reads_sgm(tmp_path):
+    for rel, n in (("training/europarl-v7.de-en", 3), ("commoncrawl.de-en", 2),
+                   ("training/news-commentary-v9.de-en", 1), ("dev/newstest2013", 2)):
+        for lang in ("en", "de"):
+            _write(tmp_path / f"{rel}.{lang}", [f"{Path(rel).name} {lang} {i}" for i in range(n)])
+    for role, lang in (("src", "en"), ("ref", "de")):
+        _write(tmp_path / f"test-full/newstest2014-deen-{role}.{lang}.sgm",
+               ['<srcset setid="newstest2014">', f'<seg id="1">{lang} eins</seg>', f'<seg id="2">{lang} zwei</seg>'])
+    cfg = P.PrepareConfig(raw_dir=str(tmp_path), out=str(tmp_path / "out"), layout="wmt14")
+    layout = P.resolve_layout(cfg)
+    resolved = P.resolve_files(tmp_path, layout)
+    P.check_line_counts(resolved)
+    report = P.write_text(tmp_path / "out", layout, resolved, cfg)
+    assert report["train"]["lines"] == 6 and report["valid"]["lines"] == 2
+    assert (tmp_path / "out" / "text" / "test.de").read_text().splitlines() == ["de eins", "de zwei"]
+    with pytest.raises(LskdError, match=r"newstest2014-deen-ref\.en\.sgm"):
+        P.resolve_files(tmp_path, P.resolve_layout(P.PrepareConfig(raw_dir="", out="", layout="wmt14",
+                                                                   src="de", tgt="en")))
+
+
+def test_plain_layout_needs_every_split():
+    with pytest.raises(LskdError, match="layout plain needs --split for valid, test"):
+        P.resolve_layout(P.PrepareConfig(raw_dir="", out="", layout="plain",
+                                         split_overrides={"train": ["train"]}))
