@@ -1,6 +1,6 @@
 """Tiny fairseq artefacts for tests, built through the real CLIs (session fixtures in conftest.py).
 
-- ``write_parallel_text``: a small synthetic parallel corpus (train/valid/test.{en,de}).
+- ``write_parallel_text``: a small corpus from ``lskd synth-mt`` (train/valid/test.{en,de}).
 - ``preprocess``: ``fairseq-preprocess --joined-dictionary`` into a data-bin.
 - ``train_teacher``: a 1+1-layer transformer trained for a few dozen updates on CPU with fairseq's
   own ``label_smoothed_cross_entropy`` (what the docs tell users to do for teachers).
@@ -11,7 +11,6 @@ output instead of a bare CalledProcessError.
 
 from __future__ import annotations
 
-import random
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,42 +58,13 @@ def run_cli(cmd: Sequence[str], env: Dict[str, str], timeout: float = 300, check
     return proc
 
 
-# A toy language pair with reordering (adjective after the noun on the target side) and
-# agreement (the target article follows the noun's gender).
-_NOUNS = {"cat": ("katze", "f"), "dog": ("hund", "m"), "house": ("haus", "n"), "car": ("auto", "n"),
-          "man": ("mann", "m"), "woman": ("frau", "f"), "tree": ("baum", "m"), "book": ("buch", "n"),
-          "child": ("kind", "n"), "city": ("stadt", "f")}
-_ADJS = {"big": "gross", "small": "klein", "red": "rot", "old": "alt", "new": "neu"}
-_VERBS = {"sees": "sieht", "likes": "mag", "finds": "findet", "has": "hat"}
-_ARTICLES = {"m": "der", "f": "die", "n": "das"}
-
-
-def _toy_pair(rng: random.Random):
-    def noun_phrase():
-        noun = rng.choice(sorted(_NOUNS))
-        adj = rng.choice(sorted(_ADJS)) if rng.random() < 0.5 else None
-        tgt_noun, gender = _NOUNS[noun]
-        src = ["the"] + ([adj] if adj else []) + [noun]
-        tgt = [_ARTICLES[gender], tgt_noun] + ([_ADJS[adj]] if adj else [])
-        return src, tgt
-
-    subj_s, subj_t = noun_phrase()
-    obj_s, obj_t = noun_phrase()
-    verb = rng.choice(sorted(_VERBS))
-    return subj_s + [verb] + obj_s + ["."], subj_t + [_VERBS[verb]] + obj_t + ["."]
-
-
 def write_parallel_text(out_dir: Path, n_train: int = 600, n_valid: int = 40, n_test: int = 40,
                         seed: int = 1, src: str = "en", tgt: str = "de") -> Path:
-    """train/valid/test.{src,tgt} of the toy language pair, deterministic in ``seed``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("valid", n_valid), ("test", n_test)):
-        rng = random.Random(f"{seed}:{split}")
-        pairs = [_toy_pair(rng) for _ in range(n)]
-        (out_dir / f"{split}.{src}").write_text("".join(" ".join(s) + "\n" for s, _ in pairs))
-        (out_dir / f"{split}.{tgt}").write_text("".join(" ".join(t) + "\n" for _, t in pairs))
-    return out_dir
+    """train/valid/test.{src,tgt} of the embedded synthetic corpus (``lskd synth-mt``)."""
+    from lskd_plugins.synth_mt import generate_corpus
+
+    generate_corpus(out_dir, n_train, seed, valid_size=n_valid, test_size=n_test, src=src, tgt=tgt)
+    return Path(out_dir)
 
 
 def preprocess(text_dir: Path, dest_dir: Path, env: Dict[str, str], src: str = "en", tgt: str = "de",
