@@ -91,6 +91,17 @@ def broadcast_flag(ctx: DistContext, flag: bool) -> bool:
     return bool(buf.item())
 
 
+def broadcast_buffers(ctx: DistContext, module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each training forward, so after the last step every
+    rank holds the statistics of its own last batch; evaluation must use rank 0's (the saved ones).
+    """
+    if ctx.distributed:
+        for buf in module.buffers():
+            dist.broadcast(buf, src=0)
+
+
 class ShardSampler(torch.utils.data.Sampler):
     """Indices rank, rank + world, ... in order: every example evaluated exactly once overall.
 

@@ -466,6 +466,7 @@ class Run:
 
     def validate(self) -> Dict[str, float]:
         ctx = self.ctx
+        dist_utils.broadcast_buffers(ctx, self.student)
         reduce = (lambda t: dist_utils.all_reduce_sum(ctx, t)) if ctx.distributed else None
         return evaluate(self.student, self.val_loader, ctx.device, amp=self.args.amp, all_reduce=reduce,
                         progress=not self.args.quiet and ctx.is_main)
