@@ -3,6 +3,7 @@ subsets from ../shared/data where present; resume, torchrun (gloo) and the user-
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -210,6 +211,13 @@ def test_teacher_with_another_class_count(digits, digits_teacher, tmp_path):
                    "--teacher-checkpoint", str(digits_teacher / "checkpoint_last.pth")])
     assert "predicts 10 classes but" in str(err.value) and "has 3 class folders" in str(err.value)
     assert "distil on the data the teacher was trained on" in str(err.value)
+    from lskd_plugins.image import evaluate as evaluate_module
+
+    eval_args = argparse.Namespace(checkpoint=str(digits_teacher / "checkpoint_last.pth"), data=str(three),
+                                   split="val", batch_size=64, workers=0, device="cpu", amp=False, limit=None,
+                                   output=None)
+    with pytest.raises(LskdError, match=r"checkpoint .* has 10 classes but .*three/val has 3 class folders"):
+        evaluate_module.main(eval_args)
 
 
 def test_run_folder_and_argument_errors(digits, digits_teacher, tmp_path):
@@ -227,6 +235,16 @@ def test_run_folder_and_argument_errors(digits, digits_teacher, tmp_path):
         run_train([*base, "--output", str(tmp_path / "y"), "--model", "resnet_nope"])
     with pytest.raises(LskdError, match="checkpoint not found"):
         run_train([*base, "--output", str(tmp_path / "z"), "--teacher-checkpoint", str(tmp_path / "none.pth")])
+
+
+def test_amp_on_cpu_trains_and_saves_float32_weights(digits, tmp_path):
+    out = tmp_path / "amp"
+    run_train(["--data", str(digits), "--output", str(out), "--epochs", "1", "--limit-train", "128",
+               "--limit-val", "50", "--amp", *TINY])
+    s = summary(out)
+    assert s["args"]["amp"] is True and 0 <= s["top1"] <= 100 and math.isfinite(s["nll"])
+    state = read_checkpoint(out / "checkpoint_last.pth")["state_dict"]
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
 
 
 def test_cli_error_is_one_line(tmp_path, cli_env):
