@@ -65,3 +65,13 @@ def tiny_teacher(tmp_path_factory, tiny_mt_data, cli_env):
     import fairseq_fixtures as ff
 
     return ff.train_teacher(tiny_mt_data.data_bin, tmp_path_factory.mktemp("tiny_teacher"), cli_env)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_150(tmp_path_factory, tiny_mt_data, cli_env):
+    """tiny_teacher's recipe with 150 updates instead of 40: translations that differ from sentence
+    to sentence and score above 0 BLEU (order and metric checks need them)."""
+    import fairseq_fixtures as ff
+
+    return ff.train_teacher(tiny_mt_data.data_bin, tmp_path_factory.mktemp("tiny_teacher_150"), cli_env,
+                            max_update=150)

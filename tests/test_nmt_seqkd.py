@@ -40,25 +40,14 @@ def _same_files(a: Path, b: Path):
 
 
 @pytest.fixture(scope="module")
-def good_teacher(tiny_mt_data, tmp_path_factory, cli_env):
-    """tiny_teacher's recipe with 150 updates instead of 40: its translations differ from sentence
-    to sentence (most of the 40 test hypotheses differ), so an order check
-    means something."""
-    import fairseq_fixtures as ff
-
-    return ff.train_teacher(tiny_mt_data.data_bin, tmp_path_factory.mktemp("good_teacher"), cli_env,
-                            max_update=150)
-
-
-@pytest.fixture(scope="module")
-def full_run(tiny_mt_data, good_teacher, tmp_path_factory):
+def full_run(tiny_mt_data, tiny_teacher_150, tmp_path_factory):
     out = tmp_path_factory.mktemp("seqkd") / "full"
-    report = run_seqkd(tiny_mt_data.data_bin, str(good_teacher), out, SUBSET, OPTIONS, shard_size=15,
+    report = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
                        progress=False)
     return out, report
 
 
-def test_one_hypothesis_per_source_line_in_the_original_order(full_run, tiny_mt_data, good_teacher):
+def test_one_hypothesis_per_source_line_in_the_original_order(full_run, tiny_mt_data, tiny_teacher_150):
     out, report = full_run
     source = _lines(tiny_mt_data.text_dir / "test.en")
     assert report["complete"] and report["sentences"] == len(source) == 40
@@ -69,7 +58,7 @@ def test_one_hypothesis_per_source_line_in_the_original_order(full_run, tiny_mt_
     # fairseq batches by length; seqkd must put each hypothesis back on its own line: decode each
     # sentence alone (batches of one) and compare
     alone_options = DecodeOptions(batch_size=1, max_len_b=30, device="cpu")
-    decoder = Decoder(str(good_teacher), tiny_mt_data.data_bin, SUBSET, alone_options)
+    decoder = Decoder(str(tiny_teacher_150), tiny_mt_data.data_bin, SUBSET, alone_options)
     ids = list(range(40))
     alone = decoder.translate(ids, progress=False)
     assert [decoder.hypothesis_text(alone[i].tokens) for i in ids] == [hyps[i] for i in ids]
@@ -91,15 +80,15 @@ def test_data_bin_uses_the_teachers_dictionaries_and_copies_other_splits(full_ru
     assert [d.string(ds[i]) for i in range(len(ds))] == _lines(out / "test.de")
 
 
-def test_resume_after_interruption_gives_identical_files(full_run, tiny_mt_data, good_teacher, tmp_path):
+def test_resume_after_interruption_gives_identical_files(full_run, tiny_mt_data, tiny_teacher_150, tmp_path):
     full, _ = full_run
     out = tmp_path / "resumed"
-    first = run_seqkd(tiny_mt_data.data_bin, str(good_teacher), out, SUBSET, OPTIONS, shard_size=15,
+    first = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
                       max_shards=1, progress=False)
     assert first == {"complete": False, "shards_done": 1, "shards": 3}
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["00000.json"]
     assert not (out / "test.de").exists()
-    second = run_seqkd(tiny_mt_data.data_bin, str(good_teacher), out, SUBSET, OPTIONS, shard_size=15,
+    second = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
                        progress=False)
     assert second["complete"] and second["shards_decoded_now"] == 2
     compared = _same_files(full, out)
@@ -107,16 +96,16 @@ def test_resume_after_interruption_gives_identical_files(full_run, tiny_mt_data,
     # a run killed while writing its last shard: that shard is redone, nothing else
     (out / "shards" / "00002.json").unlink()
     (out / "test.de").unlink()
-    third = run_seqkd(tiny_mt_data.data_bin, str(good_teacher), out, SUBSET, OPTIONS, shard_size=15,
+    third = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
                       progress=False)
     assert third["shards_decoded_now"] == 1
     _same_files(full, out)
 
 
-def test_other_settings_do_not_mix_with_existing_shards(full_run, tiny_mt_data, good_teacher):
+def test_other_settings_do_not_mix_with_existing_shards(full_run, tiny_mt_data, tiny_teacher_150):
     out, _ = full_run
     with pytest.raises(LskdError, match=r"holds shards of a different run \(beam: 4 -> 2\)"):
-        run_seqkd(tiny_mt_data.data_bin, str(good_teacher), out, SUBSET,
+        run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET,
                   DecodeOptions(beam=2, max_len_b=30, device="cpu"), shard_size=15, progress=False)
 
 
