@@ -162,3 +162,23 @@ def test_dictionary_mismatch_stops_before_training(tiny_mt_data, tiny_teacher, t
     assert "symbols, student" in expected[1] and "first difference at index" in expected[1]
     assert "begin training epoch" not in proc.stdout
     assert not (tmp_path / "s" / "checkpoint_last.pt").exists()
+
+
+@pytest.mark.slow
+def test_student_on_a_multi30k_slice_logs_kd_loss(shared_data, tmp_path, cli_env):
+    """Real data: 3,000 Multi30k training pairs, a tiny LS teacher, a KD student (opt-in, slow)."""
+    from fairseq_fixtures import train_teacher
+
+    tok = shared_data / "multi30k" / "tok"
+    text = tmp_path / "text"
+    text.mkdir()
+    for split, name, n in (("train", "train", 3000), ("valid", "val", 300), ("test", "test_2016_flickr", 300)):
+        for lang in ("en", "de"):
+            lines = (tok / f"{name}.lc.norm.tok.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+            (text / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data_bin = preprocess(text, tmp_path / "bin", cli_env, extra=["--thresholdsrc", "2", "--thresholdtgt", "2"])
+    teacher = train_teacher(data_bin, tmp_path / "teacher", cli_env, max_update=40)
+    out = run_cli(["fairseq-train", data_bin, *TINY_ARCH, *TINY_TRAIN, *STUDENT, "--teacher-path", teacher,
+                   "--max-update", "20", "--save-dir", tmp_path / "student"], cli_env)
+    kd = _metric(out.stdout + out.stderr, "valid", "kd_loss")
+    assert kd and kd[-1] > 0
