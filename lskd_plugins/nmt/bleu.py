@@ -133,6 +133,7 @@ def evaluate_checkpoint(paths: str, data: str | Path, subset: str = "test",
     result = {
         "checkpoint": [str(p) for p in decoder.paths], "data": str(data), "subset": subset,
         "src": decoder.src, "tgt": decoder.tgt, "beam": options.beam, "lenpen": options.lenpen,
+        "max_len_a": options.max_len_a, "max_len_b": options.max_len_b,
         "remove_bpe": post, "reference": str(ref) if ref is not None else "data-bin",
         **scores,
         "counts": {

@@ -66,7 +66,8 @@ def add_decode_arguments(parser, default_subset: str, with_path: bool = True) ->
     parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch (default: no limit)")
     parser.add_argument("--lenpen", type=float, default=1.0, help="length penalty (default 1.0)")
     parser.add_argument("--max-len-a", type=float, default=0.0,
-                        help="max hypothesis length = a * source length + b (default a=0)")
+                        help="max hypothesis length = a * source length + b (default a=0; fairseq takes the "
+                        "padded source length of the batch, so a > 0 makes hypotheses depend on batching)")
     parser.add_argument("--max-len-b", type=int, default=200, help="(default b=200)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
     parser.add_argument("--fp16", action="store_true", help="half precision on GPU")

@@ -143,7 +143,8 @@ def render_markdown(table: dict, metrics: Sequence[str] = ("sacrebleu", "chrf", 
     return "\n".join(out) + "\n"
 
 
-def cached_result(run: Run, subset: str, beam: int) -> dict | None:
+def cached_result(run: Run, subset: str, options) -> dict | None:
+    """The run's earlier result when newer than its checkpoint and decoded with the same settings."""
     path = run.checkpoint.parent / "eval" / f"{subset}.bleu.json"
     if not path.is_file() or path.stat().st_mtime < run.checkpoint.stat().st_mtime:
         return None
@@ -151,7 +152,8 @@ def cached_result(run: Run, subset: str, beam: int) -> dict | None:
         result = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return None
-    return result if result.get("beam") == beam else None
+    same = all(result.get(k) == getattr(options, k) for k in ("beam", "lenpen", "max_len_a", "max_len_b"))
+    return result if same else None
 
 
 def evaluate_sweep(save: Path, data: Path, subset: str, options, checkpoint: str = "checkpoint_best.pt",
@@ -165,7 +167,7 @@ def evaluate_sweep(save: Path, data: Path, subset: str, options, checkpoint: str
                         "seq_a*/, seqword_a*_T*/ from recipes/nmt)")
     results: Dict[str, dict] = {}
     for run in runs:
-        result = cached_result(run, subset, options.beam)
+        result = cached_result(run, subset, options)
         if result is None:
             log(f"evaluate: {run.name} ({run.checkpoint})")
             result = evaluate_checkpoint(str(run.checkpoint), data, subset, options,

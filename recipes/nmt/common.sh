@@ -17,6 +17,7 @@
 #   STUDENT_ARCH_ARGS  model arguments of students (default: the teacher's)
 #   LR WARMUP WARMUP_INIT_LR DROPOUT MAX_TOKENS UPDATE_FREQ MAX_UPDATE PATIENCE SEED CLIP_NORM
 #   BEAM          beam size of sequence-level KD decoding and evaluation (default 4)
+#   MAX_LEN_B     longest hypothesis in tokens when decoding (default 200, fairseq's; QUICK: 50)
 #   GPUS          GPUs in all (default: all visible; 0 = CPU). GPUS>1 on one machine: fairseq's
 #                 --distributed-world-size spawns one process per GPU
 #   LAUNCHER      a command put before fairseq-train for several machines, e.g.
@@ -67,7 +68,7 @@ if [ "$QUICK" = 1 ]; then
   EMBED_DIM=${EMBED_DIM:-32}; FFN_DIM=${FFN_DIM:-64}; HEADS=${HEADS:-2}
   LR=${LR:-5e-3}; WARMUP=${WARMUP:-10}; DROPOUT=${DROPOUT:-0.1}; MAX_TOKENS=${MAX_TOKENS:-2000}
   MAX_UPDATE=${MAX_UPDATE:-30}; PATIENCE=${PATIENCE:--1}; GPUS=${GPUS:-0}
-  SEQKD_SHARD_SIZE=${SEQKD_SHARD_SIZE:-1000}
+  SEQKD_SHARD_SIZE=${SEQKD_SHARD_SIZE:-1000}; MAX_LEN_B=${MAX_LEN_B:-50}
 else
   ARCH=${ARCH:-transformer_iwslt_de_en}; ENC_LAYERS=${ENC_LAYERS:-2}; DEC_LAYERS=${DEC_LAYERS:-2}
   EMBED_DIM=${EMBED_DIM:-256}; FFN_DIM=${FFN_DIM:-1024}; HEADS=${HEADS:-4}
@@ -75,6 +76,7 @@ else
   MAX_UPDATE=${MAX_UPDATE:-300000}; PATIENCE=${PATIENCE:-10}
   SEQKD_SHARD_SIZE=${SEQKD_SHARD_SIZE:-10000}
 fi
+MAX_LEN_B=${MAX_LEN_B:-200}
 WARMUP_INIT_LR=${WARMUP_INIT_LR:-1e-07}
 CLIP_NORM=${CLIP_NORM:-0.0}
 UPDATE_FREQ=${UPDATE_FREQ:-1}

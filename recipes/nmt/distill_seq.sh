@@ -19,7 +19,7 @@ for a in $ALPHAS; do
   else
     log "seqkd: decoding the training set with $teacher"
     "$LSKD" seqkd --data "$DATA" --path "$teacher" --out "$(seqkd_dir "$a")" --subset train \
-      --beam "$BEAM" --max-tokens "${SEQKD_MAX_TOKENS:-$MAX_TOKENS}" --shard-size "$SEQKD_SHARD_SIZE" \
+      --beam "$BEAM" --max-len-b "$MAX_LEN_B" --max-tokens "${SEQKD_MAX_TOKENS:-$MAX_TOKENS}" --shard-size "$SEQKD_SHARD_SIZE" \
       --device "$DECODE_DEVICE" ${SEQKD_ARGS:-}
   fi
   train "$(seq_dir "$a")" "$kd_data" --task translation $STUDENT_ARCH_ARGS \

@@ -11,5 +11,5 @@ source "$(dirname "$0")/common.sh"
 
 [ -d "$SAVE" ] || die "SAVE=$SAVE does not exist; train something first"
 PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m lskd_plugins.nmt.sweep_table \
-  --save "$SAVE" --data "$DATA" --subset "${SUBSET:-test}" --beam "$BEAM" --checkpoint "$CKPT" \
+  --save "$SAVE" --data "$DATA" --subset "${SUBSET:-test}" --beam "$BEAM" --max-len-b "$MAX_LEN_B" --checkpoint "$CKPT" \
   --device "$DECODE_DEVICE" --max-tokens "${EVAL_MAX_TOKENS:-$MAX_TOKENS}" --out "$SAVE/results"
