@@ -91,6 +91,10 @@ ARCH_ARGS="--arch $ARCH --encoder-layers $ENC_LAYERS --decoder-layers $DEC_LAYER
 --encoder-attention-heads $HEADS --decoder-attention-heads $HEADS --share-all-embeddings"
 STUDENT_ARCH_ARGS=${STUDENT_ARCH_ARGS:-$ARCH_ARGS}
 
+if [ -n "$LAUNCHER" ]; then
+  # torchrun and srun start a script file: give them fairseq-train's path
+  FAIRSEQ_TRAIN=$(command -v "$FAIRSEQ_TRAIN") || die "fairseq-train not found on PATH (activate the venv)"
+fi
 if [ "$GPUS" = 0 ]; then
   DEVICE_ARGS=(--cpu)
   DECODE_DEVICE=cpu
