@@ -143,3 +143,13 @@ def test_cli_reports_and_stops_after_max_shards(tiny_mt_data, tiny_teacher, tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "seqkd: 40 sentences; 0 empty and 0 failed hypotheses (replaced by the reference)" in proc.stderr
     assert len(_lines(tmp_path / "cli" / "test.de")) == 40
+
+
+def test_ensemble_of_two_teachers(tiny_mt_data, tiny_teacher, tiny_teacher_150, tmp_path):
+    """A:B decodes with both models (fairseq averages their probabilities): one line per sentence."""
+    report = run_seqkd(tiny_mt_data.data_bin, f"{tiny_teacher}:{tiny_teacher_150}", tmp_path / "ens", SUBSET,
+                       OPTIONS, progress=False)
+    manifest = json.loads((tmp_path / "ens" / "seqkd.json").read_text())
+    assert manifest["settings"]["path"] == [str(tiny_teacher), str(tiny_teacher_150)]
+    assert report["complete"] and len(_lines(tmp_path / "ens" / "test.de")) == 40
+    assert _lines(tmp_path / "ens" / "test.en") == _lines(tiny_mt_data.text_dir / "test.en")
