@@ -153,3 +153,20 @@ def test_ensemble_of_two_teachers(tiny_mt_data, tiny_teacher, tiny_teacher_150, 
     assert manifest["settings"]["path"] == [str(tiny_teacher), str(tiny_teacher_150)]
     assert report["complete"] and len(_lines(tmp_path / "ens" / "test.de")) == 40
     assert _lines(tmp_path / "ens" / "test.en") == _lines(tiny_mt_data.text_dir / "test.en")
+
+
+def test_workers_split_the_shards_then_one_run_assembles(full_run, tiny_mt_data, tiny_teacher_150, tmp_path):
+    full, _ = full_run
+    out = tmp_path / "workers"
+    for worker in (1, 0):
+        report = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
+                           progress=False, num_workers=2, worker_id=worker)
+        assert report["complete"] is False and not (out / "test.de").exists()
+    # worker 1 decoded shard 1, worker 0 shards 0 and 2
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["00000.json", "00001.json", "00002.json"]
+    final = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
+                      progress=False)
+    assert final["complete"] and final["shards_decoded_now"] == 0
+    _same_files(full, out)
+    with pytest.raises(LskdError, match=r"--worker-id must lie in \[0, --num-workers\), got 2 of 2"):
+        run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, num_workers=2, worker_id=2)

@@ -14,7 +14,11 @@ ORIGINAL sentence order (fairseq batches by length; results are put back by sent
 Resuming: the corpus is decoded in shards of ``--shard-size`` sentences, each written atomically
 to ``OUT/shards/NNNNN.json``; a rerun of the same command skips finished shards, so a killed run
 continues where it stopped and gives byte-identical files. ``--max-shards N`` stops after N new
-shards on purpose (time-limited jobs); rerun to continue.
+shards on purpose (time-limited jobs); rerun to continue. Several GPUs or machines: start
+``--num-workers N --worker-id I`` for I = 0..N-1 (each decodes shards I, I+N, ... into the same
+``OUT``, e.g. with ``--device cuda:I``), then run the command once more without them: it finds
+every shard done and writes the texts and the data-bin (workers never write those, so they
+cannot race).
 
 Empty or failed hypotheses are never dropped (that would misalign the corpus): with the default
 ``--on-empty reference`` the gold target of that sentence takes its place, so the pair stays a
@@ -50,11 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-empty", choices=("reference", "keep"), default="reference",
                         help="an empty or failed hypothesis is replaced by the gold target (reference, "
                         "default) or kept as an empty line (keep); counted either way")
+    parser.add_argument("--num-workers", type=int, default=1,
+                        help="split the shards over N processes (default 1); see --worker-id")
+    parser.add_argument("--worker-id", type=int, default=0,
+                        help="this process decodes shards k with k %% N == ID; afterwards run once "
+                        "without --num-workers to write the texts and the data-bin")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: workers share OUT
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
         f.flush()
@@ -134,13 +143,15 @@ def build_data_bin(out: Path, data: Path, decoder: Decoder, subset: str, src_lin
 
 def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, options: DecodeOptions,
               shard_size: int = 10000, max_shards: int = 0, on_empty: str = "reference",
-              progress: bool = True, log=None) -> dict:
+              progress: bool = True, log=None, num_workers: int = 1, worker_id: int = 0) -> dict:
     """Decode (resuming from finished shards), then write the texts and the data-bin. Returns the report."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if shard_size < 1:
         raise LskdError(f"--shard-size must be >= 1, got {shard_size}")
     if max_shards < 0:
         raise LskdError(f"--max-shards must be >= 0, got {max_shards}")
+    if num_workers < 1 or not 0 <= worker_id < num_workers:
+        raise LskdError(f"--worker-id must lie in [0, --num-workers), got {worker_id} of {num_workers}")
     data, out = Path(data).resolve(), Path(out)
     decoder = Decoder(paths, data, subset, options)
     if decoder.dataset.tgt is None and on_empty == "reference":
@@ -162,15 +173,20 @@ def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, option
                 f"{out} holds shards of a different run ({', '.join(f'{k}: {old.get(k)} -> {settings[k]}' for k in changed)}); "
                 f"use another --out or delete {shard_dir}"
             )
-    atomic_write_text(manifest_path, json.dumps({"settings": settings, "complete": False}, indent=2) + "\n")
+    if num_workers == 1 or not manifest_path.is_file():
+        atomic_write_text(manifest_path, json.dumps({"settings": settings, "complete": False}, indent=2) + "\n")
     shard_dir.mkdir(exist_ok=True)
 
     ranges = shard_ranges(n, shard_size)
     records: List[dict] = []
+    missing: List[int] = []
     new = 0
     for k, ids in enumerate(ranges):
         path = shard_dir / f"{k:05d}.json"
         record = load_shard(path, ids)
+        if record is None and k % num_workers != worker_id:
+            missing.append(k)  # another worker's
+            continue
         if record is None:
             if max_shards and new >= max_shards:
                 done = sum(1 for j in range(len(ranges)) if (shard_dir / f"{j:05d}.json").is_file())
@@ -181,6 +197,11 @@ def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, option
             atomic_write_text(path, json.dumps(record, ensure_ascii=False) + "\n")
             new += 1
         records.append(record)
+    if num_workers > 1 or missing:
+        log(f"seqkd: worker {worker_id}/{num_workers}: its shards are done ({new} decoded now); "
+            f"{len(missing)} shard(s) of other workers missing. When every worker has finished, run "
+            "the command without --num-workers to write the texts and the data-bin")
+        return {"complete": False, "shards_done": len(ranges) - len(missing), "shards": len(ranges)}
 
     src_lines = [decoder.source_text(i) for i in range(n)]
     tgt_lines = [h for r in records for h in r["hyps"]]
@@ -212,5 +233,6 @@ def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, option
 def main(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     report = run_seqkd(args.data, args.path, args.out, args.subset, options, shard_size=args.shard_size,
-                       max_shards=args.max_shards, on_empty=args.on_empty, progress=not args.no_progress)
+                       max_shards=args.max_shards, on_empty=args.on_empty, progress=not args.no_progress,
+                       num_workers=args.num_workers, worker_id=args.worker_id)
     return 0 if report["complete"] else 3
