@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -205,3 +206,23 @@ def test_plain_layout_needs_every_split():
     with pytest.raises(LskdError, match="layout plain needs --split for valid, test"):
         P.resolve_layout(P.PrepareConfig(raw_dir="", out="", layout="plain",
                                          split_overrides={"train": ["train"]}))
+
+
+@pytest.mark.skipif(not (shutil.which("curl") or shutil.which("wget")), reason="needs curl or wget")
+def test_download_step_without_raw_dir(tmp_path, cli_env):
+    """The real download code, fed from a file:// URL (no network): fetched once, kept, then prepared."""
+    mirror = _small_multi30k(tmp_path / "mirror", n_train=30)
+    out = tmp_path / "out"
+    env = {**cli_env, "MULTI30K_URL": f"file://{mirror}"}
+    proc = run_cli(["bash", SCRIPT, "--out", out, "--vocab-size", "200"], env)
+    for name in ("train", "val", "test_2016_flickr"):
+        for lang in ("en", "de"):
+            assert (out / "raw" / f"{name}.{lang}.gz").read_bytes() == (mirror / f"{name}.{lang}.gz").read_bytes()
+    assert (out / "data-bin" / "test.en-de.de.bin").is_file()
+    again = run_cli(["bash", SCRIPT, "--out", out, "--vocab-size", "200"], env)
+    assert f"have {out}/raw/train.en.gz" in again.stdout and "nothing to do" in again.stdout
+    assert "downloading" in proc.stdout
+    broken = run_cli(["bash", SCRIPT, "--out", tmp_path / "o2"], {**env, "MULTI30K_URL": f"file://{tmp_path}/nope"},
+                     check=False)
+    assert broken.returncode == 2
+    assert f"download failed: file://{tmp_path}/nope/train.en.gz (give --raw-dir to work offline)" in broken.stderr
