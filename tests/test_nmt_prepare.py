@@ -152,9 +152,8 @@ def test_missing_raw_files_are_named(tmp_path, cli_env):
     assert missing_dir.returncode == 2 and "raw directory not found" in missing_dir.stderr
 
 
-def test_iwslt14_layout_tags_holdout_and_xml_test(tmp_path):
-    """fairseq's split: tag lines dropped, every 23rd kept pair -> valid, five xml files -> test."""
-    raw = tmp_path / "de-en"
+def _small_iwslt14(raw: Path) -> Path:
+    """A de-en/ directory shaped like the one in IWSLT'14's de-en.tgz (tags, xml)."""
     de = ["<url>http://x</url>", "<keywords>k</keywords>", "<talkid>1</talkid>", "<title>Titel eins</title>"]
     en = ["<url>http://x</url>", "<keywords>k</keywords>", "<talkid>1</talkid>", "<title>Title one</title>"]
     de += [f"satz {i} ." for i in range(1, 50)]
@@ -166,6 +165,12 @@ def test_iwslt14_layout_tags_holdout_and_xml_test(tmp_path):
         for lang, word in (("de", "test"), ("en", "probe")):
             _write(raw / f"IWSLT14.{name}.de-en.{lang}.xml",
                    ['<doc docid="1">', f'<seg id="1"> {word} {k} a\u2019b </seg>', "</doc>"])
+    return raw
+
+
+def test_iwslt14_layout_tags_holdout_and_xml_test(tmp_path):
+    """fairseq's split: tag lines dropped, every 23rd kept pair -> valid, five xml files -> test."""
+    _small_iwslt14(tmp_path / "de-en")
     cfg = P.PrepareConfig(raw_dir=str(tmp_path), out=str(tmp_path / "out"), layout="iwslt14")
     layout = P.resolve_layout(cfg)
     assert (layout.src, layout.tgt) == ("de", "en")
@@ -226,3 +231,16 @@ def test_download_step_without_raw_dir(tmp_path, cli_env):
                      check=False)
     assert broken.returncode == 2
     assert f"download failed: file://{tmp_path}/nope/train.en.gz (give --raw-dir to work offline)" in broken.stderr
+
+
+@pytest.mark.skipif(not shutil.which("curl") and not shutil.which("wget"), reason="needs curl or wget")
+def test_prepare_iwslt14_downloads_and_unpacks(tmp_path, cli_env):
+    """prepare_iwslt14.sh end to end from a file:// copy of a tiny de-en.tgz."""
+    _small_iwslt14(tmp_path / "src" / "de-en")
+    subprocess.run(["tar", "-czf", str(tmp_path / "de-en.tgz"), "-C", str(tmp_path / "src"), "de-en"], check=True)
+    out = tmp_path / "out"
+    run_cli(["bash", REPO / "data_prep" / "prepare_iwslt14.sh", "--out", out, "--vocab-size", "100"],
+            {**cli_env, "IWSLT14_URL": f"file://{tmp_path}/de-en.tgz"})
+    assert (out / "raw" / "de-en" / "train.tags.de-en.de").is_file()
+    assert (out / "text" / "valid.de").read_text().splitlines() == ["satz 22 .", "satz 45 ."]
+    assert (out / "data-bin" / "train.de-en.de.bin").is_file()  # direction de -> en by default
