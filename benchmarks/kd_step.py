@@ -11,7 +11,8 @@ of one step of each kind:
 - CUDA: ``torch.cuda.max_memory_allocated`` during the step, above what was allocated before it;
 - CPU: the peak resident set size during the step above the RSS before it (Linux
   ``/proc/self/status`` VmHWM, reset through ``/proc/self/clear_refs``; glibc's malloc is told
-  to return large blocks to the system so that RSS follows torch's allocations).
+  to return large blocks to the system, and trimmed before each measurement, so that RSS
+  follows torch's allocations).
 
     python benchmarks/kd_step.py                       # CPU, the paper's 2+2-layer transformer
     python benchmarks/kd_step.py --device cuda --dtype fp16 --batch-tokens 8192
@@ -45,8 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--vocab", type=int, default=DEFAULTS["vocab"], help="joined dictionary size")
     p.add_argument("--batch-tokens", type=int, default=1024, help="target tokens per batch")
     p.add_argument("--length", type=int, default=25, help="source and target sentence length")
-    p.add_argument("--batches", type=int, default=3, help="distinct batches per repetition")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--batches", type=int, default=2, help="distinct batches per repetition")
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--kd-alpha", type=float, default=0.9)
     p.add_argument("--kd-temperature", type=float, default=1.0)
@@ -129,11 +130,11 @@ class PeakMemory:
             if not os.path.exists("/proc/self/clear_refs"):
                 raise SystemExit("CPU peak memory needs Linux /proc/self/clear_refs")
             try:  # fixed mmap/trim thresholds: freed tensors go back to the OS, RSS follows usage
-                libc = ctypes.CDLL("libc.so.6")
-                libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD
-                libc.mallopt(-1, 1 << 16)  # M_TRIM_THRESHOLD
+                self.libc = ctypes.CDLL("libc.so.6")
+                self.libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD
+                self.libc.mallopt(-1, 1 << 16)  # M_TRIM_THRESHOLD
             except OSError:
-                pass
+                self.libc = None
 
     @staticmethod
     def _status(key: str) -> int:
@@ -151,6 +152,8 @@ class PeakMemory:
             fn()
             torch.cuda.synchronize(self.device)
             return torch.cuda.max_memory_allocated(self.device) - base
+        if self.libc is not None:
+            self.libc.malloc_trim(0)  # free heap memory kept from earlier steps goes back first
         base = self._status("VmRSS:")
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
