@@ -22,6 +22,7 @@ def test_normalize_line_nfkc_controls_whitespace():
     assert P.normalize_line("  Ein\u00a0Hund\t läuft\u200b  ﬁx\r ") == "Ein Hund läuft fix"
     assert P.normalize_line("A B", lowercase=True) == "a b"
     assert P.normalize_line("") == ""
+    assert P.normalize_line("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
 
 
 def test_keep_pair_filters_like_clean_corpus():

@@ -170,13 +170,15 @@ def count_lines(path: Path, kind: str) -> int:
 
 
 _CONTROL = {"Cc", "Cf", "Co", "Cs"}
+_KEEP_FORMAT = {"\u200c", "\u200d"}  # zero-width (non-)joiners spell words in Persian, Indic scripts
 
 
 def normalize_line(line: str, lowercase: bool = False) -> str:
-    """NFKC, control/format characters dropped, any whitespace run -> one space, stripped."""
+    """NFKC, control/format characters dropped (but ZWNJ/ZWJ), whitespace runs -> one space, stripped."""
     line = unicodedata.normalize("NFKC", line)
     line = "".join(
-        " " if ch.isspace() else ch for ch in line if ch.isspace() or unicodedata.category(ch) not in _CONTROL
+        " " if ch.isspace() else ch for ch in line
+        if ch.isspace() or ch in _KEEP_FORMAT or unicodedata.category(ch) not in _CONTROL
     )
     line = " ".join(line.split())
     return line.lower() if lowercase else line
