@@ -7,15 +7,15 @@
 #
 # Idempotent: a finished step leaves a marker (.done) and is skipped when rerun; an interrupted
 # training resumes from its checkpoint_last.pt. Settings (environment variables):
-#   OUT=demo_out  SIZE=8000 (training sentences)  TEACHER_UPDATES=600  STUDENT_UPDATES=600
+#   OUT=demo_out  SIZE=8000 (training sentences)  TEACHER_UPDATES=400  STUDENT_UPDATES=300
 #   THREADS=2  BEAM=4  KD_T=1  KD_ALPHA=0.9
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,11p' "$0" | cut -c3-; exit 0; fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$(mkdir -p "${OUT:-demo_out}" && cd "${OUT:-demo_out}" && pwd)
 SIZE=${SIZE:-8000}
-TEACHER_UPDATES=${TEACHER_UPDATES:-600}
-STUDENT_UPDATES=${STUDENT_UPDATES:-600}
+TEACHER_UPDATES=${TEACHER_UPDATES:-400}
+STUDENT_UPDATES=${STUDENT_UPDATES:-300}
 THREADS=${THREADS:-2}
 BEAM=${BEAM:-4}
 KD_T=${KD_T:-1}

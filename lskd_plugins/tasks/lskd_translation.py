@@ -114,13 +114,18 @@ def check_teacher_dictionaries(path: str, state: dict, src_dict: Dictionary, tgt
                         f"{'; '.join(problems)}. Fix: {how_to_fix}")
 
 
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
 def load_teacher(path: str, src_dict: Dictionary, tgt_dict: Dictionary, src: str, tgt: str):
     """One teacher model on CPU, eval mode, no gradients; one-line errors naming ``path``."""
     check_readable([path], "teacher checkpoint")
     try:
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
     except Exception as err:
-        raise LskdError(f"cannot read teacher checkpoint {path}: {type(err).__name__}: {err}") from None
+        raise LskdError(f"cannot read teacher checkpoint {path}: {_first_line(err)}") from None
     if state.get("cfg") is None or state.get("model") is None:
         raise LskdError(f"teacher checkpoint {path} is not a fairseq checkpoint (no cfg/model)")
     check_teacher_dictionaries(path, state, src_dict, tgt_dict, src, tgt)
@@ -130,7 +135,7 @@ def load_teacher(path: str, src_dict: Dictionary, tgt_dict: Dictionary, src: str
     try:
         models, _, _ = checkpoint_utils.load_model_ensemble_and_task([path], task=build_task, state=state)
     except Exception as err:
-        raise LskdError(f"cannot load teacher {path}: {type(err).__name__}: {err}") from None
+        raise LskdError(f"cannot load teacher {path}: {_first_line(err)}") from None
     teacher = models[0]
     teacher.eval()
     teacher.requires_grad_(False)
