@@ -47,7 +47,7 @@ def student_dir(runs: Path, alpha: float, temperature: float) -> Path:
 
 
 def common_train_args(args: argparse.Namespace) -> List[str]:
-    out = ["--data", str(args.data), "--model", args.model, "--batch-size", str(args.batch_size),
+    out = ["--data", str(args.data), "--batch-size", str(args.batch_size),
            "--opt", "momentum", "--momentum", "0.9", "--weight-decay", str(args.weight_decay),
            "--sched", "cosine", "--aug", args.aug, "--seed", str(args.seed), "--workers", str(args.workers),
            "--device", args.device]
@@ -171,6 +171,11 @@ def plot_curves(table: List[dict], diffusion: Dict[str, Dict[str, dict]], temps:
     return paths
 
 
+def _signed(x: float) -> str:
+    """'+1.25' / '-0.50' / '+0.00' (never '-0.00')."""
+    return f"{round(x, 2) + 0.0:+.2f}"
+
+
 def class_names(classes: Any) -> str:
     """'a=cat, b=dog (similar to a), c=airplane (dissimilar)' from a diffusion record's classes."""
     if isinstance(classes, dict) and all(k in classes for k in "abc"):
@@ -185,7 +190,8 @@ def markdown_report(doc: Dict[str, Any]) -> str:
     lines = [
         "# lskd study: label smoothing x knowledge distillation",
         "",
-        f"Data: `{doc['data']}` ({doc['num_classes']} classes). Teacher and students: timm `{doc['model']}`, "
+        f"Data: `{doc['data']}` ({doc['num_classes']} classes). Teachers: timm `{doc['model']}`; students: "
+        f"`{doc['student_model']}`; "
         f"{doc['teacher_epochs']} teacher / {doc['student_epochs']} student epochs, pure KD "
         "(beta = 1, T^2 scaling), as in the paper's image recipe.",
         "",
@@ -196,10 +202,10 @@ def markdown_report(doc: Dict[str, Any]) -> str:
     if "ls_minus_nols_at_lowest_T" in ans:
         lines += [
             f"At T={min(temps):g}, the LS teacher's student is "
-            f"{ans['ls_minus_nols_at_lowest_T']:+.2f} points against the non-LS teacher's; going from "
+            f"{_signed(ans['ls_minus_nols_at_lowest_T'])} points against the non-LS teacher's; going from "
             f"T={min(temps):g} to T={max(temps):g} changes the LS teacher's student by "
-            f"{-ans['ls_teacher_drop_lowest_to_highest_T']:+.2f} points and the non-LS teacher's by "
-            f"{-ans['nols_teacher_drop_lowest_to_highest_T']:+.2f}.",
+            f"{_signed(-ans['ls_teacher_drop_lowest_to_highest_T'])} points and the non-LS teacher's by "
+            f"{_signed(-ans['nols_teacher_drop_lowest_to_highest_T'])}.",
             "The paper's advice (ICML 2022) is an LS teacher with a low-temperature transfer (T = 1); "
             "small data and few epochs make single runs noisy, so read differences below a point or "
             "two as ties unless repeated with other seeds.",
@@ -239,11 +245,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="ImageFolder root with train/ and val/ (default: the embedded 8x8 digits, "
                              "written to OUT/data/digits)")
-    parser.add_argument("--model", default="resnet10t", help="timm model of teachers and students (default resnet10t)")
-    parser.add_argument("--img-size", type=int, default=32, help="input size (default 32)")
+    parser.add_argument("--model", default="resnet10t", help="timm model of the teachers (default resnet10t)")
+    parser.add_argument("--student-model", default=None, help="timm model of the students (default: --model)")
+    parser.add_argument("--img-size", type=int, default=16, help="input size (default 16, for the 8x8 digits)")
     parser.add_argument("--aug", default="none", help="augmentation preset of lskd image-train (default none)")
-    parser.add_argument("--teacher-epochs", type=int, default=12)
-    parser.add_argument("--student-epochs", type=int, default=12)
+    parser.add_argument("--teacher-epochs", type=int, default=8)
+    parser.add_argument("--student-epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
@@ -283,7 +290,7 @@ def run_study(args: argparse.Namespace, log=print) -> Dict[str, Any]:
     teachers, students, run_list, checkpoints = {}, {}, [], []
     for a in alphas:
         d = teacher_dir(runs, a)
-        teachers[a] = run_training([*base, "--epochs", str(args.teacher_epochs), "--lr", str(args.lr),
+        teachers[a] = run_training([*base, "--model", args.model, "--epochs", str(args.teacher_epochs), "--lr", str(args.lr),
                                     "--smoothing", f"{a:g}"], d, log)
         run_list.append({"name": d.name, "summary": teachers[a]})
         checkpoints.append(("teacher", a, None))
@@ -291,7 +298,8 @@ def run_study(args: argparse.Namespace, log=print) -> Dict[str, Any]:
         for t in temps:
             d = student_dir(runs, a, t)
             students[(a, t)] = run_training(
-                [*base, "--epochs", str(args.student_epochs), "--lr", str(args.lr),
+                [*base, "--model", args.student_model or args.model, "--epochs", str(args.student_epochs),
+                 "--lr", str(args.lr),
                  "--teacher-checkpoint", str(teacher_dir(runs, a) / "checkpoint_last.pth"),
                  "--kd-temperature", f"{t:g}", "--kd-beta", "1.0"], d, log)
             run_list.append({"name": d.name, "summary": students[(a, t)]})
@@ -314,6 +322,7 @@ def run_study(args: argparse.Namespace, log=print) -> Dict[str, Any]:
         "data": str(args.data),
         "num_classes": teachers[alphas[0]].get("num_classes", len(records[0].get("classes", []))),
         "model": args.model,
+        "student_model": args.student_model or args.model,
         "teacher_epochs": args.teacher_epochs,
         "student_epochs": args.student_epochs,
         "alphas": alphas,
