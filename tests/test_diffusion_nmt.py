@@ -28,7 +28,7 @@ def teacher(tiny_mt_data, tiny_teacher):
 def test_capture_returns_one_feature_per_gold_occurrence(teacher):
     model, task = teacher
     d = task.target_dictionary
-    ids = [d.index("katze"), d.index("hund"), d.index("der")]
+    ids = [d.index("mann"), d.index("herr"), d.index("apfel")]
     assert all(i != d.unk() for i in ids)
     batches = nmt_batches(task.dataset("valid"), 25, 7)
     # pad is never captured, even when asked for
@@ -88,14 +88,14 @@ def two_checkpoints(tiny_teacher, tmp_path_factory):
 def test_cli_nmt_writes_all_files(tiny_mt_data, two_checkpoints, tmp_path):
     out = tmp_path / "out"
     rc = lskd_main(["diffusion", "nmt", "--checkpoints", *map(str, two_checkpoints), "--data", str(tiny_mt_data.data_bin),
-                    "--out", str(out), "--tokens", "katze,hund,der", "--max-sentences", "30", "--per-token", "8",
+                    "--out", str(out), "--tokens", "mann,herr,apfel", "--max-sentences", "30", "--per-token", "8",
                     "--device", "cpu", "--no-progress"])
     assert rc == 0
     doc = json.loads((out / "diffusion.json").read_text())
     assert doc["modality"] == "nmt"
     assert [r["label"] for r in doc["records"]] == ["teacher alpha=0.1", "teacher alpha=0"]
     rec = doc["records"][0]
-    assert rec["classes"]["a"] == "katze" and rec["classes"]["c"] == "der"
+    assert rec["classes"]["a"] == "mann" and rec["classes"]["c"] == "apfel"
     for split in ("train", "valid"):
         assert all(2 <= n <= 8 for n in rec[split]["n"].values()), rec[split]["n"]
         assert isinstance(rec[split]["eta"], float) and isinstance(rec[split]["p_b_given_a"], float)
@@ -116,6 +116,6 @@ def test_automatic_tokens_and_unknown_token_error(tiny_mt_data, two_checkpoints,
     sel = records[0]["selection"]
     assert sel["method"] == "auto" and len(set(sel["names"])) == 3 and "most confused" in sel["reason"]
     with pytest.raises(LskdError) as err:
-        analyse_nmt_checkpoints([two_checkpoints[0]], tiny_mt_data.data_bin, tokens="katze,zebra,der", device="cpu",
+        analyse_nmt_checkpoints([two_checkpoints[0]], tiny_mt_data.data_bin, tokens="mann,zebra,apfel", device="cpu",
                                 progress=False, log=lambda m: None)
     assert err.value.message.startswith("unknown target token zebra; known: ")

@@ -153,6 +153,16 @@ def analyse_captured(
     return record, proj
 
 
+def checkpoint_list(paths: Sequence, labels: Sequence[str] | None) -> List[str]:
+    """The checkpoint paths as strings; one-line errors for none, or a --labels count mismatch."""
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise LskdError("no checkpoints given")
+    if labels is not None and len(labels) != len(paths):
+        raise LskdError(f"--labels has {len(labels)} entries for {len(paths)} checkpoints")
+    return paths
+
+
 def dedupe_labels(labels: List[str], paths: Sequence[str]) -> List[str]:
     """Make labels unique: append the checkpoint's folder name where they clash, then a number."""
     counts = Counter(labels)
@@ -252,11 +262,7 @@ def analyse_image_checkpoints(
     """Diffusion records of lskd image checkpoints on ``data_dir``/{train,val} (3 classes)."""
     from lskd_plugins.image.checkpoint import load_model
 
-    paths = [str(p) for p in paths]
-    if not paths:
-        raise LskdError("no checkpoints given")
-    if labels is not None and len(labels) != len(paths):
-        raise LskdError(f"--labels has {len(labels)} entries for {len(paths)} checkpoints")
+    paths = checkpoint_list(paths, labels)
     if per_class < 2:
         raise LskdError("--per-class must be at least 2")
     dev = default_device(device)
@@ -399,11 +405,7 @@ def analyse_nmt_checkpoints(
     """Diffusion records of fairseq translation checkpoints; classes are target tokens."""
     from lskd_plugins.fairseq_io import load_ensemble
 
-    paths = [str(p) for p in paths]
-    if not paths:
-        raise LskdError("no checkpoints given")
-    if labels is not None and len(labels) != len(paths):
-        raise LskdError(f"--labels has {len(labels)} entries for {len(paths)} checkpoints")
+    paths = checkpoint_list(paths, labels)
     data_bin = Path(data_bin)
     if not data_bin.is_dir():
         raise LskdError(f"data-bin folder not found: {data_bin}")

@@ -85,6 +85,18 @@ class Captured:
     correct: np.ndarray
     prob_ids: List[int] = field(default_factory=list)
 
+    @classmethod
+    def from_batches(cls, feats, labels, probs, correct, prob_ids, keep_features: bool = True) -> Captured:
+        """Concatenate per-batch CPU tensors (features left empty when not kept)."""
+        n = sum(len(x) for x in labels)
+        return cls(
+            features=torch.cat(feats).numpy() if keep_features else np.zeros((n, 0)),
+            labels=torch.cat(labels).numpy(),
+            probs=torch.cat(probs).double().numpy(),
+            correct=torch.cat(correct).numpy(),
+            prob_ids=prob_ids,
+        )
+
 
 def model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
@@ -161,13 +173,7 @@ def capture_timm(
             labels.append(target.cpu())
     if not labels:
         raise LskdError(f"no images to analyse ({desc})")
-    return Captured(
-        features=torch.cat(feats).numpy() if keep_features else np.zeros((sum(len(x) for x in labels), 0)),
-        labels=torch.cat(labels).numpy(),
-        probs=torch.cat(probs).double().numpy(),
-        correct=torch.cat(correct).numpy(),
-        prob_ids=prob_ids,
-    )
+    return Captured.from_batches(feats, labels, probs, correct, prob_ids, keep_features)
 
 
 # -------------------------------------------------------------------------------------- fairseq
@@ -243,10 +249,4 @@ def capture_fairseq(
             correct=np.zeros(0, dtype=bool),
             prob_ids=prob_ids,
         )
-    return Captured(
-        features=torch.cat(feats).numpy() if keep_features else np.zeros((sum(len(x) for x in labels), 0)),
-        labels=torch.cat(labels).numpy(),
-        probs=torch.cat(probs).double().numpy(),
-        correct=torch.cat(correct).numpy(),
-        prob_ids=prob_ids,
-    )
+    return Captured.from_batches(feats, labels, probs, correct, prob_ids, keep_features)
