@@ -32,7 +32,7 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from lskd_plugins.errors import LskdError
+from lskd_plugins.errors import LskdError, run_script
 
 STAMP = ".lskd-prepared.json"
 DOWNLOADS = {
@@ -272,8 +272,4 @@ def main(argv: List[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LskdError as err:
-        print(str(err), file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

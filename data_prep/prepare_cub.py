@@ -19,12 +19,11 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Tuple
 
-from lskd_plugins.errors import LskdError
+from lskd_plugins.errors import LskdError, run_script
 
 STAMP = ".lskd-prepared.json"
 META_FILES = ("images.txt", "train_test_split.txt")
@@ -183,8 +182,4 @@ def main(argv: List[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LskdError as err:
-        print(str(err), file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -13,3 +13,16 @@ class LskdError(SystemExit):
 
     def __str__(self) -> str:
         return self.code if isinstance(self.code, str) else self.message
+
+
+def run_script(main) -> None:
+    """``if __name__ == "__main__": run_script(main)``: exit with main()'s code, or 2 and the
+    one-line message of an LskdError (the ``lskd`` command's convention, for stand-alone scripts)."""
+    import sys
+
+    try:
+        code = main()
+    except LskdError as err:
+        print(str(err), file=sys.stderr)
+        code = 2
+    sys.exit(code)

@@ -38,3 +38,18 @@ def test_console_script_reports_errors_without_traceback(tmp_path, cli_env):
                           capture_output=True, text=True, env=cli_env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("lskd: error:") and "Traceback" not in proc.stderr
+
+
+def test_run_script_exit_codes(capsys):
+    from lskd_plugins.errors import LskdError, run_script
+
+    def fails():
+        raise LskdError("no such file: x.txt")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(fails)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "lskd: error: no such file: x.txt"
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(lambda: 0)
+    assert exit_info.value.code == 0

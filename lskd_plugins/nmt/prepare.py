@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
-from lskd_plugins.errors import LskdError
+from lskd_plugins.errors import LskdError, run_script
 
 SPLITS = ("train", "valid", "test")  # what fairseq-preprocess names trainpref/validpref/testpref
 
@@ -496,8 +496,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LskdError as err:
-        print(str(err), file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from lskd_plugins.errors import LskdError
+from lskd_plugins.errors import LskdError, run_script
 
 RUN_NAME = re.compile(r"^(teacher|word|seq|seqword)_a([0-9.]+)(?:_T([0-9.]+))?$")
 KIND_ORDER = {"teacher": 0, "word": 1, "seq": 2, "seqword": 3}
@@ -209,8 +209,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LskdError as err:
-        print(str(err), file=sys.stderr)
-        sys.exit(2)
+    run_script(main)
