@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import pickle
 import re
 import sys
@@ -33,6 +32,7 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import numpy as np
 
 from lskd_plugins.errors import LskdError, run_script
+from lskd_plugins.prepared import reuse_prepared, write_stamp
 
 STAMP = ".lskd-prepared.json"
 DOWNLOADS = {
@@ -189,14 +189,9 @@ def prepare(
         "source": str(source.resolve()), "classes": classes, "per_class": per_class,
         "val_per_class": val_per_class, "label_type": label_type,
     }
-    stamp = out / STAMP
-    if stamp.is_file():
-        done = json.loads(stamp.read_text())
-        if done.get("settings") == settings:
-            return done["counts"]
-        raise LskdError(f"{out} was prepared with other settings ({done.get('settings')}); choose another --out")
-    if out.exists() and any(out.iterdir()):
-        raise LskdError(f"--out {out} exists and is not empty; choose another folder")
+    done = reuse_prepared(out, STAMP, settings)
+    if done is not None:
+        return done
     for name, value in (("--per-class", per_class), ("--val-per-class", val_per_class)):
         if value is not None and value < 1:
             raise LskdError(f"{name} must be >= 1, got {value}")
@@ -224,7 +219,7 @@ def prepare(
     missing = [f"{s}/{c}" for s in ("train", "val") for c in sorted(keep) if taken[s, c] == 0]
     if missing:
         raise LskdError(f"--source {source}: no images for {', '.join(missing[:6])}")
-    stamp.write_text(json.dumps({"settings": settings, "counts": counts, "classes": sorted(keep)}, indent=2) + "\n")
+    write_stamp(out, STAMP, settings, counts, classes=sorted(keep))
     return counts
 
 

@@ -16,7 +16,6 @@ with the same settings a no-op.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tarfile
@@ -24,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Dict, List, Tuple
 
 from lskd_plugins.errors import LskdError, run_script
+from lskd_plugins.prepared import reuse_prepared, write_stamp
 
 STAMP = ".lskd-prepared.json"
 META_FILES = ("images.txt", "train_test_split.txt")
@@ -144,14 +144,9 @@ def prepare(source: Path, out: Path, max_classes: int | None = None, link: bool 
     if max_classes is not None and max_classes < 2:
         raise LskdError(f"--max-classes must be >= 2, got {max_classes}")
     settings = {"source": str(source.resolve()), "max_classes": max_classes, "link": link}
-    stamp = out / STAMP
-    if stamp.is_file():
-        done = json.loads(stamp.read_text())
-        if done.get("settings") == settings:
-            return done["counts"]
-        raise LskdError(f"{out} was prepared with other settings ({done.get('settings')}); choose another --out")
-    if out.exists() and any(out.iterdir()):
-        raise LskdError(f"--out {out} exists and is not empty; choose another folder")
+    done = reuse_prepared(out, STAMP, settings)
+    if done is not None:
+        return done
     if source.is_dir():
         counts = from_folder(source, out, max_classes, link)
     elif tarfile.is_tarfile(source):
@@ -160,7 +155,7 @@ def prepare(source: Path, out: Path, max_classes: int | None = None, link: bool 
         counts = from_tarball(source, out, max_classes)
     else:
         raise LskdError(f"--source {source}: neither a folder nor a tar archive (expected CUB_200_2011.tgz)")
-    stamp.write_text(json.dumps({"settings": settings, "counts": counts}, indent=2) + "\n")
+    write_stamp(out, STAMP, settings, counts)
     return counts
 
 

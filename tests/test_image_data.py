@@ -66,7 +66,7 @@ def test_digits_image_folder(tmp_path):
 def test_digits_upscaled_and_errors(tmp_path):
     write_digits(tmp_path / "big", scale=4)
     assert Image.open(next((tmp_path / "big" / "val" / "3").iterdir())).size == (32, 32)
-    with pytest.raises(LskdError, match="already holds digits written with"):
+    with pytest.raises(LskdError, match="prepared with other settings"):
         write_digits(tmp_path / "big", scale=1)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")

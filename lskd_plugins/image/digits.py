@@ -9,13 +9,13 @@ written as RGB PNGs to ``DIR/{train,val}/{0..9}/NNNN.png`` with a stratified, se
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Dict
 
 import numpy as np
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.prepared import reuse_prepared, write_stamp
 
 STAMP = ".lskd-digits.json"
 
@@ -44,14 +44,9 @@ def write_digits(out: Path, val_fraction: float = 0.2, seed: int = 0, scale: int
     if scale < 1:
         raise LskdError(f"--scale must be >= 1, got {scale}")
     settings = {"val_fraction": val_fraction, "seed": seed, "scale": scale}
-    stamp = out / STAMP
-    if stamp.is_file():
-        done = json.loads(stamp.read_text())
-        if done.get("settings") == settings:
-            return done["counts"]
-        raise LskdError(f"{out} already holds digits written with {done.get('settings')}; choose another --out")
-    if out.exists() and any(out.iterdir()):
-        raise LskdError(f"{out} exists and is not empty; choose another --out")
+    done = reuse_prepared(out, STAMP, settings)
+    if done is not None:
+        return done
     tr_x, tr_y, va_x, va_y, tr_i, va_i = digits_split(val_fraction, seed)
     counts = {}
     for split, xs, ys, ids in (("train", tr_x, tr_y, tr_i), ("val", va_x, va_y, va_i)):
@@ -63,7 +58,7 @@ def write_digits(out: Path, val_fraction: float = 0.2, seed: int = 0, scale: int
                 img = img.resize((8 * scale, 8 * scale), Image.NEAREST)
             img.save(out / split / str(int(y)) / f"{int(i):04d}.png")
         counts[split] = int(len(xs))
-    stamp.write_text(json.dumps({"settings": settings, "counts": counts}, indent=2) + "\n")
+    write_stamp(out, STAMP, settings, counts)
     return counts
 
 
