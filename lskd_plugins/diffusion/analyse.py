@@ -163,6 +163,20 @@ def checkpoint_list(paths: Sequence, labels: Sequence[str] | None) -> List[str]:
     return paths
 
 
+def summary_line(record: dict, label: str) -> str:
+    """One progress line per analysed model: its validation eta, Fisher J_ab and leakage."""
+    v = record["valid"]
+    return f"diffusion: {label}: eta={v['eta']:.3f} J_ab={v['fisher_ab']:.3f} leakage_ab={v['leakage_ab']:.3f} (valid)"
+
+
+def relabel(records: List[dict], projections: List[ModelProjection], raw_labels: List[str],
+            paths: Sequence[str]) -> Tuple[List[dict], List[ModelProjection]]:
+    """Give every record and projection its unique display label."""
+    for rec, proj, lab in zip(records, projections, dedupe_labels(raw_labels, paths)):
+        rec["label"] = proj.label = lab
+    return records, projections
+
+
 def dedupe_labels(labels: List[str], paths: Sequence[str]) -> List[str]:
     """Make labels unique: append the checkpoint's folder name where they clash, then a number."""
     counts = Counter(labels)
@@ -320,12 +334,9 @@ def analyse_image_checkpoints(
         record["args"] = meta.get("args")
         records.append(record)
         projections.append(proj)
-        log(f"diffusion: {raw_labels[-1]}: eta={record['valid']['eta']:.3f} J_ab={record['valid']['fisher_ab']:.3f} "
-            f"leakage_ab={record['valid']['leakage_ab']:.3f} (valid)")
+        log(summary_line(record, raw_labels[-1]))
         del model
-    for rec, proj, lab in zip(records, projections, dedupe_labels(raw_labels, paths)):
-        rec["label"] = proj.label = lab
-    return records, projections
+    return relabel(records, projections, raw_labels, paths)
 
 
 # --------------------------------------------------------------------------------- translation
@@ -470,9 +481,6 @@ def analyse_nmt_checkpoints(
         )
         records.append(record)
         projections.append(proj)
-        log(f"diffusion: {raw_labels[-1]}: eta={record['valid']['eta']:.3f} J_ab={record['valid']['fisher_ab']:.3f} "
-            f"leakage_ab={record['valid']['leakage_ab']:.3f} (valid)")
+        log(summary_line(record, raw_labels[-1]))
         del model
-    for rec, proj, lab in zip(records, projections, dedupe_labels(raw_labels, paths)):
-        rec["label"] = proj.label = lab
-    return records, projections
+    return relabel(records, projections, raw_labels, paths)
