@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.files import write_text_atomic
 
 DEFAULT_TEMPS = "1,2,3,64"
 DEFAULT_ALPHAS = "0,0.1"
@@ -337,9 +337,7 @@ def run_study(args: argparse.Namespace, log=print) -> Dict[str, Any]:
         "runs": run_list,
     }
     plot_curves(table, diffusion, temps, alphas, out)
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(clean(doc), indent=1) + "\n")
-    os.replace(tmp, out / "report.json")
+    write_text_atomic(out / "report.json", json.dumps(clean(doc), indent=1) + "\n")
     (out / "report.md").write_text(markdown_report(doc))
     log(f"study: report written to {out / 'report.md'}")
     log(doc["answer"]["sentence"])

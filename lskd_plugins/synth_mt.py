@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import os
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.files import write_text_atomic
 
 GENDERS = ("m", "f", "n")
 NUMBERS = ("sg", "pl")
@@ -457,11 +457,6 @@ def _check_lang(name: str, flag: str) -> None:
         raise LskdError(f"{flag} {name!r} is not a usable file suffix; use a short code like 'en' or 'de'")
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so an interrupted run leaves no half file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(tmp, path)
 
 
 def _json_one_group_a_line(obj: dict) -> str:
@@ -552,7 +547,7 @@ def generate_corpus(out_dir, size: int, seed: int, valid_size: int = 1000, test_
             overlap[split] = sum(line in train_src_lines for line in src_lines)
         for lang, lines in ((src, src_lines), (tgt, tgt_lines)):
             path = out / f"{split}.{lang}"
-            _write_text(path, "\n".join(lines) + "\n")
+            write_text_atomic(path, "\n".join(lines) + "\n")
             files[path.name] = str(path)
 
     groups = synonym_groups()
@@ -569,10 +564,10 @@ def generate_corpus(out_dir, size: int, seed: int, valid_size: int = 1000, test_
         "suggested_triple_train_counts": {w: train_tgt_counts[w] for w in triple},
     }
     syn_path = out / "synonyms.json"
-    _write_text(syn_path, _json_one_group_a_line(synonyms))
+    write_text_atomic(syn_path, _json_one_group_a_line(synonyms))
     vocab_sizes = {k: len(v) for k, v in vocab.items()}
     readme_path = out / "README.md"
-    _write_text(readme_path, _readme(seed, sizes, src, tgt, vocab_sizes, overlap, triple, cfg))
+    write_text_atomic(readme_path, _readme(seed, sizes, src, tgt, vocab_sizes, overlap, triple, cfg))
     return {
         "out_dir": str(out),
         "files": files,

@@ -9,6 +9,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from lskd_plugins.files import write_text_atomic
+
 FORMAT = "lskd-diffusion-v1"
 
 # (column title, key in a split's numbers, format); "pct" = fraction shown as a percentage
@@ -109,9 +111,7 @@ def write_outputs(records: List[dict], projections: Sequence, out_dir: str | Pat
         "records": records,
     }
     paths = {"json": out / "diffusion.json", "markdown": out / "diffusion.md"}
-    tmp = paths["json"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(clean(doc), indent=1, allow_nan=False) + "\n")
-    tmp.replace(paths["json"])
+    write_text_atomic(paths["json"], json.dumps(clean(doc), indent=1, allow_nan=False) + "\n")
     paths["markdown"].write_text(markdown(records))
     png, plane = plot_all(records, projections, out)
     paths["png"] = png

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.files import torch_save_atomic, write_text_atomic
 from lskd_plugins.image import data as image_data
 from lskd_plugins.image import distributed as dist_utils
 from lskd_plugins.image.checkpoint import FORMAT, load_model, read_checkpoint
@@ -217,17 +218,6 @@ def write_metrics_csv(path: Path, history: List[Dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file, then rename: a kill never leaves a truncated checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -505,8 +495,8 @@ class Run:
                 self.best_top1, self.best_epoch = val["top1"], epoch + 1
             if ctx.is_main:
                 if improved:
-                    atomic_save(self.checkpoint(epoch + 1, with_training_state=False), self.out / BEST)
-                atomic_save(self.checkpoint(epoch + 1, with_training_state=True), self.out / LAST)
+                    torch_save_atomic(self.checkpoint(epoch + 1, with_training_state=False), self.out / BEST)
+                torch_save_atomic(self.checkpoint(epoch + 1, with_training_state=True), self.out / LAST)
                 write_metrics_csv(self.out / METRICS, self.history)
             self.log(
                 f"epoch {epoch + 1}/{args.epochs} lr {lr:.4g} loss {train_stats['train_loss']:.4f} "
@@ -533,7 +523,7 @@ class Run:
             "args": json_args(args),
         }
         if ctx.is_main:
-            atomic_write_text(self.out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+            write_text_atomic(self.out / SUMMARY, json.dumps(summary, indent=2) + "\n")
             self.log(f"wrote {self.out / SUMMARY}: top1 {final['top1']:.2f} top5 {final['top5']:.2f} "
                      f"nll {final['nll']:.4f} ece {final['ece']:.4f}")
         dist_utils.barrier(ctx)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.files import write_lines_atomic, write_text_atomic
 from lskd_plugins.nmt.decode import (
     POST_PROCESS_CHOICES,
     DecodeOptions,
@@ -104,12 +104,6 @@ def read_reference(path: str | Path, n: int) -> List[str]:
     return refs
 
 
-def _write_lines(path: Path, lines: Sequence[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)
-
 
 def evaluate_checkpoint(paths: str, data: str | Path, subset: str = "test",
                         options: DecodeOptions | None = None, remove_bpe: str = "auto",
@@ -147,13 +141,11 @@ def evaluate_checkpoint(paths: str, data: str | Path, subset: str = "test",
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         files = {"hyp": out / f"{subset}.hyp", "ref": out / f"{subset}.ref", "src": out / f"{subset}.src"}
-        _write_lines(files["hyp"], hyps)
-        _write_lines(files["ref"], refs)
-        _write_lines(files["src"], [decoder.source_text(i, post) for i in range(n)])
+        write_lines_atomic(files["hyp"], hyps)
+        write_lines_atomic(files["ref"], refs)
+        write_lines_atomic(files["src"], [decoder.source_text(i, post) for i in range(n)])
         result["files"] = {k: str(v) for k, v in files.items()}
-        tmp = out / f"{subset}.bleu.json.tmp"
-        tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, out / f"{subset}.bleu.json")
+        write_text_atomic(out / f"{subset}.bleu.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return result
 
 

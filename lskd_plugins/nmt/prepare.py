@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 from lskd_plugins.errors import LskdError, run_script
+from lskd_plugins.files import write_lines_atomic, write_text_atomic
 
 SPLITS = ("train", "valid", "test")  # what fairseq-preprocess names trainpref/validpref/testpref
 
@@ -301,13 +302,6 @@ def iter_split_pairs(split: str, spec: SplitSpec, files: List[Tuple[RawSource, P
 # ---------------------------------------------------------------------------------------------
 
 
-def _atomic_write_lines(path: Path, lines: Sequence[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for line in lines:
-            f.write(line + "\n")
-    os.replace(tmp, path)
-
 
 def write_text(out: Path, layout: Layout, resolved, cfg: PrepareConfig) -> Dict[str, Dict[str, int]]:
     text_dir = out / "text"
@@ -325,8 +319,8 @@ def write_text(out: Path, layout: Layout, resolved, cfg: PrepareConfig) -> Dict[
         if not src_lines:
             raise LskdError(f"split {split} has no sentence pairs left (files: "
                             f"{', '.join(str(p) for _, p, _ in resolved[split])})")
-        _atomic_write_lines(text_dir / f"{split}.{layout.src}", src_lines)
-        _atomic_write_lines(text_dir / f"{split}.{layout.tgt}", tgt_lines)
+        write_lines_atomic(text_dir / f"{split}.{layout.src}", src_lines)
+        write_lines_atomic(text_dir / f"{split}.{layout.tgt}", tgt_lines)
         report[split] = {"lines": len(src_lines), "dropped_by_filter": stats.get("dropped", 0)}
     return report
 
@@ -367,7 +361,7 @@ def encode_splits(out: Path, layout: Layout, model_path: Path) -> None:
             with open(out / "text" / f"{split}.{lang}", encoding="utf-8") as f:
                 lines = [line.rstrip("\n") for line in f]
             pieces = sp.encode(lines, out_type=str)
-            _atomic_write_lines(out / "spm" / f"{split}.{lang}", [" ".join(p) for p in pieces])
+            write_lines_atomic(out / "spm" / f"{split}.{lang}", [" ".join(p) for p in pieces])
 
 
 def binarize(out: Path, layout: Layout, workers: int) -> Path:
@@ -436,9 +430,7 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print) -> dict:
         "dictionary_size": sum(1 for _ in open(data_bin / f"dict.{layout.src}.txt", encoding="utf-8")),
         "fingerprint": fp,
     }
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, manifest_path)
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
     counts = ", ".join(f"{s} {v['lines']}" for s, v in lines.items())
     log(f"prepare: wrote {data_bin} ({counts} pairs; dictionary {manifest['dictionary_size']} entries)")
     return manifest

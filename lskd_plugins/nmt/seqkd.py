@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.files import write_text_atomic
 from lskd_plugins.nmt.decode import DecodeOptions, Decoder, add_decode_arguments, options_from_args
 
 # Settings that change the hypotheses: a resumed run must use the same ones.
@@ -63,12 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: workers share OUT
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Shards and manifests are fsync'ed: a resumed run trusts every file it finds."""
+    write_text_atomic(path, text, fsync=True)
 
 
 def shard_ranges(n: int, shard_size: int) -> List[range]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from lskd_plugins.errors import LskdError, run_script
+from lskd_plugins.files import write_text_atomic
 
 RUN_NAME = re.compile(r"^(teacher|word|seq|seqword)_a([0-9.]+)(?:_T([0-9.]+))?$")
 KIND_ORDER = {"teacher": 0, "word": 1, "seq": 2, "seqword": 3}
@@ -200,9 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = render_markdown(table)
     out = Path(args.out) if args.out else save / "results"
     for suffix, text in ((".json", json.dumps(table, indent=2, ensure_ascii=False) + "\n"), (".md", md)):
-        tmp = out.with_name(out.name + suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out.with_name(out.name + suffix))
+        write_text_atomic(out.with_name(out.name + suffix), text)
     print(md, end="")
     print(f"wrote {out}.md and {out}.json", file=sys.stderr)
     return 0
