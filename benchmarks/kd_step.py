@@ -34,11 +34,16 @@ DEFAULTS = dict(layers=2, embed_dim=256, ffn_dim=1024, heads=4, vocab=8000)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
-                   help="model dtype (student and teacher); half types for timing only")
+    p.add_argument(
+        "--dtype",
+        choices=["fp32", "fp16", "bf16"],
+        default="fp32",
+        help="model dtype (student and teacher); half types for timing only",
+    )
     p.add_argument("--layers", type=int, default=DEFAULTS["layers"], help="encoder and decoder layers")
     p.add_argument("--embed-dim", type=int, default=DEFAULTS["embed_dim"])
     p.add_argument("--ffn-dim", type=int, default=DEFAULTS["ffn_dim"])
@@ -75,13 +80,35 @@ def build(args, device, dtype):
     for i in range(args.vocab - vocab.nspecial):
         vocab.add_symbol(f"w{i}")
     parser = options.get_training_parser()
-    fairseq_args = options.parse_args_and_arch(parser, [
-        "unused-data-dir", "--task", "lskd_translation", "--arch", "transformer",
-        "--encoder-layers", str(args.layers), "--decoder-layers", str(args.layers),
-        "--encoder-embed-dim", str(args.embed_dim), "--decoder-embed-dim", str(args.embed_dim),
-        "--encoder-ffn-embed-dim", str(args.ffn_dim), "--decoder-ffn-embed-dim", str(args.ffn_dim),
-        "--encoder-attention-heads", str(args.heads), "--decoder-attention-heads", str(args.heads),
-        "--share-all-embeddings", "--dropout", "0.3"])
+    fairseq_args = options.parse_args_and_arch(
+        parser,
+        [
+            "unused-data-dir",
+            "--task",
+            "lskd_translation",
+            "--arch",
+            "transformer",
+            "--encoder-layers",
+            str(args.layers),
+            "--decoder-layers",
+            str(args.layers),
+            "--encoder-embed-dim",
+            str(args.embed_dim),
+            "--decoder-embed-dim",
+            str(args.embed_dim),
+            "--encoder-ffn-embed-dim",
+            str(args.ffn_dim),
+            "--decoder-ffn-embed-dim",
+            str(args.ffn_dim),
+            "--encoder-attention-heads",
+            str(args.heads),
+            "--decoder-attention-heads",
+            str(args.heads),
+            "--share-all-embeddings",
+            "--dropout",
+            "0.3",
+        ],
+    )
     cfg = convert_namespace_to_omegaconf(fairseq_args)
     task = LskdTranslationTask(cfg.task, vocab, vocab)
     torch.manual_seed(args.seed)
@@ -89,8 +116,13 @@ def build(args, device, dtype):
     teacher = task.build_model(cfg.model).to(device=device, dtype=dtype)
     task.use_teachers([teacher])
     ls = LabelSmoothedCrossEntropyCriterion(task, False, args.label_smoothing)
-    kd = LskdKdCriterion(task, False, kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature,
-                         label_smoothing=args.label_smoothing)
+    kd = LskdKdCriterion(
+        task,
+        False,
+        kd_alpha=args.kd_alpha,
+        kd_temperature=args.kd_temperature,
+        label_smoothing=args.label_smoothing,
+    )
     return task, student, copy.deepcopy(student), teacher, ls, kd
 
 
@@ -104,11 +136,18 @@ def make_batches(args, vocab_size, pad, eos, nspecial, device):
         src[:, -1] = eos
         tgt[:, -1] = eos
         prev = torch.cat([torch.full((bsz, 1), eos), tgt[:, :-1]], dim=1)
-        batches.append({
-            "net_input": {"src_tokens": src.to(device), "prev_output_tokens": prev.to(device),
-                          "src_lengths": torch.full((bsz,), args.length, device=device)},
-            "target": tgt.to(device), "ntokens": int(tgt.ne(pad).sum()), "nsentences": bsz,
-        })
+        batches.append(
+            {
+                "net_input": {
+                    "src_tokens": src.to(device),
+                    "prev_output_tokens": prev.to(device),
+                    "src_lengths": torch.full((bsz,), args.length, device=device),
+                },
+                "target": tgt.to(device),
+                "ntokens": int(tgt.ne(pad).sum()),
+                "nsentences": bsz,
+            }
+        )
     return batches
 
 
@@ -193,12 +232,15 @@ def main(argv=None) -> int:
     names = list(runs)
     times = {n: [] for n in names}
     for rep in range(args.warmup + args.repeats):
-        for name in (names if rep % 2 == 0 else names[::-1]):
+        for name in names if rep % 2 == 0 else names[::-1]:
             elapsed = one_pass(name)
             if rep >= args.warmup:
                 times[name].append(elapsed)
-        print(f"repetition {rep + 1}/{args.warmup + args.repeats}"
-              f"{' (warm-up)' if rep < args.warmup else ''}", file=sys.stderr, flush=True)
+        print(
+            f"repetition {rep + 1}/{args.warmup + args.repeats}{' (warm-up)' if rep < args.warmup else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     memory = PeakMemory(device)
     peak = {}
@@ -211,27 +253,40 @@ def main(argv=None) -> int:
     median = {n: statistics.median(times[n]) for n in names}
     result = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "dtype": args.dtype, "threads": args.threads if device.type == "cpu" else None,
+        "dtype": args.dtype,
+        "threads": args.threads if device.type == "cpu" else None,
         "arch": {k: getattr(args, k) for k in ("layers", "embed_dim", "ffn_dim", "heads", "vocab")},
-        "params_student": n_params, "params_teacher": sum(p.numel() for p in teacher.parameters()),
-        "batch_tokens": batches[0]["ntokens"], "batches": args.batches, "repeats": args.repeats,
+        "params_student": n_params,
+        "params_teacher": sum(p.numel() for p in teacher.parameters()),
+        "batch_tokens": batches[0]["ntokens"],
+        "batches": args.batches,
+        "repeats": args.repeats,
         "median_s_per_step": {n: median[n] / args.batches for n in names},
         "tokens_per_s": {n: tokens / median[n] for n in names},
         "ratio_kd_over_ls": median["lskd_kd"] / median["label_smoothed_cross_entropy"],
-        "peak_step_memory_bytes": peak, "memory_measure": memory.how,
+        "peak_step_memory_bytes": peak,
+        "memory_measure": memory.how,
         "peak_memory_ratio": peak["lskd_kd"] / max(1, peak["label_smoothed_cross_entropy"]),
     }
-    print(f"device {result['device']} ({args.dtype}), transformer {args.layers}+{args.layers} layers, "
-          f"embed {args.embed_dim}, ffn {args.ffn_dim}, heads {args.heads}, vocab {args.vocab}: "
-          f"{n_params / 1e6:.2f}M parameters (student = teacher size)")
-    print(f"{args.batches} batches of {batches[0]['ntokens']} target tokens, {args.repeats} repetitions "
-          f"(+{args.warmup} warm-up), median; peak memory = {memory.how} during one step")
+    print(
+        f"device {result['device']} ({args.dtype}), transformer {args.layers}+{args.layers} layers, "
+        f"embed {args.embed_dim}, ffn {args.ffn_dim}, heads {args.heads}, vocab {args.vocab}: "
+        f"{n_params / 1e6:.2f}M parameters (student = teacher size)"
+    )
+    print(
+        f"{args.batches} batches of {batches[0]['ntokens']} target tokens, {args.repeats} repetitions "
+        f"(+{args.warmup} warm-up), median; peak memory = {memory.how} during one step"
+    )
     print(f"{'step':<30} {'ms/step':>9} {'tokens/s':>10} {'peak MiB':>9}")
     for n in names:
-        print(f"{n:<30} {1000 * median[n] / args.batches:>9.1f} {tokens / median[n]:>10.0f} "
-              f"{peak[n] / 2**20:>9.1f}")
-    print(f"KD / LS time ratio: {result['ratio_kd_over_ls']:.2f}x; peak memory ratio: "
-          f"{result['peak_memory_ratio']:.2f}x")
+        print(
+            f"{n:<30} {1000 * median[n] / args.batches:>9.1f} {tokens / median[n]:>10.0f} "
+            f"{peak[n] / 2**20:>9.1f}"
+        )
+    print(
+        f"KD / LS time ratio: {result['ratio_kd_over_ls']:.2f}x; peak memory ratio: "
+        f"{result['peak_memory_ratio']:.2f}x"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -36,8 +36,14 @@ from lskd_plugins.prepared import reuse_prepared, write_stamp
 
 STAMP = ".lskd-prepared.json"
 DOWNLOADS = {
-    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
-    "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
+    "cifar10": (
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+    ),
+    "cifar100": (
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+    ),
 }
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLIT_NAMES = {"train": "train", "test": "val", "val": "val"}
@@ -63,7 +69,8 @@ def zip_records(path: Path) -> Tuple[List[str], Iterator[Record]]:
     splits = {e[0] for e in entries}
     if "train" not in splits or "val" not in splits:
         raise LskdError(
-            f"--source {path}: expected entries <prefix>/train/<class>/<image> and <prefix>/test/<class>/<image> "
+            f"--source {path}: expected entries <prefix>/train/<class>/<image> and "
+            "<prefix>/test/<class>/<image> "
             f"(found {len(entries)} image entries in splits {sorted(splits) or 'none'})"
         )
     entries.sort(key=lambda e: (e[0], e[1], e[2]))
@@ -93,7 +100,9 @@ def _decode(names: Sequence) -> List[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def pickle_records(files: Dict[str, bytes], where: str, label_type: str) -> Tuple[List[str], Iterator[Record]]:
+def pickle_records(
+    files: Dict[str, bytes], where: str, label_type: str
+) -> Tuple[List[str], Iterator[Record]]:
     """``files`` maps the base names of a cifar-10-batches-py / cifar-100-python folder to bytes."""
     if "batches.meta" in files:  # CIFAR-10
         meta = _unpickle(files["batches.meta"], f"{where}/batches.meta")
@@ -118,10 +127,16 @@ def pickle_records(files: Dict[str, bytes], where: str, label_type: str) -> Tupl
             for name in names:
                 batch = _unpickle(files[name], f"{where}/{name}")
                 try:
-                    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+                    data = (
+                        np.asarray(batch[b"data"], dtype=np.uint8)
+                        .reshape(-1, 3, 32, 32)
+                        .transpose(0, 2, 3, 1)
+                    )
                     labels = list(batch[label_key])
                 except (KeyError, ValueError) as err:
-                    raise LskdError(f"{where}/{name}: malformed CIFAR batch ({type(err).__name__}: {err})") from None
+                    raise LskdError(
+                        f"{where}/{name}: malformed CIFAR batch ({type(err).__name__}: {err})"
+                    ) from None
                 for img, label in zip(data, labels):
                     yield split, classes[int(label)], f"{counter:05d}.png", img
                     counter += 1
@@ -134,7 +149,9 @@ def tar_files(path: Path) -> Tuple[Dict[str, bytes], str]:
         with tarfile.open(path, "r:*") as tar:
             files = {}
             for member in tar.getmembers():
-                if member.isfile() and ("cifar-10-batches-py/" in member.name or "cifar-100-python/" in member.name):
+                if member.isfile() and (
+                    "cifar-10-batches-py/" in member.name or "cifar-100-python/" in member.name
+                ):
                     files[Path(member.name).name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as err:
         raise LskdError(f"--source {path}: not a readable tar archive ({err})") from None
@@ -148,7 +165,9 @@ def open_source(source: Path, label_type: str) -> Tuple[List[str], Iterator[Reco
     if not source.exists():
         raise LskdError(f"--source {source}: no such file or directory")
     if source.is_dir():
-        inner = [d for d in (source, source / "cifar-10-batches-py", source / "cifar-100-python") if d.is_dir()]
+        inner = [
+            d for d in (source, source / "cifar-10-batches-py", source / "cifar-100-python") if d.is_dir()
+        ]
         for d in inner:
             if (d / "batches.meta").is_file() or (d / "meta").is_file():
                 files = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
@@ -186,8 +205,11 @@ def prepare(
     from PIL import Image
 
     settings = {
-        "source": str(source.resolve()), "classes": classes, "per_class": per_class,
-        "val_per_class": val_per_class, "label_type": label_type,
+        "source": str(source.resolve()),
+        "classes": classes,
+        "per_class": per_class,
+        "val_per_class": val_per_class,
+        "label_type": label_type,
     }
     done = reuse_prepared(out, STAMP, settings)
     if done is not None:
@@ -244,11 +266,18 @@ def download(name: str, folder: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--source", type=Path, help="python tarball / its folder, or a zip of JPEG class folders")
-    src.add_argument("--download", choices=sorted(DOWNLOADS), help="fetch the python tarball first (internet)")
+    src.add_argument(
+        "--source", type=Path, help="python tarball / its folder, or a zip of JPEG class folders"
+    )
+    src.add_argument(
+        "--download", choices=sorted(DOWNLOADS), help="fetch the python tarball first (internet)"
+    )
     p.add_argument("--download-dir", type=Path, default=Path("downloads"), help="where --download stores it")
     p.add_argument("--out", type=Path, required=True, help="output ImageFolder root (gets train/ and val/)")
     p.add_argument("--classes", default=None, help="comma-separated class names to keep (default: all)")

@@ -50,7 +50,9 @@ def split_plan(images_txt: str, split_txt: str, where: str, max_classes: int | N
     is_train = parse_id_table(split_txt, f"{where}/train_test_split.txt")
     if set(images) != set(is_train):
         missing = sorted(set(images) ^ set(is_train))[:5]
-        raise LskdError(f"{where}: images.txt and train_test_split.txt list different image ids (e.g. {missing})")
+        raise LskdError(
+            f"{where}: images.txt and train_test_split.txt list different image ids (e.g. {missing})"
+        )
     bad = [i for i, v in is_train.items() if v not in ("0", "1")]
     if bad:
         raise LskdError(f"{where}/train_test_split.txt: flag must be 0 or 1 (image ids {bad[:5]})")
@@ -67,7 +69,9 @@ def find_root(folder: Path) -> Path:
     for cand in (folder, folder / "CUB_200_2011"):
         if all((cand / f).is_file() for f in META_FILES):
             return cand
-    missing = [f for f in META_FILES if not (folder / f).is_file() and not (folder / "CUB_200_2011" / f).is_file()]
+    missing = [
+        f for f in META_FILES if not (folder / f).is_file() and not (folder / "CUB_200_2011" / f).is_file()
+    ]
     raise LskdError(f"--source {folder}: not a CUB_200_2011 folder (missing {', '.join(missing)})")
 
 
@@ -120,7 +124,7 @@ def from_tarball(path: Path, out: Path, max_classes: int | None) -> Dict[str, in
                 base, rest = _member_root(member.name)
                 if not member.isfile() or base != root or not rest.startswith("images/"):
                     continue
-                rel = rest[len("images/"):]
+                rel = rest[len("images/") :]
                 split = plan.get(rel)
                 if split is None:
                     continue
@@ -133,7 +137,9 @@ def from_tarball(path: Path, out: Path, max_classes: int | None) -> Dict[str, in
         raise LskdError(f"--source {path}: not a readable tar archive ({err})") from None
     absent = sorted(set(plan) - seen)
     if absent:
-        raise LskdError(f"--source {path}: {len(absent)} images listed in images.txt are missing (e.g. {absent[0]})")
+        raise LskdError(
+            f"--source {path}: {len(absent)} images listed in images.txt are missing (e.g. {absent[0]})"
+        )
     return counts
 
 
@@ -160,8 +166,11 @@ def prepare(source: Path, out: Path, max_classes: int | None = None, link: bool 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("--source", type=Path, required=True, help="CUB_200_2011.tgz or the extracted folder")
     p.add_argument("--out", type=Path, required=True, help="output ImageFolder root (gets train/ and val/)")
     p.add_argument("--max-classes", type=int, default=None, help="keep only the first N classes")

@@ -156,7 +156,9 @@ def kd_loss(
     out = {"ce_loss": ce_loss, "nll_loss": nll_loss, "ntokens": ntokens}
 
     if teacher_logits is None:
-        out.update(loss=ce_loss if kd_alpha == 0 else ce_loss * (1.0 - kd_alpha), kd_loss=zero, teacher_nll=zero)
+        out.update(
+            loss=ce_loss if kd_alpha == 0 else ce_loss * (1.0 - kd_alpha), kd_loss=zero, teacher_nll=zero
+        )
         return out
 
     with torch.no_grad():

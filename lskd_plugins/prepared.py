@@ -20,13 +20,17 @@ def reuse_prepared(out: Path, stamp_name: str, settings: Dict[str, Any]) -> Dict
         done = json.loads(stamp.read_text())
         if done.get("settings") == settings:
             return done["counts"]
-        raise LskdError(f"{out} was prepared with other settings ({done.get('settings')}); choose another --out")
+        raise LskdError(
+            f"{out} was prepared with other settings ({done.get('settings')}); choose another --out"
+        )
     if Path(out).exists() and any(Path(out).iterdir()):
         raise LskdError(f"{out} exists and is not empty; choose another --out")
     return None
 
 
-def write_stamp(out: Path, stamp_name: str, settings: Dict[str, Any], counts: Dict[str, Any], **extra: Any) -> None:
+def write_stamp(
+    out: Path, stamp_name: str, settings: Dict[str, Any], counts: Dict[str, Any], **extra: Any
+) -> None:
     """Record a finished run (written last, so an interrupted run leaves no stamp)."""
     doc = {"settings": settings, "counts": counts, **extra}
     (Path(out) / stamp_name).write_text(json.dumps(doc, indent=2) + "\n")

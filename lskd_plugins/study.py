@@ -32,7 +32,9 @@ def parse_floats(spec: str, what: str) -> List[float]:
     try:
         values = [float(x) for x in spec.split(",") if x.strip()]
     except ValueError:
-        raise LskdError(f"--{what} takes comma-separated numbers, e.g. {DEFAULT_TEMPS}; got {spec!r}") from None
+        raise LskdError(
+            f"--{what} takes comma-separated numbers, e.g. {DEFAULT_TEMPS}; got {spec!r}"
+        ) from None
     if not values:
         raise LskdError(f"--{what} is empty")
     return values
@@ -47,10 +49,28 @@ def student_dir(runs: Path, alpha: float, temperature: float) -> Path:
 
 
 def common_train_args(args: argparse.Namespace) -> List[str]:
-    out = ["--data", str(args.data), "--batch-size", str(args.batch_size),
-           "--opt", "momentum", "--momentum", "0.9", "--weight-decay", str(args.weight_decay),
-           "--sched", "cosine", "--aug", args.aug, "--seed", str(args.seed), "--workers", str(args.workers),
-           "--device", args.device]
+    out = [
+        "--data",
+        str(args.data),
+        "--batch-size",
+        str(args.batch_size),
+        "--opt",
+        "momentum",
+        "--momentum",
+        "0.9",
+        "--weight-decay",
+        str(args.weight_decay),
+        "--sched",
+        "cosine",
+        "--aug",
+        args.aug,
+        "--seed",
+        str(args.seed),
+        "--workers",
+        str(args.workers),
+        "--device",
+        args.device,
+    ]
     if args.img_size:
         out += ["--img-size", str(args.img_size)]
     if args.quiet:
@@ -73,8 +93,13 @@ def run_training(argv: List[str], out_dir: Path, log) -> Dict[str, Any]:
     return json.loads(summary_path.read_text())
 
 
-def paper_table(teachers: Dict[float, dict], students: Dict[tuple, dict], temps: Sequence[float],
-                alphas: Sequence[float], key: str = "top1") -> List[dict]:
+def paper_table(
+    teachers: Dict[float, dict],
+    students: Dict[tuple, dict],
+    temps: Sequence[float],
+    alphas: Sequence[float],
+    key: str = "top1",
+) -> List[dict]:
     """Rows 'teacher' and 'T=..', one column per teacher alpha (the paper's noLS / LS layout)."""
     rows = [{"row": "teacher", **{f"alpha={a:g}": teachers[a][key] for a in alphas}}]
     for t in temps:
@@ -82,8 +107,9 @@ def paper_table(teachers: Dict[float, dict], students: Dict[tuple, dict], temps:
     return rows
 
 
-def answer(teachers: Dict[float, dict], students: Dict[tuple, dict], temps: Sequence[float],
-           alphas: Sequence[float]) -> Dict[str, Any]:
+def answer(
+    teachers: Dict[float, dict], students: Dict[tuple, dict], temps: Sequence[float], alphas: Sequence[float]
+) -> Dict[str, Any]:
     """What this run says about the practical question, as numbers and one sentence."""
     best = max(students, key=lambda k: students[k]["top1"])
     ls = [a for a in alphas if a > 0]
@@ -95,15 +121,20 @@ def answer(teachers: Dict[float, dict], students: Dict[tuple, dict], temps: Sequ
         a_ls, a_no = ls[0], nols[0]
         t_low = min(temps)
         out["ls_minus_nols_at_lowest_T"] = students[(a_ls, t_low)]["top1"] - students[(a_no, t_low)]["top1"]
-        out["ls_minus_nols_by_T"] = {f"{t:g}": students[(a_ls, t)]["top1"] - students[(a_no, t)]["top1"]
-                                     for t in temps}
+        out["ls_minus_nols_by_T"] = {
+            f"{t:g}": students[(a_ls, t)]["top1"] - students[(a_no, t)]["top1"] for t in temps
+        }
         out["ls_teacher_drop_lowest_to_highest_T"] = (
-            students[(a_ls, t_low)]["top1"] - students[(a_ls, max(temps))]["top1"])
+            students[(a_ls, t_low)]["top1"] - students[(a_ls, max(temps))]["top1"]
+        )
         out["nols_teacher_drop_lowest_to_highest_T"] = (
-            students[(a_no, t_low)]["top1"] - students[(a_no, max(temps))]["top1"])
+            students[(a_no, t_low)]["top1"] - students[(a_no, max(temps))]["top1"]
+        )
     kind = "an LS" if best[0] > 0 else "a non-LS"
-    out["sentence"] = (f"Best student in this run: {kind} teacher (alpha={best[0]:g}) distilled at "
-                       f"T={best[1]:g}, top-1 {students[best]['top1']:.2f}%.")
+    out["sentence"] = (
+        f"Best student in this run: {kind} teacher (alpha={best[0]:g}) distilled at "
+        f"T={best[1]:g}, top-1 {students[best]['top1']:.2f}%."
+    )
     return out
 
 
@@ -113,7 +144,9 @@ def diffusion_by_temperature(records: List[dict], checkpoints: List[tuple]) -> D
     for rec, (role, alpha, temp) in zip(records, checkpoints):
         if role == "student":
             out.setdefault(f"{alpha:g}", {})[f"{temp:g}"] = {
-                k: rec["valid"].get(k) for k in ("eta", "fisher_ab", "leakage_ab", "p_b_given_a", "p_c_given_a")}
+                k: rec["valid"].get(k)
+                for k in ("eta", "fisher_ab", "leakage_ab", "p_b_given_a", "p_c_given_a")
+            }
     return out
 
 
@@ -123,8 +156,13 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
-def plot_curves(table: List[dict], diffusion: Dict[str, Dict[str, dict]], temps: Sequence[float],
-                alphas: Sequence[float], out: Path) -> Dict[str, Path]:
+def plot_curves(
+    table: List[dict],
+    diffusion: Dict[str, Dict[str, dict]],
+    temps: Sequence[float],
+    alphas: Sequence[float],
+    out: Path,
+) -> Dict[str, Path]:
     """Student top-1 vs T and diffusion eta / Fisher vs T, per teacher alpha, values annotated."""
     import matplotlib
 
@@ -140,7 +178,9 @@ def plot_curves(table: List[dict], diffusion: Dict[str, Dict[str, dict]], temps:
         ax.plot(xs, ys, "o-", color=colour, label=f"student of teacher {col}")
         ax.axhline(table[0][col], color=colour, ls="--", lw=1, label=f"teacher {col}: {table[0][col]:.2f}")
         for x, y in zip(xs, ys):
-            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+            ax.annotate(
+                f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
+            )
     ax.set_xticks(xs, [f"T={t:g}" for t in temps])
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title("KD students by temperature and teacher label smoothing")
@@ -152,14 +192,18 @@ def plot_curves(table: List[dict], diffusion: Dict[str, Dict[str, dict]], temps:
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
-    for key, ax, title in (("eta", axes[0], "directional diffusion eta (a toward b; 1 = isotropic)"),
-                           ("fisher_ab", axes[1], "Fisher separation J_ab of the similar pair")):
+    for key, ax, title in (
+        ("eta", axes[0], "directional diffusion eta (a toward b; 1 = isotropic)"),
+        ("fisher_ab", axes[1], "Fisher separation J_ab of the similar pair"),
+    ):
         for a, colour in zip(alphas, ("tab:blue", "tab:red", "tab:green", "tab:purple")):
             ys = [diffusion.get(f"{a:g}", {}).get(f"{t:g}", {}).get(key) for t in temps]
             ys = [float("nan") if y is None else y for y in ys]
             ax.plot(xs, ys, "o-", color=colour, label=f"students of teacher alpha={a:g}")
             for x, y in zip(xs, ys):
-                ax.annotate(_fmt(y), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+                ax.annotate(
+                    _fmt(y), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
+                )
         ax.set_xticks(xs, [f"T={t:g}" for t in temps])
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
@@ -210,54 +254,98 @@ def markdown_report(doc: Dict[str, Any]) -> str:
             "small data and few epochs make single runs noisy, so read differences below a point or "
             "two as ties unless repeated with other seeds.",
         ]
-    lines += ["", "## Top-1 (%) of students, by teacher", "", "| | " + " | ".join(cols) + " |",
-              "|---|" + "---|" * len(cols)]
+    lines += [
+        "",
+        "## Top-1 (%) of students, by teacher",
+        "",
+        "| | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
     for row in doc["table_top1"]:
         lines.append(f"| {row['row']} | " + " | ".join(_fmt(row[c]) for c in cols) + " |")
-    lines += ["", "![accuracy](accuracy_vs_temperature.png)", "",
-              "## Systematic diffusion of the students (validation)", "",
-              f"Classes: {class_names(doc['classes'])}. Why: {doc.get('class_reason') or 'given by --classes'}.", "",
-              "eta > 1: class a spreads toward the similar class b more than toward c. "
-              "J_ab: Fisher separation of a and b (falls when they diffuse into each other). "
-              "leakage: share of a's points nearer b's centroid. See docs/diffusion.md.", "",
-              "| teacher | T | eta | J_ab | leakage a->b | p(b given a) | p(c given a) |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "![accuracy](accuracy_vs_temperature.png)",
+        "",
+        "## Systematic diffusion of the students (validation)",
+        "",
+        f"Classes: {class_names(doc['classes'])}. Why: {doc.get('class_reason') or 'given by --classes'}.",
+        "",
+        "eta > 1: class a spreads toward the similar class b more than toward c. "
+        "J_ab: Fisher separation of a and b (falls when they diffuse into each other). "
+        "leakage: share of a's points nearer b's centroid. See docs/diffusion.md.",
+        "",
+        "| teacher | T | eta | J_ab | leakage a->b | p(b given a) | p(c given a) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for a in alphas:
         for t in temps:
             n = doc["diffusion_by_temperature"].get(f"{a:g}", {}).get(f"{t:g}", {})
-            lines.append(f"| alpha={a:g} | {t:g} | {_fmt(n.get('eta'))} | {_fmt(n.get('fisher_ab'))} | "
-                         f"{_fmt(n.get('leakage_ab'), 3)} | {_fmt(n.get('p_b_given_a'), 4)} | "
-                         f"{_fmt(n.get('p_c_given_a'), 4)} |")
-    lines += ["", "![diffusion](diffusion_vs_temperature.png)", "",
-              "Penultimate features projected on the three classes' templates (the paper's Algorithm 1):", "",
-              "![projection](diffusion/projection.png)", "",
-              "## Every run", "", "| run | label | top-1 | top-5 | NLL | ECE |", "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| alpha={a:g} | {t:g} | {_fmt(n.get('eta'))} | {_fmt(n.get('fisher_ab'))} | "
+                f"{_fmt(n.get('leakage_ab'), 3)} | {_fmt(n.get('p_b_given_a'), 4)} | "
+                f"{_fmt(n.get('p_c_given_a'), 4)} |"
+            )
+    lines += [
+        "",
+        "![diffusion](diffusion_vs_temperature.png)",
+        "",
+        "Penultimate features projected on the three classes' templates (the paper's Algorithm 1):",
+        "",
+        "![projection](diffusion/projection.png)",
+        "",
+        "## Every run",
+        "",
+        "| run | label | top-1 | top-5 | NLL | ECE |",
+        "|---|---|---|---|---|---|",
+    ]
     for run in doc["runs"]:
         s = run["summary"]
-        lines.append(f"| {run['name']} | {s.get('label', '')} | {_fmt(s['top1'])} | {_fmt(s['top5'])} | "
-                     f"{_fmt(s['nll'], 4)} | {_fmt(s['ece'], 4)} |")
-    lines += ["", "Files: `report.json` (all numbers), `runs/*/summary.json`, `diffusion/diffusion.json`.", ""]
+        lines.append(
+            f"| {run['name']} | {s.get('label', '')} | {_fmt(s['top1'])} | {_fmt(s['top5'])} | "
+            f"{_fmt(s['nll'], 4)} | {_fmt(s['ece'], 4)} |"
+        )
+    lines += [
+        "",
+        "Files: `report.json` (all numbers), `runs/*/summary.json`, `diffusion/diffusion.json`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="study_out", help="study folder (default: study_out)")
-    parser.add_argument("--data", default=None,
-                        help="ImageFolder root with train/ and val/ (default: the embedded 8x8 digits, "
-                             "written to OUT/data/digits)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="ImageFolder root with train/ and val/ (default: the embedded 8x8 digits, "
+        "written to OUT/data/digits)",
+    )
     parser.add_argument("--model", default="resnet10t", help="timm model of the teachers (default resnet10t)")
     parser.add_argument("--student-model", default=None, help="timm model of the students (default: --model)")
-    parser.add_argument("--img-size", type=int, default=16, help="input size (default 16, for the 8x8 digits)")
-    parser.add_argument("--aug", default="none", help="augmentation preset of lskd image-train (default none)")
+    parser.add_argument(
+        "--img-size", type=int, default=16, help="input size (default 16, for the 8x8 digits)"
+    )
+    parser.add_argument(
+        "--aug", default="none", help="augmentation preset of lskd image-train (default none)"
+    )
     parser.add_argument("--teacher-epochs", type=int, default=8)
     parser.add_argument("--student-epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--temps", default=DEFAULT_TEMPS, help=f"student temperatures (default {DEFAULT_TEMPS})")
-    parser.add_argument("--alphas", default=DEFAULT_ALPHAS, help=f"teacher label smoothing (default {DEFAULT_ALPHAS})")
-    parser.add_argument("--classes", default=None, help="diffusion classes a,b,c (a,b similar); default: automatic")
-    parser.add_argument("--per-class", type=int, default=100, help="images per class for the diffusion analysis")
+    parser.add_argument(
+        "--temps", default=DEFAULT_TEMPS, help=f"student temperatures (default {DEFAULT_TEMPS})"
+    )
+    parser.add_argument(
+        "--alphas", default=DEFAULT_ALPHAS, help=f"teacher label smoothing (default {DEFAULT_ALPHAS})"
+    )
+    parser.add_argument(
+        "--classes", default=None, help="diffusion classes a,b,c (a,b similar); default: automatic"
+    )
+    parser.add_argument(
+        "--per-class", type=int, default=100, help="images per class for the diffusion analysis"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -290,28 +378,62 @@ def run_study(args: argparse.Namespace, log=print) -> Dict[str, Any]:
     teachers, students, run_list, checkpoints = {}, {}, [], []
     for a in alphas:
         d = teacher_dir(runs, a)
-        teachers[a] = run_training([*base, "--model", args.model, "--epochs", str(args.teacher_epochs), "--lr", str(args.lr),
-                                    "--smoothing", f"{a:g}"], d, log)
+        teachers[a] = run_training(
+            [
+                *base,
+                "--model",
+                args.model,
+                "--epochs",
+                str(args.teacher_epochs),
+                "--lr",
+                str(args.lr),
+                "--smoothing",
+                f"{a:g}",
+            ],
+            d,
+            log,
+        )
         run_list.append({"name": d.name, "summary": teachers[a]})
         checkpoints.append(("teacher", a, None))
     for a in alphas:
         for t in temps:
             d = student_dir(runs, a, t)
             students[(a, t)] = run_training(
-                [*base, "--model", args.student_model or args.model, "--epochs", str(args.student_epochs),
-                 "--lr", str(args.lr),
-                 "--teacher-checkpoint", str(teacher_dir(runs, a) / "checkpoint_last.pth"),
-                 "--kd-temperature", f"{t:g}", "--kd-beta", "1.0"], d, log)
+                [
+                    *base,
+                    "--model",
+                    args.student_model or args.model,
+                    "--epochs",
+                    str(args.student_epochs),
+                    "--lr",
+                    str(args.lr),
+                    "--teacher-checkpoint",
+                    str(teacher_dir(runs, a) / "checkpoint_last.pth"),
+                    "--kd-temperature",
+                    f"{t:g}",
+                    "--kd-beta",
+                    "1.0",
+                ],
+                d,
+                log,
+            )
             run_list.append({"name": d.name, "summary": students[(a, t)]})
             checkpoints.append(("student", a, t))
 
-    paths = [str((teacher_dir(runs, a) if role == "teacher" else student_dir(runs, a, t)) / "checkpoint_last.pth")
-             for role, a, t in checkpoints]
+    paths = [
+        str((teacher_dir(runs, a) if role == "teacher" else student_dir(runs, a, t)) / "checkpoint_last.pth")
+        for role, a, t in checkpoints
+    ]
     log("study: diffusion analysis of every model")
     records, projections = analyse_image_checkpoints(
-        paths, args.data, classes=args.classes, per_class=args.per_class,
-        device=None if args.device == "auto" else args.device, progress=not args.quiet,
-        log=lambda m: log(m))
+        paths,
+        args.data,
+        classes=args.classes,
+        per_class=args.per_class,
+        device=None if args.device == "auto" else args.device,
+        progress=not args.quiet,
+        log=lambda m: log(m),
+    )
     write_outputs(records, projections, out / "diffusion")
 
     table = paper_table(teachers, students, temps, alphas)

@@ -99,11 +99,15 @@ NOUNS: Tuple[Noun, ...] = (
     _noun("child children", "n", ("kind kinder", 1.0)),
     _noun("forest forests", "m", ("wald waelder", 0.6), ("forst forste", 0.3), ("hain haine", 0.1)),
     _noun("book books", "n", ("buch buecher", 1.0)),
-    _noun("friend friends", "m", ("freund freunde", 0.6), ("kamerad kameraden", 0.3),
-          ("gefaehrte gefaehrten", 0.1)),
+    _noun(
+        "friend friends",
+        "m",
+        ("freund freunde", 0.6),
+        ("kamerad kameraden", 0.3),
+        ("gefaehrte gefaehrten", 0.1),
+    ),
     _noun("city cities", "f", ("stadt staedte", 1.0)),
-    _noun("street streets", "f", ("strasse strassen", 0.6), ("gasse gassen", 0.3),
-          ("allee alleen", 0.1)),
+    _noun("street streets", "f", ("strasse strassen", 0.6), ("gasse gassen", 0.3), ("allee alleen", 0.1)),
     _noun("boy boys", "m", ("junge jungen", 0.6), ("knabe knaben", 0.3), ("bub buben", 0.1)),
     _noun("garden gardens", "m", ("garten gaerten", 1.0)),
     _noun("horse horses", "n", ("pferd pferde", 0.7), ("ross rosse", 0.3)),
@@ -320,8 +324,10 @@ class _Generator:
         self.adverb = _zipf_picker(ADVERBS, cfg.zipf_exponent)
         self.prep = _zipf_picker(PREPOSITIONS, cfg.zipf_exponent)
         self.conj = _zipf_picker(CONJUNCTIONS, cfg.zipf_exponent)
-        self.variant = {id(w): _variant_picker(w.variants)
-                        for w in (*NOUNS, *VERBS, *ADJECTIVES, *ADVERBS, *PREPOSITIONS, *CONJUNCTIONS)}
+        self.variant = {
+            id(w): _variant_picker(w.variants)
+            for w in (*NOUNS, *VERBS, *ADJECTIVES, *ADVERBS, *PREPOSITIONS, *CONJUNCTIONS)
+        }
 
     def pick_variant(self, rng: random.Random, word):
         return self.variant[id(word)](rng)
@@ -397,8 +403,9 @@ def split_rng(seed: int, split: str) -> random.Random:
     return random.Random(f"lskd-synth-mt:{seed}:{split}")
 
 
-def generate_pairs(n: int, seed: int, split: str = "train",
-                   cfg: GrammarConfig = GrammarConfig()) -> List[Tuple[List[str], List[str]]]:
+def generate_pairs(
+    n: int, seed: int, split: str = "train", cfg: GrammarConfig = GrammarConfig()
+) -> List[Tuple[List[str], List[str]]]:
     """``n`` (source tokens, target tokens) pairs of one split, deterministic in (seed, split)."""
     gen = _Generator(cfg)
     rng = split_rng(seed, split)
@@ -457,8 +464,6 @@ def _check_lang(name: str, flag: str) -> None:
         raise LskdError(f"{flag} {name!r} is not a usable file suffix; use a short code like 'en' or 'de'")
 
 
-
-
 def _json_one_group_a_line(obj: dict) -> str:
     """Indented JSON, but each synonym group on one line (readable, diffable)."""
     lines = []
@@ -475,8 +480,8 @@ def _readme(seed, sizes, src, tgt, vocab, overlap, triple, cfg: GrammarConfig) -
     size_lines = "\n".join(f"| {split} | {n} |" for split, n in sizes.items())
     return f"""# Synthetic parallel corpus ({src} -> {tgt})
 
-Written by `lskd synth-mt --out DIR --size {sizes['train']} --seed {seed} --valid {sizes['valid']} \
---test {sizes['test']} --src {src} --tgt {tgt}`; the same command rewrites byte-identical files.
+Written by `lskd synth-mt --out DIR --size {sizes["train"]} --seed {seed} --valid {sizes["valid"]} \
+--test {sizes["test"]} --src {src} --tgt {tgt}`; the same command rewrites byte-identical files.
 Pure standard-library generator (`lskd_plugins/synth_mt.py`, documented in docs/synth_mt.md):
 English-like source, German-like target, one sentence a line, space-tokenised, lowercase.
 
@@ -491,19 +496,27 @@ English-like source, German-like target, one sentence a line, space-tokenised, l
   (two similar words, one dissimilar).
 - Options: {cfg}.
 - Streams: each split has its own random stream of seed {seed}, so valid/test do not depend
-  on the train size. Source sentences of valid/test that also occur in train: {overlap['valid']} / \
-{overlap['test']}.
+  on the train size. Source sentences of valid/test that also occur in train: {overlap["valid"]} / \
+{overlap["test"]}.
 
 | split | sentences |
 |---|---|
 {size_lines}
 
-Vocabulary (types over all splits): {src} {vocab['src']}, {tgt} {vocab['tgt']}.
+Vocabulary (types over all splits): {src} {vocab["src"]}, {tgt} {vocab["tgt"]}.
 """
 
 
-def generate_corpus(out_dir, size: int, seed: int, valid_size: int = 1000, test_size: int = 1000,
-                    src: str = "en", tgt: str = "de", cfg: GrammarConfig = GrammarConfig()) -> dict:
+def generate_corpus(
+    out_dir,
+    size: int,
+    seed: int,
+    valid_size: int = 1000,
+    test_size: int = 1000,
+    src: str = "en",
+    tgt: str = "de",
+    cfg: GrammarConfig = GrammarConfig(),
+) -> dict:
     """Write train/valid/test.{src,tgt}, synonyms.json and README.md under ``out_dir``.
 
     Returns ``{"out_dir", "files": {name: path}, "counts": {split: n}, "synonyms", "readme",
@@ -590,10 +603,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    result = generate_corpus(args.out, args.size, args.seed, valid_size=args.valid,
-                             test_size=args.test, src=args.src, tgt=args.tgt)
+    result = generate_corpus(
+        args.out, args.size, args.seed, valid_size=args.valid, test_size=args.test, src=args.src, tgt=args.tgt
+    )
     counts = ", ".join(f"{k} {v}" for k, v in result["counts"].items())
-    print(f"wrote {result['out_dir']}: {counts} sentences; vocabulary {args.src} "
-          f"{result['vocab']['src']}, {args.tgt} {result['vocab']['tgt']}; "
-          f"suggested triple {' '.join(result['suggested_triple'])}")
+    print(
+        f"wrote {result['out_dir']}: {counts} sentences; vocabulary {args.src} "
+        f"{result['vocab']['src']}, {args.tgt} {result['vocab']['tgt']}; "
+        f"suggested triple {' '.join(result['suggested_triple'])}"
+    )
     return 0

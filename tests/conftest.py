@@ -61,7 +61,8 @@ def tiny_mt_data(tmp_path_factory, cli_env):
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory, tiny_mt_data, cli_env):
-    """Path of a tiny transformer teacher (fairseq's label_smoothed_cross_entropy, eps 0.1, ~40 updates, CPU)."""
+    """Path of a tiny transformer teacher (fairseq's label_smoothed_cross_entropy, eps 0.1,
+    ~40 updates, CPU)."""
     import fairseq_fixtures as ff
 
     return ff.train_teacher(tiny_mt_data.data_bin, tmp_path_factory.mktemp("tiny_teacher"), cli_env)
@@ -73,5 +74,6 @@ def tiny_teacher_150(tmp_path_factory, tiny_mt_data, cli_env):
     to sentence and score above 0 BLEU (order and metric checks need them)."""
     import fairseq_fixtures as ff
 
-    return ff.train_teacher(tiny_mt_data.data_bin, tmp_path_factory.mktemp("tiny_teacher_150"), cli_env,
-                            max_update=150)
+    return ff.train_teacher(
+        tiny_mt_data.data_bin, tmp_path_factory.mktemp("tiny_teacher_150"), cli_env, max_update=150
+    )

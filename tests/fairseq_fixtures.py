@@ -21,20 +21,52 @@ USER_DIR = str(REPO / "lskd_plugins")
 
 # The tiny transformer used for teachers and students in tests (about 20k parameters).
 TINY_ARCH = [
-    "--arch", "transformer",
-    "--encoder-layers", "1", "--decoder-layers", "1",
-    "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
-    "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+    "--arch",
+    "transformer",
+    "--encoder-layers",
+    "1",
+    "--decoder-layers",
+    "1",
+    "--encoder-embed-dim",
+    "32",
+    "--decoder-embed-dim",
+    "32",
+    "--encoder-ffn-embed-dim",
+    "64",
+    "--decoder-ffn-embed-dim",
+    "64",
+    "--encoder-attention-heads",
+    "2",
+    "--decoder-attention-heads",
+    "2",
     "--share-all-embeddings",
 ]
 # CPU, single process, quiet, no per-epoch checkpoint files.
 TINY_TRAIN = [
-    "--cpu", "--num-workers", "0", "--seed", "1",
-    "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "5e-3",
-    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "10",
-    "--dropout", "0.1", "--max-tokens", "2000",
-    "--log-format", "simple", "--log-interval", "5", "--no-progress-bar",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--seed",
+    "1",
+    "--optimizer",
+    "adam",
+    "--adam-betas",
+    "(0.9, 0.98)",
+    "--lr",
+    "5e-3",
+    "--lr-scheduler",
+    "inverse_sqrt",
+    "--warmup-updates",
+    "10",
+    "--dropout",
+    "0.1",
+    "--max-tokens",
+    "2000",
+    "--log-format",
+    "simple",
+    "--log-interval",
+    "5",
+    "--no-progress-bar",
     "--no-epoch-checkpoints",
 ]
 
@@ -47,19 +79,32 @@ class TinyMT:
     tgt: str
 
 
-def run_cli(cmd: Sequence[str], env: Dict[str, str], timeout: float = 300, check: bool = True,
-            cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    cmd: Sequence[str],
+    env: Dict[str, str],
+    timeout: float = 300,
+    check: bool = True,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess:
     """Run a CLI; on failure (when ``check``) raise AssertionError with the output's tail."""
-    proc = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    proc = subprocess.run(
+        [str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
     if check and proc.returncode != 0:
         tail = (proc.stdout + proc.stderr)[-4000:]
         raise AssertionError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{tail}")
     return proc
 
 
-def write_parallel_text(out_dir: Path, n_train: int = 600, n_valid: int = 40, n_test: int = 40,
-                        seed: int = 1, src: str = "en", tgt: str = "de") -> Path:
+def write_parallel_text(
+    out_dir: Path,
+    n_train: int = 600,
+    n_valid: int = 40,
+    n_test: int = 40,
+    seed: int = 1,
+    src: str = "en",
+    tgt: str = "de",
+) -> Path:
     """train/valid/test.{src,tgt} of the embedded synthetic corpus (``lskd synth-mt``)."""
     from lskd_plugins.synth_mt import generate_corpus
 
@@ -67,23 +112,68 @@ def write_parallel_text(out_dir: Path, n_train: int = 600, n_valid: int = 40, n_
     return Path(out_dir)
 
 
-def preprocess(text_dir: Path, dest_dir: Path, env: Dict[str, str], src: str = "en", tgt: str = "de",
-               extra: Sequence[str] = ()) -> Path:
+def preprocess(
+    text_dir: Path,
+    dest_dir: Path,
+    env: Dict[str, str],
+    src: str = "en",
+    tgt: str = "de",
+    extra: Sequence[str] = (),
+) -> Path:
     """``fairseq-preprocess --joined-dictionary`` on train/valid/test of ``text_dir``."""
     text_dir = Path(text_dir)
-    run_cli(["fairseq-preprocess", "--source-lang", src, "--target-lang", tgt,
-             "--trainpref", text_dir / "train", "--validpref", text_dir / "valid",
-             "--testpref", text_dir / "test", "--destdir", dest_dir,
-             "--joined-dictionary", "--workers", "1", *extra], env)
+    run_cli(
+        [
+            "fairseq-preprocess",
+            "--source-lang",
+            src,
+            "--target-lang",
+            tgt,
+            "--trainpref",
+            text_dir / "train",
+            "--validpref",
+            text_dir / "valid",
+            "--testpref",
+            text_dir / "test",
+            "--destdir",
+            dest_dir,
+            "--joined-dictionary",
+            "--workers",
+            "1",
+            *extra,
+        ],
+        env,
+    )
     return Path(dest_dir)
 
 
-def train_teacher(data_bin: Path, save_dir: Path, env: Dict[str, str], label_smoothing: float = 0.1,
-                  max_update: int = 40, extra: Sequence[str] = ()) -> Path:
+def train_teacher(
+    data_bin: Path,
+    save_dir: Path,
+    env: Dict[str, str],
+    label_smoothing: float = 0.1,
+    max_update: int = 40,
+    extra: Sequence[str] = (),
+) -> Path:
     """A tiny transformer trained with fairseq's own label_smoothed_cross_entropy; its last checkpoint."""
-    run_cli(["fairseq-train", data_bin, *TINY_ARCH, *TINY_TRAIN,
-             "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", str(label_smoothing),
-             "--max-update", str(max_update), "--save-dir", save_dir, *extra], env)
+    run_cli(
+        [
+            "fairseq-train",
+            data_bin,
+            *TINY_ARCH,
+            *TINY_TRAIN,
+            "--criterion",
+            "label_smoothed_cross_entropy",
+            "--label-smoothing",
+            str(label_smoothing),
+            "--max-update",
+            str(max_update),
+            "--save-dir",
+            save_dir,
+            *extra,
+        ],
+        env,
+    )
     ckpt = Path(save_dir) / "checkpoint_last.pt"
     assert ckpt.is_file(), f"fairseq-train wrote no {ckpt}"
     return ckpt

@@ -34,8 +34,13 @@ def test_no_command_prints_help(capsys):
 
 
 def test_console_script_reports_errors_without_traceback(tmp_path, cli_env):
-    proc = subprocess.run(["lskd", "synth-mt", "--out", str(tmp_path / "x"), "--size", "0"],
-                          capture_output=True, text=True, env=cli_env, timeout=120)
+    proc = subprocess.run(
+        ["lskd", "synth-mt", "--out", str(tmp_path / "x"), "--size", "0"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("lskd: error:") and "Traceback" not in proc.stderr
 

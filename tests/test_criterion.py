@@ -33,9 +33,21 @@ from lskd_plugins.tasks.lskd_translation import (  # noqa: E402
 def build(data_bin, *extra, task="lskd_translation", criterion="lskd_kd", seed=0):
     """(task, model, criterion) exactly as fairseq-train builds them from a command line."""
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        str(data_bin), "--user-dir", USER_DIR, "--task", task, "--criterion", criterion,
-        *TINY_ARCH, "--cpu", *map(str, extra)])
+    args = options.parse_args_and_arch(
+        parser,
+        [
+            str(data_bin),
+            "--user-dir",
+            USER_DIR,
+            "--task",
+            task,
+            "--criterion",
+            criterion,
+            *TINY_ARCH,
+            "--cpu",
+            *map(str, extra),
+        ],
+    )
     cfg = convert_namespace_to_omegaconf(args)
     t = tasks.setup_task(cfg.task)
     torch.manual_seed(seed)
@@ -111,8 +123,17 @@ def test_alpha_zero_is_fairseq_label_smoothed_ce_exactly(tiny_mt_data, eps, pref
 
 @pytest.mark.parametrize("T", [1.0, 2.0])
 def test_kd_loss_and_logs_match_direct_computation(tiny_mt_data, tiny_teacher, T):
-    task, model, crit = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher,
-                              "--kd-alpha", 0.9, "--kd-temperature", T, "--label-smoothing", 0.1)
+    task, model, crit = build(
+        tiny_mt_data.data_bin,
+        "--teacher-path",
+        tiny_teacher,
+        "--kd-alpha",
+        0.9,
+        "--kd-temperature",
+        T,
+        "--label-smoothing",
+        0.1,
+    )
     assert len(task.teachers) == 1
     sample = valid_batch(task)
     model.eval()
@@ -120,8 +141,9 @@ def test_kd_loss_and_logs_match_direct_computation(tiny_mt_data, tiny_teacher, T
     with torch.no_grad():
         student = model(**sample["net_input"])[0]
         teacher = task.teachers[0](**sample["net_input"])[0]
-    ref = reference_kd(student, [teacher], sample["target"], task.target_dictionary.pad(),
-                       alpha=0.9, T=T, eps=0.1)
+    ref = reference_kd(
+        student, [teacher], sample["target"], task.target_dictionary.pad(), alpha=0.9, T=T, eps=0.1
+    )
     assert sample_size == sample["ntokens"] == ref["n"]
     torch.testing.assert_close(loss.double(), ref["loss"], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(log["kd_loss"].double(), ref["kl"], rtol=1e-5, atol=1e-6)
@@ -140,16 +162,31 @@ def test_kd_loss_and_logs_match_direct_computation(tiny_mt_data, tiny_teacher, T
 def test_t2_switch(tiny_mt_data, tiny_teacher):
     losses = {}
     for switch in ([], ["--no-kd-t2-scaling"]):
-        task, model, crit = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher,
-                                  "--kd-alpha", 1.0, "--kd-temperature", 3.0, *switch)
+        task, model, crit = build(
+            tiny_mt_data.data_bin,
+            "--teacher-path",
+            tiny_teacher,
+            "--kd-alpha",
+            1.0,
+            "--kd-temperature",
+            3.0,
+            *switch,
+        )
         model.eval()
         losses[bool(switch)] = crit(model, valid_batch(task))[0]
     torch.testing.assert_close(losses[False], 9.0 * losses[True], rtol=1e-6, atol=0)
 
 
 def test_ensemble_averages_probabilities(tiny_mt_data, tiny_teacher):
-    task, model, crit = build(tiny_mt_data.data_bin, "--teacher-path", f"{tiny_teacher}:{tiny_teacher}",
-                              "--kd-alpha", 0.5, "--kd-temperature", 2.0)
+    task, model, crit = build(
+        tiny_mt_data.data_bin,
+        "--teacher-path",
+        f"{tiny_teacher}:{tiny_teacher}",
+        "--kd-alpha",
+        0.5,
+        "--kd-temperature",
+        2.0,
+    )
     first, second = task.teachers
     assert first is not second
     with torch.no_grad():  # make the two members differ
@@ -161,11 +198,13 @@ def test_ensemble_averages_probabilities(tiny_mt_data, tiny_teacher):
     with torch.no_grad():
         student = model(**sample["net_input"])[0]
         members = [t(**sample["net_input"])[0] for t in (first, second)]
-    ref = reference_kd(student, members, sample["target"], task.target_dictionary.pad(),
-                       alpha=0.5, T=2.0, eps=0.1)
+    ref = reference_kd(
+        student, members, sample["target"], task.target_dictionary.pad(), alpha=0.5, T=2.0, eps=0.1
+    )
     torch.testing.assert_close(loss.double(), ref["loss"], rtol=1e-5, atol=1e-6)
-    single = reference_kd(student, members[:1], sample["target"], task.target_dictionary.pad(),
-                          alpha=0.5, T=2.0, eps=0.1)
+    single = reference_kd(
+        student, members[:1], sample["target"], task.target_dictionary.pad(), alpha=0.5, T=2.0, eps=0.1
+    )
     assert abs(single["kl"] - ref["kl"]) > 1e-3 * ref["kl"]  # the second member matters
 
 
@@ -208,11 +247,14 @@ def test_unreadable_teacher_file_names_the_path(tiny_mt_data, tmp_path):
         build(tiny_mt_data.data_bin, "--teacher-path", garbage)
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--kd-temperature", 0], "--kd-temperature must be > 0, got 0.0"),
-    (["--kd-temperature", -2], "--kd-temperature must be > 0, got -2.0"),
-    (["--kd-alpha", 1.5], r"--kd-alpha must lie in \[0, 1\], got 1.5"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--kd-temperature", 0], "--kd-temperature must be > 0, got 0.0"),
+        (["--kd-temperature", -2], "--kd-temperature must be > 0, got -2.0"),
+        (["--kd-alpha", 1.5], r"--kd-alpha must lie in \[0, 1\], got 1.5"),
+    ],
+)
 def test_bad_options(tiny_mt_data, flags, message):
     with pytest.raises(LskdError, match=message):
         build(tiny_mt_data.data_bin, *flags)
@@ -237,18 +279,27 @@ def test_first_difference_and_dictionary_mismatch():
     t, s = _dict(["x", "y"]), _dict(["x", "z", "w"])
     assert dictionary_mismatch("target", t, s) == (
         f"target dictionary: teacher {len(t)} symbols, student {len(s)} symbols; "
-        f"first difference at index {t.nspecial + 1}: teacher 'y', student 'z'")
+        f"first difference at index {t.nspecial + 1}: teacher 'y', student 'z'"
+    )
     assert dictionary_mismatch("source", t, _dict(["x", "y"])) is None
 
 
 def test_dictionary_sizes_checked_when_teacher_data_bin_is_gone(tmp_path):
     src, tgt = _dict(["a", "b"]), _dict(["a", "b", "c"])
-    state = {"cfg": {"task": {"data": str(tmp_path / "gone"), "source_lang": "en", "target_lang": "de"}},
-             "model": {"encoder.embed_tokens.weight": torch.zeros(len(src), 4),
-                       "decoder.embed_tokens.weight": torch.zeros(len(tgt) + 2, 4)}}
-    with pytest.raises(LskdError, match=(
+    state = {
+        "cfg": {"task": {"data": str(tmp_path / "gone"), "source_lang": "en", "target_lang": "de"}},
+        "model": {
+            "encoder.embed_tokens.weight": torch.zeros(len(src), 4),
+            "decoder.embed_tokens.weight": torch.zeros(len(tgt) + 2, 4),
+        },
+    }
+    with pytest.raises(
+        LskdError,
+        match=(
             rf"teacher t.pt does not share the student's dictionaries: target dictionary: teacher "
-            rf"{len(tgt) + 2} symbols \(decoder.embed_tokens.weight rows\), student {len(tgt)} symbols")):
+            rf"{len(tgt) + 2} symbols \(decoder.embed_tokens.weight rows\), student {len(tgt)} symbols"
+        ),
+    ):
         check_teacher_dictionaries("t.pt", state, src, tgt, "en", "de")
     state["model"]["decoder.embed_tokens.weight"] = torch.zeros(len(tgt), 4)
     check_teacher_dictionaries("t.pt", state, src, tgt, "en", "de")  # sizes agree: accepted
@@ -268,10 +319,39 @@ def test_kd_step_benchmark_reports_consistent_figures(repo_root, tmp_path, cli_e
     from fairseq_fixtures import run_cli
 
     out = tmp_path / "kd_step.json"
-    proc = run_cli([sys.executable, repo_root / "benchmarks" / "kd_step.py", "--device", "cpu",
-                    "--layers", "1", "--embed-dim", "16", "--ffn-dim", "32", "--heads", "2",
-                    "--vocab", "200", "--batch-tokens", "100", "--length", "10", "--batches", "2",
-                    "--repeats", "2", "--warmup", "1", "--threads", "1", "--json", out], cli_env)
+    proc = run_cli(
+        [
+            sys.executable,
+            repo_root / "benchmarks" / "kd_step.py",
+            "--device",
+            "cpu",
+            "--layers",
+            "1",
+            "--embed-dim",
+            "16",
+            "--ffn-dim",
+            "32",
+            "--heads",
+            "2",
+            "--vocab",
+            "200",
+            "--batch-tokens",
+            "100",
+            "--length",
+            "10",
+            "--batches",
+            "2",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            out,
+        ],
+        cli_env,
+    )
     r = json.loads(out.read_text())
     ls, kd = r["median_s_per_step"]["label_smoothed_cross_entropy"], r["median_s_per_step"]["lskd_kd"]
     assert ls > 0 and kd > 0 and r["ratio_kd_over_ls"] == pytest.approx(kd / ls)

@@ -46,7 +46,9 @@ def test_timm_capture_equals_forward_head_pre_logits(name):
         ref = model.forward_head(model.forward_features(x), pre_logits=True)
         logits = model(x)
     np.testing.assert_allclose(cap.features, ref.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(cap.probs, torch.softmax(logits, -1)[:, ids].double().numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        cap.probs, torch.softmax(logits, -1)[:, ids].double().numpy(), rtol=1e-5, atol=1e-7
+    )
     assert np.array_equal(cap.labels, y.numpy())
     assert np.array_equal(cap.correct, (logits.argmax(-1) == y).numpy())
     t = timm_templates(model, ids)
@@ -54,7 +56,9 @@ def test_timm_capture_equals_forward_head_pre_logits(name):
     np.testing.assert_allclose(t[:, :-1], clf.weight.detach()[ids].numpy())
     np.testing.assert_allclose(t[:, -1], clf.bias.detach()[ids].numpy())
     # bias-augmented features times bias-augmented templates are the model's logits
-    np.testing.assert_allclose(augment(cap.features) @ t.T, logits[:, ids].double().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        augment(cap.features) @ t.T, logits[:, ids].double().numpy(), rtol=1e-4, atol=1e-4
+    )
     assert classifier_name(model) in ("fc", "head", "head.fc")
 
 

@@ -13,8 +13,14 @@ from lskd_plugins.diffusion import analyse_image_checkpoints, write_outputs
 
 torch.set_num_threads(1)
 CLASSES = ["airplane", "cat", "dog", "frog"]
-DATA_CONFIG = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25),
-               "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}
+DATA_CONFIG = {
+    "input_size": (3, 32, 32),
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.25, 0.25, 0.25),
+    "interpolation": "bilinear",
+    "crop_pct": 1.0,
+    "crop_mode": "center",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +40,26 @@ def image_setup(tmp_path_factory):
                 img = np.clip(base + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(img).save(d / f"{i}.png")
     ckpts = []
-    for seed, (model_name, label) in enumerate((("test_resnet", "teacher alpha=0.0"), ("test_efficientnet", "student T=3 from LS teacher"))):
+    for seed, (model_name, label) in enumerate(
+        (("test_resnet", "teacher alpha=0.0"), ("test_efficientnet", "student T=3 from LS teacher"))
+    ):
         torch.manual_seed(seed)
         model = timm.create_model(model_name, num_classes=len(CLASSES))
         path = root / f"{model_name}.pth"
-        torch.save({"format": "lskd-image-v1", "model_name": model_name, "num_classes": len(CLASSES),
-                    "class_names": CLASSES, "state_dict": model.state_dict(), "data_config": DATA_CONFIG,
-                    "label": label, "args": {"smoothing": 0.0}, "epoch": 1}, path)
+        torch.save(
+            {
+                "format": "lskd-image-v1",
+                "model_name": model_name,
+                "num_classes": len(CLASSES),
+                "class_names": CLASSES,
+                "state_dict": model.state_dict(),
+                "data_config": DATA_CONFIG,
+                "label": label,
+                "args": {"smoothing": 0.0},
+                "epoch": 1,
+            },
+            path,
+        )
         ckpts.append(path)
     return root / "data", ckpts
 
@@ -70,9 +89,27 @@ def direct_valid_numbers(ckpt, data, names):
 def test_cli_writes_json_markdown_and_png(image_setup, tmp_path, capsys):
     data, ckpts = image_setup
     out = tmp_path / "out"
-    rc = lskd_main(["diffusion", "image", "--checkpoints", *map(str, ckpts), "--data", str(data), "--out", str(out),
-                    "--classes", "cat,dog,airplane", "--per-class", "10", "--batch-size", "5", "--device", "cpu",
-                    "--no-progress"])
+    rc = lskd_main(
+        [
+            "diffusion",
+            "image",
+            "--checkpoints",
+            *map(str, ckpts),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--classes",
+            "cat,dog,airplane",
+            "--per-class",
+            "10",
+            "--batch-size",
+            "5",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     doc = json.loads((out / "diffusion.json").read_text())
     assert doc["classes"]["a"] == "cat" and doc["classes"]["ids"] == [1, 2, 0]
@@ -109,8 +146,9 @@ def test_cli_writes_json_markdown_and_png(image_setup, tmp_path, capsys):
 
 def test_library_chooses_classes_automatically(image_setup, tmp_path):
     data, ckpts = image_setup
-    records, projections = analyse_image_checkpoints([ckpts[0]], data, per_class=3, device="cpu", progress=False,
-                                                     log=lambda msg: None)
+    records, projections = analyse_image_checkpoints(
+        [ckpts[0]], data, per_class=3, device="cpu", progress=False, log=lambda msg: None
+    )
     sel = records[0]["selection"]
     assert sel["method"] == "auto" and "most confused" in sel["reason"]
     assert len(set(sel["names"])) == 3 and set(sel["names"]) <= set(CLASSES)
@@ -125,12 +163,33 @@ def test_library_chooses_classes_automatically(image_setup, tmp_path):
 def test_unknown_class_is_a_one_line_error(image_setup, tmp_path, cli_env):
     data, ckpts = image_setup
     proc = subprocess.run(
-        [sys.executable, "-m", "lskd_plugins.cli", "diffusion", "image", "--checkpoints", str(ckpts[0]),
-         "--data", str(data), "--out", str(tmp_path / "x"), "--classes", "cat,zebra,dog", "--device", "cpu"],
-        capture_output=True, text=True, env=cli_env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "lskd_plugins.cli",
+            "diffusion",
+            "image",
+            "--checkpoints",
+            str(ckpts[0]),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "x"),
+            "--classes",
+            "cat,zebra,dog",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == "lskd: error: unknown class zebra; known: airplane, cat, dog, frog"
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == "lskd: error: unknown class zebra; known: airplane, cat, dog, frog"
+    )
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
 

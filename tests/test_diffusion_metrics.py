@@ -102,13 +102,15 @@ def test_probability_numbers_equal_direct_means():
 
 def test_mean_probability_matrix_and_automatic_choice():
     names = ["airplane", "cat", "dog", "frog", "ship"]
-    probs = np.array([
-        [0.90, 0.01, 0.02, 0.02, 0.05],
-        [0.01, 0.70, 0.25, 0.03, 0.01],  # cat -> dog
-        [0.01, 0.15, 0.80, 0.03, 0.01],  # dog -> cat
-        [0.02, 0.05, 0.05, 0.87, 0.01],
-        [0.05, 0.00, 0.01, 0.01, 0.93],
-    ])
+    probs = np.array(
+        [
+            [0.90, 0.01, 0.02, 0.02, 0.05],
+            [0.01, 0.70, 0.25, 0.03, 0.01],  # cat -> dog
+            [0.01, 0.15, 0.80, 0.03, 0.01],  # dog -> cat
+            [0.02, 0.05, 0.05, 0.87, 0.01],
+            [0.05, 0.00, 0.01, 0.01, 0.93],
+        ]
+    )
     labels = np.array([0, 1, 2, 3, 4, 1])
     rows = np.vstack([probs, probs[1:2]])
     m = mean_probability_matrix(rows, labels)

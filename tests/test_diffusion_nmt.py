@@ -54,12 +54,18 @@ def test_capture_returns_one_feature_per_gold_occurrence(teacher):
     assert np.all(t[:, -1] == 0)  # fairseq's output projection has no bias
     # the three logits are features . templates
     logit_ids = augment(cap.features) @ t.T
-    full = np.log(cap.probs)  # log p = logit - logsumexp; differences between the 3 columns are logit differences
-    np.testing.assert_allclose(full[:, 0] - full[:, 1], logit_ids[:, 0] - logit_ids[:, 1], rtol=1e-3, atol=1e-3)
+    full = np.log(
+        cap.probs
+    )  # log p = logit - logsumexp; differences between the 3 columns are logit differences
+    np.testing.assert_allclose(
+        full[:, 0] - full[:, 1], logit_ids[:, 0] - logit_ids[:, 1], rtol=1e-3, atol=1e-3
+    )
 
 
 def test_nmt_label_from_checkpoint_config():
-    teacher = SimpleNamespace(criterion=SimpleNamespace(_name="label_smoothed_cross_entropy", label_smoothing=0.1))
+    teacher = SimpleNamespace(
+        criterion=SimpleNamespace(_name="label_smoothed_cross_entropy", label_smoothing=0.1)
+    )
     assert nmt_label(teacher, "t.pt") == "teacher alpha=0.1"
     student = SimpleNamespace(
         criterion=SimpleNamespace(_name="lskd_kd", label_smoothing=0.1, kd_alpha=0.9, kd_temperature=3.0),
@@ -78,8 +84,10 @@ def two_checkpoints(tiny_teacher, tmp_path_factory):
     state = torch.load(tiny_teacher, map_location="cpu", weights_only=False)
     state["cfg"]["criterion"]["label_smoothing"] = 0.0
     gen = torch.Generator().manual_seed(0)
-    state["model"] = {k: v + 0.05 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
-                      for k, v in state["model"].items()}
+    state["model"] = {
+        k: v + 0.05 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+        for k, v in state["model"].items()
+    }
     other = root / "noLS.pt"
     torch.save(state, other)
     return [tiny_teacher, other]
@@ -87,9 +95,27 @@ def two_checkpoints(tiny_teacher, tmp_path_factory):
 
 def test_cli_nmt_writes_all_files(tiny_mt_data, two_checkpoints, tmp_path):
     out = tmp_path / "out"
-    rc = lskd_main(["diffusion", "nmt", "--checkpoints", *map(str, two_checkpoints), "--data", str(tiny_mt_data.data_bin),
-                    "--out", str(out), "--tokens", "mann,herr,apfel", "--max-sentences", "30", "--per-token", "8",
-                    "--device", "cpu", "--no-progress"])
+    rc = lskd_main(
+        [
+            "diffusion",
+            "nmt",
+            "--checkpoints",
+            *map(str, two_checkpoints),
+            "--data",
+            str(tiny_mt_data.data_bin),
+            "--out",
+            str(out),
+            "--tokens",
+            "mann,herr,apfel",
+            "--max-sentences",
+            "30",
+            "--per-token",
+            "8",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     doc = json.loads((out / "diffusion.json").read_text())
     assert doc["modality"] == "nmt"
@@ -111,11 +137,24 @@ def test_cli_nmt_writes_all_files(tiny_mt_data, two_checkpoints, tmp_path):
 def test_automatic_tokens_and_unknown_token_error(tiny_mt_data, two_checkpoints, tmp_path, capsys):
     from lskd_plugins.diffusion import analyse_nmt_checkpoints
 
-    records, _ = analyse_nmt_checkpoints([two_checkpoints[0]], tiny_mt_data.data_bin, max_sentences=40, per_token=20,
-                                         device="cpu", progress=False, log=lambda m: None)
+    records, _ = analyse_nmt_checkpoints(
+        [two_checkpoints[0]],
+        tiny_mt_data.data_bin,
+        max_sentences=40,
+        per_token=20,
+        device="cpu",
+        progress=False,
+        log=lambda m: None,
+    )
     sel = records[0]["selection"]
     assert sel["method"] == "auto" and len(set(sel["names"])) == 3 and "most confused" in sel["reason"]
     with pytest.raises(LskdError) as err:
-        analyse_nmt_checkpoints([two_checkpoints[0]], tiny_mt_data.data_bin, tokens="mann,zebra,apfel", device="cpu",
-                                progress=False, log=lambda m: None)
+        analyse_nmt_checkpoints(
+            [two_checkpoints[0]],
+            tiny_mt_data.data_bin,
+            tokens="mann,zebra,apfel",
+            device="cpu",
+            progress=False,
+            log=lambda m: None,
+        )
     assert err.value.message.startswith("unknown target token zebra; known: ")

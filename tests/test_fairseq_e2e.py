@@ -13,10 +13,28 @@ from fairseq_fixtures import TINY_ARCH, TINY_TRAIN, USER_DIR, preprocess, run_cl
 
 pytestmark = pytest.mark.fairseq
 
-STUDENT = ["--user-dir", USER_DIR, "--task", "lskd_translation", "--criterion", "lskd_kd",
-           "--kd-alpha", "0.9", "--kd-temperature", "1", "--label-smoothing", "0.1"]
-EVAL_BLEU = ["--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 5}',
-             "--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric"]
+STUDENT = [
+    "--user-dir",
+    USER_DIR,
+    "--task",
+    "lskd_translation",
+    "--criterion",
+    "lskd_kd",
+    "--kd-alpha",
+    "0.9",
+    "--kd-temperature",
+    "1",
+    "--label-smoothing",
+    "0.1",
+]
+EVAL_BLEU = [
+    "--eval-bleu",
+    "--eval-bleu-args",
+    '{"beam": 1, "max_len_a": 1.2, "max_len_b": 5}',
+    "--best-checkpoint-metric",
+    "bleu",
+    "--maximize-best-checkpoint-metric",
+]
 
 
 @pytest.fixture
@@ -32,12 +50,25 @@ def student_runs(tmp_path_factory, tiny_mt_data, tiny_teacher, cli_env):
     env = dict(cli_env)
     env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     save_dir = tmp_path_factory.mktemp("student")
-    cmd = ["fairseq-train", tiny_mt_data.data_bin, *TINY_ARCH, *TINY_TRAIN, *STUDENT, *EVAL_BLEU,
-           "--teacher-path", tiny_teacher, "--save-dir", save_dir]
+    cmd = [
+        "fairseq-train",
+        tiny_mt_data.data_bin,
+        *TINY_ARCH,
+        *TINY_TRAIN,
+        *STUDENT,
+        *EVAL_BLEU,
+        "--teacher-path",
+        tiny_teacher,
+        "--save-dir",
+        save_dir,
+    ]
     first = run_cli([*cmd, "--max-update", "6"], env)
     second = run_cli([*cmd, "--max-update", "12"], env)
-    return {"save_dir": save_dir, "first": first.stdout + first.stderr,
-            "second": second.stdout + second.stderr}
+    return {
+        "save_dir": save_dir,
+        "first": first.stdout + first.stderr,
+        "second": second.stdout + second.stderr,
+    }
 
 
 def _metric(log: str, tag: str, name: str) -> list:
@@ -65,7 +96,9 @@ def test_student_logs_kd_loss_and_eval_bleu(student_runs, tiny_teacher):
 
 def test_resume_continues_from_checkpoint_last(student_runs):
     log, save_dir = student_runs["second"], student_runs["save_dir"]
-    assert re.search(rf"Loaded checkpoint {re.escape(str(save_dir))}/checkpoint_last.pt \(epoch \d+ @ 6 updates\)", log)
+    assert re.search(
+        rf"Loaded checkpoint {re.escape(str(save_dir))}/checkpoint_last.pt \(epoch \d+ @ 6 updates\)", log
+    )
     inner = _metric(log, "train_inner", "num_updates") + _metric(log, "train", "num_updates")
     assert inner and min(inner) > 6 and max(inner) == 12
     assert _metric(log, "train", "kd_loss")
@@ -93,9 +126,26 @@ def test_student_checkpoint_holds_no_teacher(student_runs, tiny_mt_data):
 
 def test_generate_with_sacrebleu(student_runs, tiny_mt_data, env):
     ckpt = student_runs["save_dir"] / "checkpoint_last.pt"
-    out = run_cli(["fairseq-generate", tiny_mt_data.data_bin, "--user-dir", USER_DIR,
-                   "--task", "lskd_translation", "--path", ckpt, "--cpu", "--beam", "2",
-                   "--batch-size", "64", "--scoring", "sacrebleu"], env)
+    out = run_cli(
+        [
+            "fairseq-generate",
+            tiny_mt_data.data_bin,
+            "--user-dir",
+            USER_DIR,
+            "--task",
+            "lskd_translation",
+            "--path",
+            ckpt,
+            "--cpu",
+            "--beam",
+            "2",
+            "--batch-size",
+            "64",
+            "--scoring",
+            "sacrebleu",
+        ],
+        env,
+    )
     log = out.stdout + out.stderr
     assert "lskd: teacher" not in log
     assert "Translated 40 sentences" in log
@@ -107,12 +157,39 @@ def test_generate_with_sacrebleu(student_runs, tiny_mt_data, env):
 
 def test_alpha_zero_cli_matches_label_smoothed_cross_entropy(tiny_mt_data, tmp_path, env):
     logs = {}
-    for name, crit in (("ours", ["--user-dir", USER_DIR, "--task", "lskd_translation",
-                                 "--criterion", "lskd_kd", "--kd-alpha", "0"]),
-                       ("fairseq", ["--criterion", "label_smoothed_cross_entropy"])):
-        out = run_cli(["fairseq-train", tiny_mt_data.data_bin, *TINY_ARCH, *TINY_TRAIN, *crit,
-                       "--label-smoothing", "0.1", "--max-update", "4", "--no-save",
-                       "--save-dir", tmp_path / name], env)
+    for name, crit in (
+        (
+            "ours",
+            [
+                "--user-dir",
+                USER_DIR,
+                "--task",
+                "lskd_translation",
+                "--criterion",
+                "lskd_kd",
+                "--kd-alpha",
+                "0",
+            ],
+        ),
+        ("fairseq", ["--criterion", "label_smoothed_cross_entropy"]),
+    ):
+        out = run_cli(
+            [
+                "fairseq-train",
+                tiny_mt_data.data_bin,
+                *TINY_ARCH,
+                *TINY_TRAIN,
+                *crit,
+                "--label-smoothing",
+                "0.1",
+                "--max-update",
+                "4",
+                "--no-save",
+                "--save-dir",
+                tmp_path / name,
+            ],
+            env,
+        )
         logs[name] = out.stdout + out.stderr
     assert "kd_loss" not in logs["ours"]
     for tag in ("train", "valid"):
@@ -129,18 +206,48 @@ def _assert_one_line_error(proc, message):
 
 def test_missing_teacher_file(tiny_mt_data, tmp_path, env):
     missing = tmp_path / "nope.pt"
-    proc = run_cli(["fairseq-train", tiny_mt_data.data_bin, *TINY_ARCH, *TINY_TRAIN, *STUDENT,
-                    "--teacher-path", missing, "--max-update", "2", "--save-dir", tmp_path / "s"],
-                   env, check=False)
+    proc = run_cli(
+        [
+            "fairseq-train",
+            tiny_mt_data.data_bin,
+            *TINY_ARCH,
+            *TINY_TRAIN,
+            *STUDENT,
+            "--teacher-path",
+            missing,
+            "--max-update",
+            "2",
+            "--save-dir",
+            tmp_path / "s",
+        ],
+        env,
+        check=False,
+    )
     _assert_one_line_error(proc, f"lskd: error: teacher checkpoint not found: {missing}")
     assert not (tmp_path / "s" / "checkpoint_last.pt").exists()
 
 
 def test_missing_teacher_path_option(tiny_mt_data, tmp_path, env):
-    proc = run_cli(["fairseq-train", tiny_mt_data.data_bin, *TINY_ARCH, *TINY_TRAIN, *STUDENT,
-                    "--max-update", "2", "--save-dir", tmp_path / "s"], env, check=False)
-    _assert_one_line_error(proc, "lskd: error: --criterion lskd_kd with --kd-alpha > 0 distils from a "
-                                 "teacher: pass --teacher-path CKPT")
+    proc = run_cli(
+        [
+            "fairseq-train",
+            tiny_mt_data.data_bin,
+            *TINY_ARCH,
+            *TINY_TRAIN,
+            *STUDENT,
+            "--max-update",
+            "2",
+            "--save-dir",
+            tmp_path / "s",
+        ],
+        env,
+        check=False,
+    )
+    _assert_one_line_error(
+        proc,
+        "lskd: error: --criterion lskd_kd with --kd-alpha > 0 distils from a "
+        "teacher: pass --teacher-path CKPT",
+    )
 
 
 def test_dictionary_mismatch_stops_before_training(tiny_mt_data, tiny_teacher, tmp_path, env):
@@ -150,15 +257,37 @@ def test_dictionary_mismatch_stops_before_training(tiny_mt_data, tiny_teacher, t
 
     other_text = write_parallel_text(tmp_path / "text", n_train=80, seed=7)
     other_bin = preprocess(other_text, tmp_path / "bin", env)
-    proc = run_cli(["fairseq-train", other_bin, *TINY_ARCH, *TINY_TRAIN, *STUDENT,
-                    "--teacher-path", tiny_teacher, "--max-update", "2", "--save-dir", tmp_path / "s"],
-                   env, check=False)
-    expected = [dictionary_mismatch(side, Dictionary.load(str(tiny_mt_data.data_bin / f"dict.{lang}.txt")),
-                                    Dictionary.load(str(other_bin / f"dict.{lang}.txt")))
-                for side, lang in (("source", "en"), ("target", "de"))]
+    proc = run_cli(
+        [
+            "fairseq-train",
+            other_bin,
+            *TINY_ARCH,
+            *TINY_TRAIN,
+            *STUDENT,
+            "--teacher-path",
+            tiny_teacher,
+            "--max-update",
+            "2",
+            "--save-dir",
+            tmp_path / "s",
+        ],
+        env,
+        check=False,
+    )
+    expected = [
+        dictionary_mismatch(
+            side,
+            Dictionary.load(str(tiny_mt_data.data_bin / f"dict.{lang}.txt")),
+            Dictionary.load(str(other_bin / f"dict.{lang}.txt")),
+        )
+        for side, lang in (("source", "en"), ("target", "de"))
+    ]
     assert all(expected)  # the two corpora really have different dictionaries
-    _assert_one_line_error(proc, f"lskd: error: teacher {tiny_teacher} does not share the student's "
-                                 f"dictionaries: {expected[0]}; {expected[1]}. Fix: ")
+    _assert_one_line_error(
+        proc,
+        f"lskd: error: teacher {tiny_teacher} does not share the student's "
+        f"dictionaries: {expected[0]}; {expected[1]}. Fix: ",
+    )
     assert "symbols, student" in expected[1] and "first difference at index" in expected[1]
     assert "begin training epoch" not in proc.stdout
     assert not (tmp_path / "s" / "checkpoint_last.pt").exists()
@@ -172,13 +301,33 @@ def test_student_on_a_multi30k_slice_logs_kd_loss(shared_data, tmp_path, cli_env
     tok = shared_data / "multi30k" / "tok"
     text = tmp_path / "text"
     text.mkdir()
-    for split, name, n in (("train", "train", 3000), ("valid", "val", 300), ("test", "test_2016_flickr", 300)):
+    for split, name, n in (
+        ("train", "train", 3000),
+        ("valid", "val", 300),
+        ("test", "test_2016_flickr", 300),
+    ):
         for lang in ("en", "de"):
             lines = (tok / f"{name}.lc.norm.tok.{lang}").read_text(encoding="utf-8").splitlines()[:n]
             (text / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    data_bin = preprocess(text, tmp_path / "bin", cli_env, extra=["--thresholdsrc", "2", "--thresholdtgt", "2"])
+    data_bin = preprocess(
+        text, tmp_path / "bin", cli_env, extra=["--thresholdsrc", "2", "--thresholdtgt", "2"]
+    )
     teacher = train_teacher(data_bin, tmp_path / "teacher", cli_env, max_update=40)
-    out = run_cli(["fairseq-train", data_bin, *TINY_ARCH, *TINY_TRAIN, *STUDENT, "--teacher-path", teacher,
-                   "--max-update", "20", "--save-dir", tmp_path / "student"], cli_env)
+    out = run_cli(
+        [
+            "fairseq-train",
+            data_bin,
+            *TINY_ARCH,
+            *TINY_TRAIN,
+            *STUDENT,
+            "--teacher-path",
+            teacher,
+            "--max-update",
+            "20",
+            "--save-dir",
+            tmp_path / "student",
+        ],
+        cli_env,
+    )
     kd = _metric(out.stdout + out.stderr, "valid", "kd_loss")
     assert kd and kd[-1] > 0

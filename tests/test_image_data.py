@@ -34,7 +34,9 @@ prepare_cub = load_script("prepare_cub")
 
 
 def files_under(root: Path):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
 
 
 # ----------------------------------------------------------------------------- digits
@@ -79,8 +81,9 @@ def test_digits_upscaled_and_errors(tmp_path):
 def test_transforms_give_model_sized_tensors(aug):
     from timm.data import resolve_data_config
 
-    cfg = resolve_data_config({"input_size": (3, 32, 32), "crop_pct": 1.0}, pretrained_cfg={"mean": (0.5,) * 3,
-                                                                                          "std": (0.5,) * 3})
+    cfg = resolve_data_config(
+        {"input_size": (3, 32, 32), "crop_pct": 1.0}, pretrained_cfg={"mean": (0.5,) * 3, "std": (0.5,) * 3}
+    )
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8))
     for training in (False, True):
         x = image_data.build_transform(cfg, aug, training)(img)
@@ -115,8 +118,12 @@ def fake_cifar10_tarball(path: Path, per_batch=12, seed=0):
     for name in ["data_batch_1", "data_batch_2", "test_batch"]:
         labels = [i % 10 for i in range(per_batch)]
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        batches[name] = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)]}
+        batches[name] = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
+        }
     batches["batches.meta"] = {b"label_names": [n.encode() for n in CIFAR_NAMES], b"num_vis": 3072}
     with tarfile.open(path, "w:gz") as tar:
         for name, obj in batches.items():
@@ -134,7 +141,9 @@ def test_cifar_python_tarball(tmp_path):
     assert image_data.class_names(tmp_path / "out" / "train") == sorted(CIFAR_NAMES)
     # Image 3 of data_batch_1 has label 3 (cat) and is the first cat image: exact pixels.
     first_cat = np.asarray(Image.open(tmp_path / "out" / "train" / "cat" / "00003.png"))
-    assert np.array_equal(first_cat, batches["data_batch_1"][b"data"][3].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert np.array_equal(
+        first_cat, batches["data_batch_1"][b"data"][3].reshape(3, 32, 32).transpose(1, 2, 0)
+    )
     # The second cat is data_batch_2's index 3: files are numbered across the split (12 + 3).
     second = np.asarray(Image.open(tmp_path / "out" / "train" / "cat" / "00015.png"))
     assert np.array_equal(second, batches["data_batch_2"][b"data"][3].reshape(3, 32, 32).transpose(1, 2, 0))
@@ -159,7 +168,10 @@ def test_cifar_subset_and_zip_layout(tmp_path):
     with zipfile.ZipFile(tmp_path / "c.zip") as zf:  # bytes copied unchanged
         assert (out / "train/dog/0002.jpg").read_bytes() == zf.read("cifar10/train/dog/0002.jpg")
     # Same settings again: a no-op; other settings: an error.
-    assert prepare_cifar.prepare(tmp_path / "c.zip", out, classes="dog,cat", per_class=4, val_per_class=2) == counts
+    assert (
+        prepare_cifar.prepare(tmp_path / "c.zip", out, classes="dog,cat", per_class=4, val_per_class=2)
+        == counts
+    )
     with pytest.raises(LskdError, match="prepared with other settings"):
         prepare_cifar.prepare(tmp_path / "c.zip", out, classes="dog,ship")
     with pytest.raises(LskdError, match="unknown horse; available: cat, dog, ship"):
@@ -186,8 +198,17 @@ def test_cifar_bad_sources(tmp_path):
 
 def test_cifar_script_prints_one_line_error(tmp_path, cli_env):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "data_prep" / "prepare_cifar.py"), "--source", str(tmp_path / "x.zip"),
-         "--out", str(tmp_path / "o")], capture_output=True, text=True, env=cli_env,
+        [
+            sys.executable,
+            str(REPO / "data_prep" / "prepare_cifar.py"),
+            "--source",
+            str(tmp_path / "x.zip"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"lskd: error: --source {tmp_path / 'x.zip'}: no such file or directory"
@@ -197,7 +218,9 @@ def test_cifar_real_zip_three_classes(shared_data, tmp_path):
     source = shared_data / "cifar10" / "cifar10-jpeg.zip"
     if not source.is_file():
         pytest.skip(f"{source} absent")
-    counts = prepare_cifar.prepare(source, tmp_path / "c3", classes="cat,dog,airplane", per_class=5, val_per_class=3)
+    counts = prepare_cifar.prepare(
+        source, tmp_path / "c3", classes="cat,dog,airplane", per_class=5, val_per_class=3
+    )
     assert counts == {"train": 15, "val": 9}
     img = Image.open(tmp_path / "c3" / "train" / "cat" / "0000.jpg")
     assert img.size == (32, 32)

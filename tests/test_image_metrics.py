@@ -48,7 +48,9 @@ def test_topk_correct_matches_sorting():
 def test_ece_matches_reference():
     logits, target = data()
     probs = torch.softmax(logits, dim=1)
-    assert ece_from_bin_sums(confidence_bin_sums(probs, target)) == pytest.approx(reference_ece(probs, target), abs=1e-12)
+    assert ece_from_bin_sums(confidence_bin_sums(probs, target)) == pytest.approx(
+        reference_ece(probs, target), abs=1e-12
+    )
 
 
 def test_ece_of_a_perfectly_calibrated_bin_is_zero_and_of_overconfidence_is_the_gap():
@@ -70,7 +72,9 @@ def test_result_against_direct_formulas():
     assert r["top1"] == pytest.approx(100.0 * (logits.argmax(1) == target).double().mean().item())
     assert r["top5"] == pytest.approx(100.0 * topk_correct(logits, target, 5) / len(target))
     assert r["nll"] == pytest.approx(-lp[torch.arange(len(target)), target].mean().item(), rel=1e-5)
-    assert r["ece"] == pytest.approx(reference_ece(torch.softmax(logits.float(), 1).double(), target), abs=1e-5)
+    assert r["ece"] == pytest.approx(
+        reference_ece(torch.softmax(logits.float(), 1).double(), target), abs=1e-5
+    )
 
 
 def test_batches_and_ranks_combine_exactly():
@@ -79,7 +83,7 @@ def test_batches_and_ranks_combine_exactly():
     whole.update(logits, target)
     rank0, rank1 = ClassificationMetrics(), ClassificationMetrics()
     for i, chunk in enumerate(range(0, 97, 10)):
-        (rank0 if i % 2 == 0 else rank1).update(logits[chunk:chunk + 10], target[chunk:chunk + 10])
+        (rank0 if i % 2 == 0 else rank1).update(logits[chunk : chunk + 10], target[chunk : chunk + 10])
     combined = rank0.reduce(lambda s: s + rank1.sums).result()
     for key, value in whole.result().items():
         assert combined[key] == pytest.approx(value, rel=1e-9, abs=1e-12)

@@ -75,8 +75,14 @@ def test_student_pure_kd_is_the_shared_kd_term(T):
     x = x.double()  # float64 throughout: at T = 64 the KL is a small difference of large terms
     teacher_model = PooledLinear(2).double()
     teacher = make_teacher(teacher_model, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"))
-    task = LabelSmoothingKDTask(PooledLinear(1), teacher, kd_beta=1.0, temperature=T,
-                                student_mean=IMAGENET_MEAN, student_std=IMAGENET_STD).double()
+    task = LabelSmoothingKDTask(
+        PooledLinear(1),
+        teacher,
+        kd_beta=1.0,
+        temperature=T,
+        student_mean=IMAGENET_MEAN,
+        student_std=IMAGENET_STD,
+    ).double()
     out = task(x, y)
     s_logits = out["output"].detach()
     t_logits = teacher_model(x)
@@ -92,8 +98,15 @@ def test_student_mixed_loss_with_student_smoothing():
     T, beta, eps = 2.0, 0.7, 0.1
     teacher_model = PooledLinear(2)
     teacher = make_teacher(teacher_model, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"))
-    task = LabelSmoothingKDTask(PooledLinear(1), teacher, smoothing=eps, kd_beta=beta, temperature=T,
-                                student_mean=IMAGENET_MEAN, student_std=IMAGENET_STD)
+    task = LabelSmoothingKDTask(
+        PooledLinear(1),
+        teacher,
+        smoothing=eps,
+        kd_beta=beta,
+        temperature=T,
+        student_mean=IMAGENET_MEAN,
+        student_std=IMAGENET_STD,
+    )
     out = task(x, y)
     s, t = out["output"].detach(), teacher_model(x)
     expected = (1 - beta) * direct_smoothed_ce(s, y, eps) + beta * T * T * direct_kl(s, t, T)
@@ -122,8 +135,9 @@ def test_teacher_input_renormalised_frozen_and_in_eval_mode():
     teacher_model = nn.Sequential(nn.BatchNorm2d(3), PooledLinear(2))
     teacher = make_teacher(teacher_model, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), torch.device("cpu"))
     student = PooledLinear(1)
-    task = LabelSmoothingKDTask(student, teacher, temperature=2.0,
-                                student_mean=IMAGENET_MEAN, student_std=IMAGENET_STD)
+    task = LabelSmoothingKDTask(
+        student, teacher, temperature=2.0, student_mean=IMAGENET_MEAN, student_std=IMAGENET_STD
+    )
     task.train()
     assert student.training and not teacher.training and not teacher_model[0].training
     running_mean = teacher_model[0].running_mean.clone()

@@ -23,8 +23,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny(model="test_resnet", aug="none", batch_size=64):
     """A tiny timm model at 16x16 on the 8x8 digits: about a second per epoch on one CPU core."""
-    return ["--model", model, "--img-size", "16", "--aug", aug, "--batch-size", str(batch_size),
-            "--lr", "0.05", "--sched", "cosine", "--workers", "0", "--quiet"]
+    return [
+        "--model",
+        model,
+        "--img-size",
+        "16",
+        "--aug",
+        aug,
+        "--batch-size",
+        str(batch_size),
+        "--lr",
+        "0.05",
+        "--sched",
+        "cosine",
+        "--workers",
+        "0",
+        "--quiet",
+    ]
 
 
 TINY = tiny()
@@ -84,8 +99,21 @@ def test_teacher_trains_above_chance_and_writes_self_describing_files(digits_tea
 
 def test_student_distils_from_the_teacher(digits, digits_teacher, tmp_path):
     out = tmp_path / "student"
-    run_train(["--data", str(digits), "--output", str(out), "--epochs", "4", *tiny("test_efficientnet"),
-               "--teacher-checkpoint", str(digits_teacher / "checkpoint_last.pth"), "--kd-temperature", "3"])
+    run_train(
+        [
+            "--data",
+            str(digits),
+            "--output",
+            str(out),
+            "--epochs",
+            "4",
+            *tiny("test_efficientnet"),
+            "--teacher-checkpoint",
+            str(digits_teacher / "checkpoint_last.pth"),
+            "--kd-temperature",
+            "3",
+        ]
+    )
     s = summary(out)
     assert s["label"] == "student T=3 from LS teacher"
     assert s["top1"] > 60.0
@@ -100,12 +128,26 @@ def test_student_distils_from_the_teacher(digits, digits_teacher, tmp_path):
 
 
 def test_image_eval_reproduces_the_summary(digits, digits_teacher, capsys):
-    assert lskd_main(["image-eval", "--checkpoint", str(digits_teacher / "checkpoint_last.pth"),
-                      "--data", str(digits), "--workers", "0"]) == 0
+    assert (
+        lskd_main(
+            [
+                "image-eval",
+                "--checkpoint",
+                str(digits_teacher / "checkpoint_last.pth"),
+                "--data",
+                str(digits),
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     s = summary(digits_teacher)
     assert report["top1"] == pytest.approx(s["top1"]) and report["top5"] == pytest.approx(s["top5"])
-    assert report["nll"] == pytest.approx(s["nll"], rel=1e-5) and report["ece"] == pytest.approx(s["ece"], abs=1e-6)
+    assert report["nll"] == pytest.approx(s["nll"], rel=1e-5) and report["ece"] == pytest.approx(
+        s["ece"], abs=1e-6
+    )
     assert report["label"] == "teacher alpha=0.1" and report["n"] == 360
 
 
@@ -126,15 +168,44 @@ def cifar3(shared_data, tmp_path_factory):
 
 
 def test_cifar_subset_teacher_and_student(cifar3, tmp_path):
-    common = ["--data", str(cifar3), "--model", "test_resnet", "--img-size", "32", "--aug", "cifar",
-              "--epochs", "6", "--batch-size", "64", "--lr", "0.05", "--sched", "cosine",
-              "--weight-decay", "5e-4", "--workers", "0", "--quiet"]
+    common = [
+        "--data",
+        str(cifar3),
+        "--model",
+        "test_resnet",
+        "--img-size",
+        "32",
+        "--aug",
+        "cifar",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.05",
+        "--sched",
+        "cosine",
+        "--weight-decay",
+        "5e-4",
+        "--workers",
+        "0",
+        "--quiet",
+    ]
     run_train([*common, "--output", str(tmp_path / "t"), "--smoothing", "0.1"])
     teacher = summary(tmp_path / "t")
     assert teacher["num_classes"] == 3 and teacher["n_train"] == 600 and teacher["n_val"] == 300
     assert teacher["top1"] > 50.0  # chance: 33.3 %
-    run_train([*common, "--output", str(tmp_path / "s"), "--kd-temperature", "1",
-               "--teacher-checkpoint", str(tmp_path / "t" / "checkpoint_last.pth")])
+    run_train(
+        [
+            *common,
+            "--output",
+            str(tmp_path / "s"),
+            "--kd-temperature",
+            "1",
+            "--teacher-checkpoint",
+            str(tmp_path / "t" / "checkpoint_last.pth"),
+        ]
+    )
     student = summary(tmp_path / "s")
     assert student["label"] == "student T=1 from LS teacher"
     assert student["top1"] > 45.0
@@ -144,9 +215,27 @@ def test_cifar_subset_teacher_and_student(cifar3, tmp_path):
 # ----------------------------------------------------------------------------- resume
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(digits, digits_teacher, tmp_path):
     # Random augmentation (pad-and-crop, flips) and a KD teacher: every random stream is exercised.
-    args = ["--data", str(digits), "--epochs", "3", "--limit-train", "320", "--limit-val", "100",
-            *tiny(aug="cifar"), "--sched", "step", "--warmup-epochs", "1", "--decay-epochs", "2",
-            "--teacher-checkpoint", str(digits_teacher / "checkpoint_last.pth"), "--kd-temperature", "2"]
+    args = [
+        "--data",
+        str(digits),
+        "--epochs",
+        "3",
+        "--limit-train",
+        "320",
+        "--limit-val",
+        "100",
+        *tiny(aug="cifar"),
+        "--sched",
+        "step",
+        "--warmup-epochs",
+        "1",
+        "--decay-epochs",
+        "2",
+        "--teacher-checkpoint",
+        str(digits_teacher / "checkpoint_last.pth"),
+        "--kd-temperature",
+        "2",
+    ]
     run_train([*args, "--output", str(tmp_path / "a")])
     run_train([*args, "--output", str(tmp_path / "b"), "--stop-after", "1"])
     assert read_checkpoint(tmp_path / "b" / "checkpoint_last.pth")["epoch"] == 1
@@ -172,13 +261,35 @@ def test_two_process_gloo_run(digits, tmp_path, cli_env):
     out = tmp_path / "ddp"
     torchrun = shutil.which("torchrun", path=cli_env["PATH"])
     proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "--no-python", "lskd", "image-train",
-         "--data", str(digits), "--output", str(out), "--epochs", "2", "--device", "cpu",
-         *tiny(batch_size=32)],
-        capture_output=True, text=True, env=cli_env, timeout=300,
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "--no-python",
+            "lskd",
+            "image-train",
+            "--data",
+            str(digits),
+            "--output",
+            str(out),
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            *tiny(batch_size=32),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(os.listdir(out)) == ["checkpoint_best.pth", "checkpoint_last.pth", "metrics.csv", "summary.json"]
+    assert sorted(os.listdir(out)) == [
+        "checkpoint_best.pth",
+        "checkpoint_last.pth",
+        "metrics.csv",
+        "summary.json",
+    ]
     assert proc.stdout.count("wrote ") == 1  # only rank 0 writes
     s = summary(out)
     assert s["world_size"] == 2 and s["n_val"] == 360
@@ -189,7 +300,9 @@ def test_two_process_gloo_run(digits, tmp_path, cli_env):
     from lskd_plugins.image import data as image_data
     from lskd_plugins.image.evaluate import evaluate
 
-    val = image_data.image_folder(digits / "val", image_data.build_transform(ckpt["data_config"], "none", False))
+    val = image_data.image_folder(
+        digits / "val", image_data.build_transform(ckpt["data_config"], "none", False)
+    )
     result = evaluate(model, torch.utils.data.DataLoader(val, batch_size=100), torch.device("cpu"))
     assert result["top1"] == pytest.approx(s["top1"]) and result["nll"] == pytest.approx(s["nll"], rel=1e-5)
 
@@ -197,7 +310,9 @@ def test_two_process_gloo_run(digits, tmp_path, cli_env):
 # ----------------------------------------------------------------------------- errors
 def test_data_without_train_folder(tmp_path):
     (tmp_path / "d" / "val" / "a").mkdir(parents=True)
-    with pytest.raises(LskdError, match=r"--data .*/d has no train/ folder; expected .*/d/train/<class>/<image>"):
+    with pytest.raises(
+        LskdError, match=r"--data .*/d has no train/ folder; expected .*/d/train/<class>/<image>"
+    ):
         run_train(["--data", str(tmp_path / "d"), "--output", str(tmp_path / "o"), *TINY])
 
 
@@ -207,23 +322,51 @@ def test_teacher_with_another_class_count(digits, digits_teacher, tmp_path):
         for c in "012":
             shutil.copytree(digits / split / c, three / split / c)
     with pytest.raises(LskdError) as err:
-        run_train(["--data", str(three), "--output", str(tmp_path / "o"), *TINY,
-                   "--teacher-checkpoint", str(digits_teacher / "checkpoint_last.pth")])
+        run_train(
+            [
+                "--data",
+                str(three),
+                "--output",
+                str(tmp_path / "o"),
+                *TINY,
+                "--teacher-checkpoint",
+                str(digits_teacher / "checkpoint_last.pth"),
+            ]
+        )
     assert "predicts 10 classes but" in str(err.value) and "has 3 class folders" in str(err.value)
     assert "distil on the data the teacher was trained on" in str(err.value)
     from lskd_plugins.image import evaluate as evaluate_module
 
-    eval_args = argparse.Namespace(checkpoint=str(digits_teacher / "checkpoint_last.pth"), data=str(three),
-                                   split="val", batch_size=64, workers=0, device="cpu", amp=False, limit=None,
-                                   output=None)
+    eval_args = argparse.Namespace(
+        checkpoint=str(digits_teacher / "checkpoint_last.pth"),
+        data=str(three),
+        split="val",
+        batch_size=64,
+        workers=0,
+        device="cpu",
+        amp=False,
+        limit=None,
+        output=None,
+    )
     with pytest.raises(LskdError, match=r"checkpoint .* has 10 classes but .*three/val has 3 class folders"):
         evaluate_module.main(eval_args)
 
 
 def test_run_folder_and_argument_errors(digits, digits_teacher, tmp_path):
     out = tmp_path / "o"
-    base = ["--data", str(digits), "--output", str(out), "--epochs", "1", "--limit-train", "64",
-            "--limit-val", "20", *TINY]
+    base = [
+        "--data",
+        str(digits),
+        "--output",
+        str(out),
+        "--epochs",
+        "1",
+        "--limit-train",
+        "64",
+        "--limit-val",
+        "20",
+        *TINY,
+    ]
     run_train(base)
     with pytest.raises(LskdError, match="already holds checkpoint_last.pth; pass --resume"):
         run_train(base)
@@ -234,13 +377,29 @@ def test_run_folder_and_argument_errors(digits, digits_teacher, tmp_path):
     with pytest.raises(LskdError, match="'resnet_nope' is not a timm model"):
         run_train([*base, "--output", str(tmp_path / "y"), "--model", "resnet_nope"])
     with pytest.raises(LskdError, match="checkpoint not found"):
-        run_train([*base, "--output", str(tmp_path / "z"), "--teacher-checkpoint", str(tmp_path / "none.pth")])
+        run_train(
+            [*base, "--output", str(tmp_path / "z"), "--teacher-checkpoint", str(tmp_path / "none.pth")]
+        )
 
 
 def test_amp_on_cpu_trains_and_saves_float32_weights(digits, tmp_path):
     out = tmp_path / "amp"
-    run_train(["--data", str(digits), "--output", str(out), "--epochs", "1", "--limit-train", "128",
-               "--limit-val", "50", "--amp", *TINY])
+    run_train(
+        [
+            "--data",
+            str(digits),
+            "--output",
+            str(out),
+            "--epochs",
+            "1",
+            "--limit-train",
+            "128",
+            "--limit-val",
+            "50",
+            "--amp",
+            *TINY,
+        ]
+    )
     s = summary(out)
     assert s["args"]["amp"] is True and 0 <= s["top1"] <= 100 and math.isfinite(s["nll"])
     state = read_checkpoint(out / "checkpoint_last.pth")["state_dict"]
@@ -250,7 +409,9 @@ def test_amp_on_cpu_trains_and_saves_float32_weights(digits, tmp_path):
 def test_cli_error_is_one_line(tmp_path, cli_env):
     proc = subprocess.run(
         ["lskd", "image-train", "--data", str(tmp_path / "absent"), "--output", str(tmp_path / "o")],
-        capture_output=True, text=True, env=cli_env,
+        capture_output=True,
+        text=True,
+        env=cli_env,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
@@ -271,28 +432,54 @@ def test_pretrained_checkpoint_reinitialises_another_classifier(digits_teacher):
     assert body and all(torch.equal(model.state_dict()[k], teacher[k]) for k in body)
     assert torch.equal(model.fc.weight, head_before)
     other = timm.create_model("test_efficientnet", num_classes=3)
-    with pytest.raises(LskdError, match="--pretrained-checkpoint .* (does not fit the model|is for another architecture)"):
+    with pytest.raises(
+        LskdError, match="--pretrained-checkpoint .* (does not fit the model|is for another architecture)"
+    ):
         train_module.load_initial_weights(other, str(digits_teacher / "checkpoint_last.pth"))
 
 
 # ----------------------------------------------------------------------------- recipes
 def test_recipe_quick_run_and_skip(digits, tmp_path, cli_env):
-    env = dict(cli_env, DATA=str(digits), OUT=str(tmp_path / "runs"), QUICK="1", TEMPS="2",
-               TEACHER_MODEL="test_resnet", STUDENT_MODEL="test_resnet", EXTRA="--device cpu --quiet",
-               QUICK_ARGS="--epochs 1 --limit-train 128 --limit-val 60 --img-size 16 --batch-size 32 "
-                          "--workers 0 --lr 0.05 --aug none")
-    proc = subprocess.run(["bash", str(REPO / "recipes" / "image" / "cifar10.sh")],
-                          capture_output=True, text=True, env=env, timeout=600)
+    env = dict(
+        cli_env,
+        DATA=str(digits),
+        OUT=str(tmp_path / "runs"),
+        QUICK="1",
+        TEMPS="2",
+        TEACHER_MODEL="test_resnet",
+        STUDENT_MODEL="test_resnet",
+        EXTRA="--device cpu --quiet",
+        QUICK_ARGS="--epochs 1 --limit-train 128 --limit-val 60 --img-size 16 --batch-size 32 "
+        "--workers 0 --lr 0.05 --aug none",
+    )
+    proc = subprocess.run(
+        ["bash", str(REPO / "recipes" / "image" / "cifar10.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = tmp_path / "runs"
-    labels = {d: summary(runs / d)["label"] for d in ("teacher_a0", "teacher_a0.1", "student_a0_T2", "student_a0.1_T2")}
-    assert labels == {"teacher_a0": "teacher alpha=0", "teacher_a0.1": "teacher alpha=0.1",
-                      "student_a0_T2": "student T=2 from noLS teacher",
-                      "student_a0.1_T2": "student T=2 from LS teacher"}
+    labels = {
+        d: summary(runs / d)["label"]
+        for d in ("teacher_a0", "teacher_a0.1", "student_a0_T2", "student_a0.1_T2")
+    }
+    assert labels == {
+        "teacher_a0": "teacher alpha=0",
+        "teacher_a0.1": "teacher alpha=0.1",
+        "student_a0_T2": "student T=2 from noLS teacher",
+        "student_a0.1_T2": "student T=2 from LS teacher",
+    }
     assert summary(runs / "student_a0_T2")["args"]["epochs"] == 1  # QUICK_ARGS come last and win
     table = json.loads((runs / "results.json").read_text())["table"]
     assert set(table) == {"teacher", "T=2"} and set(table["T=2"]) == {"noLS", "LS"}
     assert "| T=2 |" in (runs / "results.md").read_text()
-    again = subprocess.run(["bash", str(REPO / "recipes" / "image" / "cifar10.sh")],
-                           capture_output=True, text=True, env=env, timeout=300)
+    again = subprocess.run(
+        ["bash", str(REPO / "recipes" / "image" / "cifar10.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert again.returncode == 0 and again.stdout.count("== skip") == 4

@@ -57,8 +57,16 @@ def make_batch(seed=0, B=3, L=5, V=11, n_teachers=1):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_matches_reference_with_padding(T, convention, dtype):
     student, teacher, target = make_batch()
-    out = kd_loss(student.to(dtype), target, teacher.to(dtype), kd_alpha=0.9, temperature=T,
-                  label_smoothing=0.1, ignore_index=PAD, smoothing_convention=convention)
+    out = kd_loss(
+        student.to(dtype),
+        target,
+        teacher.to(dtype),
+        kd_alpha=0.9,
+        temperature=T,
+        label_smoothing=0.1,
+        ignore_index=PAD,
+        smoothing_convention=convention,
+    )
     ref = reference(student, teacher, target, alpha=0.9, T=T, eps=0.1, pad=PAD, convention=convention)
     # float64 must agree to rounding; float32 to its precision (at T=64 the KL is ~1e-4 per
     # token and is multiplied by T^2 = 4096, so its float32 rounding shows at ~1e-4 relative).
@@ -67,7 +75,9 @@ def test_matches_reference_with_padding(T, convention, dtype):
     assert out["loss"].item() == pytest.approx(ref["loss"], rel=rel)
     assert out["ce_loss"].item() == pytest.approx(ref["ce"], rel=rel)
     assert out["nll_loss"].item() == pytest.approx(ref["nll"], rel=rel)
-    assert out["kd_loss"].item() == pytest.approx(ref["kl"], rel=max(rel, 1e-4 if dtype == torch.float32 else rel))
+    assert out["kd_loss"].item() == pytest.approx(
+        ref["kl"], rel=max(rel, 1e-4 if dtype == torch.float32 else rel)
+    )
     assert out["teacher_nll"].item() == pytest.approx(ref["tnll"], rel=rel)
 
 
@@ -94,7 +104,9 @@ def test_chunked_kl_equals_unchunked(monkeypatch):
 def test_t2_switch_and_pure_kd():
     student, teacher, target = make_batch(seed=3)
     on = kd_loss(student, target, teacher, kd_alpha=1.0, temperature=3.0, ignore_index=PAD)
-    off = kd_loss(student, target, teacher, kd_alpha=1.0, temperature=3.0, ignore_index=PAD, scale_by_t2=False)
+    off = kd_loss(
+        student, target, teacher, kd_alpha=1.0, temperature=3.0, ignore_index=PAD, scale_by_t2=False
+    )
     assert on["loss"].item() == pytest.approx(9.0 * off["loss"].item(), rel=1e-6)
     assert off["loss"].item() == pytest.approx(off["kd_loss"].item(), rel=1e-6)
 
@@ -132,8 +144,9 @@ def test_gradcheck_double():
     target = torch.tensor([[2, 3, PAD], [4, 0, 2]])
 
     def f(s):
-        return kd_loss(s, target, teacher, kd_alpha=0.7, temperature=2.0, label_smoothing=0.1,
-                       ignore_index=PAD)["loss"]
+        return kd_loss(
+            s, target, teacher, kd_alpha=0.7, temperature=2.0, label_smoothing=0.1, ignore_index=PAD
+        )["loss"]
 
     loss = f(student)
     loss.backward()
@@ -149,9 +162,16 @@ def test_gradcheck_double():
     assert torch.autograd.gradcheck(f, (student.detach().clone().requires_grad_(True),))
     for conv, T in (("uniform", 1.0), ("fairseq", 64.0)):
         assert torch.autograd.gradcheck(
-            lambda s, conv=conv, T=T: kd_loss(s, target, teacher, kd_alpha=0.5, temperature=T,
-                                              label_smoothing=0.2, ignore_index=PAD,
-                                              smoothing_convention=conv)["loss"],
+            lambda s, conv=conv, T=T: kd_loss(
+                s,
+                target,
+                teacher,
+                kd_alpha=0.5,
+                temperature=T,
+                label_smoothing=0.2,
+                ignore_index=PAD,
+                smoothing_convention=conv,
+            )["loss"],
             (student.detach().clone().requires_grad_(True),),
         )
 

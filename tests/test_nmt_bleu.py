@@ -16,9 +16,29 @@ from lskd_plugins.nmt.decode import DecodeOptions, detect_post_process
 def bleu_run(tiny_mt_data, tiny_teacher_150, tmp_path_factory, cli_env):
     out = tmp_path_factory.mktemp("bleu")
     proc = subprocess.run(
-        ["lskd", "bleu", "--data", str(tiny_mt_data.data_bin), "--path", str(tiny_teacher_150), "--subset", "test",
-         "--beam", "4", "--max-len-b", "30", "--device", "cpu", "--out", str(out)],
-        capture_output=True, text=True, env=cli_env, timeout=300)
+        [
+            "lskd",
+            "bleu",
+            "--data",
+            str(tiny_mt_data.data_bin),
+            "--path",
+            str(tiny_teacher_150),
+            "--subset",
+            "test",
+            "--beam",
+            "4",
+            "--max-len-b",
+            "30",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, proc
 
@@ -34,12 +54,20 @@ def test_prints_one_json_object_with_the_scores(bleu_run, tiny_mt_data):
     assert len(lines) == 1  # logs and progress go to stderr
     result = json.loads(lines[0])
     assert set(result) >= {"sacrebleu", "chrf", "tokenized_bleu", "counts", "checkpoint", "subset", "beam"}
-    assert result["sacrebleu"]["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert result["sacrebleu"]["signature"].startswith(
+        "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:"
+    )
     assert result["chrf"]["signature"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:")
     # references from the data-bin: words outside the training dictionary come back as <<unk>>
-    with_unk = _lines_with_unknown_words(tiny_mt_data.text_dir / "test.de", tiny_mt_data.data_bin / "dict.de.txt")
-    assert result["counts"] == {"sentences": 40, "empty_hypotheses": 0, "failed": 0,
-                                "references_with_unk": with_unk}
+    with_unk = _lines_with_unknown_words(
+        tiny_mt_data.text_dir / "test.de", tiny_mt_data.data_bin / "dict.de.txt"
+    )
+    assert result["counts"] == {
+        "sentences": 40,
+        "empty_hypotheses": 0,
+        "failed": 0,
+        "references_with_unk": with_unk,
+    }
     assert sum("<<unk>>" in line for line in (out / "test.ref").read_text().splitlines()) == with_unk
     assert result["remove_bpe"] == "none"  # word-level toy data: nothing to remove
     assert result["tokenized_bleu"]["tokenizer"] == "moses (sacremoses)"  # pinned in requirements.txt
@@ -52,10 +80,16 @@ def test_sacrebleu_equals_the_sacrebleu_cli_on_the_written_files(bleu_run, tiny_
     hyp, ref = out / "test.hyp", out / "test.ref"
     text_ref = (tiny_mt_data.text_dir / "test.de").read_text().splitlines()
     assert [r for r in ref.read_text().splitlines() if "<<unk>>" not in r] == [
-        r for r, d in zip(text_ref, ref.read_text().splitlines()) if "<<unk>>" not in d]
+        r for r, d in zip(text_ref, ref.read_text().splitlines()) if "<<unk>>" not in d
+    ]
     assert len(hyp.read_text().splitlines()) == 40
-    cli = subprocess.run(["sacrebleu", str(ref), "-i", str(hyp), "-m", "bleu", "chrf", "-w", "4", "-l", "en-de"],
-                         capture_output=True, text=True, env=cli_env, timeout=120)
+    cli = subprocess.run(
+        ["sacrebleu", str(ref), "-i", str(hyp), "-m", "bleu", "chrf", "-w", "4", "-l", "en-de"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
     assert cli.returncode == 0, cli.stderr
     bleu, chrf = json.loads(cli.stdout)
     assert round(result["sacrebleu"]["score"], 4) == bleu["score"]
@@ -100,13 +134,22 @@ def test_reference_file_with_wrong_line_count_is_named(tiny_mt_data, tiny_teache
     ref = tmp_path / "ref.de"
     ref.write_text("nur eine zeile\n")
     with pytest.raises(LskdError, match=f"reference file {ref} has 1 lines, the subset has 40 sentences"):
-        evaluate_checkpoint(str(tiny_teacher), tiny_mt_data.data_bin, "test",
-                            DecodeOptions(max_len_b=30, device="cpu"), ref=ref, progress=False)
+        evaluate_checkpoint(
+            str(tiny_teacher),
+            tiny_mt_data.data_bin,
+            "test",
+            DecodeOptions(max_len_b=30, device="cpu"),
+            ref=ref,
+            progress=False,
+        )
 
 
 def test_unknown_subset_and_checkpoint_are_one_line_errors(tiny_mt_data, tiny_teacher, tmp_path):
     with pytest.raises(LskdError, match="subset 'nosuch' not found in"):
-        evaluate_checkpoint(str(tiny_teacher), tiny_mt_data.data_bin, "nosuch", DecodeOptions(device="cpu"),
-                            progress=False)
+        evaluate_checkpoint(
+            str(tiny_teacher), tiny_mt_data.data_bin, "nosuch", DecodeOptions(device="cpu"), progress=False
+        )
     with pytest.raises(LskdError, match=f"checkpoint not found: {tmp_path / 'x.pt'}"):
-        evaluate_checkpoint(str(tmp_path / "x.pt"), tiny_mt_data.data_bin, "test", DecodeOptions(device="cpu"))
+        evaluate_checkpoint(
+            str(tmp_path / "x.pt"), tiny_mt_data.data_bin, "test", DecodeOptions(device="cpu")
+        )

@@ -22,7 +22,10 @@ def test_normalize_line_nfkc_controls_whitespace():
     assert P.normalize_line("  Ein\u00a0Hund\t läuft\u200b  ﬁx\r ") == "Ein Hund läuft fix"
     assert P.normalize_line("A B", lowercase=True) == "a b"
     assert P.normalize_line("") == ""
-    assert P.normalize_line("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    assert (
+        P.normalize_line("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645")
+        == "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    )
 
 
 def test_keep_pair_filters_like_clean_corpus():
@@ -68,8 +71,22 @@ def multi30k_raw(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prepared(multi30k_raw, tmp_path_factory, cli_env):
     out = tmp_path_factory.mktemp("prep") / "multi30k"
-    proc = run_cli(["bash", SCRIPT, "--raw-dir", multi30k_raw, "--out", out, "--max-lines", "200",
-                    "--vocab-size", "600"], cli_env, timeout=300)
+    proc = run_cli(
+        [
+            "bash",
+            SCRIPT,
+            "--raw-dir",
+            multi30k_raw,
+            "--out",
+            out,
+            "--max-lines",
+            "200",
+            "--vocab-size",
+            "600",
+        ],
+        cli_env,
+        timeout=300,
+    )
     return out, proc
 
 
@@ -105,26 +122,69 @@ def test_sentencepiece_pieces_decode_back_to_the_normalised_text(prepared):
 def test_prepare_is_idempotent_and_refuses_other_settings(prepared, multi30k_raw, cli_env):
     out, _ = prepared
     stamp = (out / "data-bin" / "train.en-de.en.bin").stat().st_mtime_ns
-    again = run_cli(["bash", SCRIPT, "--raw-dir", multi30k_raw, "--out", out, "--max-lines", "200",
-                     "--vocab-size", "600"], cli_env)
+    again = run_cli(
+        [
+            "bash",
+            SCRIPT,
+            "--raw-dir",
+            multi30k_raw,
+            "--out",
+            out,
+            "--max-lines",
+            "200",
+            "--vocab-size",
+            "600",
+        ],
+        cli_env,
+    )
     assert "nothing to do" in again.stdout
     assert (out / "data-bin" / "train.en-de.en.bin").stat().st_mtime_ns == stamp
-    other = run_cli(["bash", SCRIPT, "--raw-dir", multi30k_raw, "--out", out, "--max-lines", "200",
-                     "--vocab-size", "500"], cli_env, check=False)
+    other = run_cli(
+        [
+            "bash",
+            SCRIPT,
+            "--raw-dir",
+            multi30k_raw,
+            "--out",
+            out,
+            "--max-lines",
+            "200",
+            "--vocab-size",
+            "500",
+        ],
+        cli_env,
+        check=False,
+    )
     assert other.returncode == 2
     assert "prepared with different settings vocab_size" in other.stderr
 
 
 def test_fairseq_train_accepts_the_data_bin(prepared, tmp_path, cli_env):
     out, _ = prepared
-    run_cli(["fairseq-train", out / "data-bin", *TINY_ARCH, *TINY_TRAIN, "--criterion", "cross_entropy",
-             "--max-update", "3", "--save-dir", tmp_path / "ckpt", "--no-save"], cli_env, timeout=300)
+    run_cli(
+        [
+            "fairseq-train",
+            out / "data-bin",
+            *TINY_ARCH,
+            *TINY_TRAIN,
+            "--criterion",
+            "cross_entropy",
+            "--max-update",
+            "3",
+            "--save-dir",
+            tmp_path / "ckpt",
+            "--no-save",
+        ],
+        cli_env,
+        timeout=300,
+    )
 
 
 def test_help_of_every_wrapper(cli_env):
     for name in ("prepare_multi30k.sh", "prepare_iwslt14.sh", "prepare_wmt14_en_de.sh"):
-        proc = subprocess.run(["bash", REPO / "data_prep" / name, "--help"], capture_output=True, text=True,
-                              env=cli_env)
+        proc = subprocess.run(
+            ["bash", REPO / "data_prep" / name, "--help"], capture_output=True, text=True, env=cli_env
+        )
         assert proc.returncode == 0
         assert "--raw-dir DIR" in proc.stdout and "--vocab-size" in proc.stdout
 
@@ -135,8 +195,7 @@ def test_mismatched_line_counts_name_both_files(tmp_path, cli_env):
     _write(raw / "val.de.gz", lines[:-1], gz=True)
     proc = run_cli(["bash", SCRIPT, "--raw-dir", raw, "--out", tmp_path / "out"], cli_env, check=False)
     assert proc.returncode == 2
-    assert (f"line counts differ: {raw / 'val.en.gz'} has 20 lines, {raw / 'val.de.gz'} has 19"
-            in proc.stderr)
+    assert f"line counts differ: {raw / 'val.en.gz'} has 20 lines, {raw / 'val.de.gz'} has 19" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "data-bin").exists()
 
@@ -147,9 +206,13 @@ def test_missing_raw_files_are_named(tmp_path, cli_env):
     (raw / "train.en.gz").unlink()
     proc = run_cli(["bash", SCRIPT, "--raw-dir", raw, "--out", tmp_path / "out"], cli_env, check=False)
     assert proc.returncode == 2
-    assert "lacks the files layout multi30k expects (en->de): train.en[.gz], test_2016_flickr.de[.gz]" in proc.stderr
-    missing_dir = run_cli(["bash", SCRIPT, "--raw-dir", tmp_path / "nope", "--out", tmp_path / "o"], cli_env,
-                          check=False)
+    assert (
+        "lacks the files layout multi30k expects (en->de): train.en[.gz], test_2016_flickr.de[.gz]"
+        in proc.stderr
+    )
+    missing_dir = run_cli(
+        ["bash", SCRIPT, "--raw-dir", tmp_path / "nope", "--out", tmp_path / "o"], cli_env, check=False
+    )
     assert missing_dir.returncode == 2 and "raw directory not found" in missing_dir.stderr
 
 
@@ -164,8 +227,10 @@ def _small_iwslt14(raw: Path) -> Path:
     names = ("TED.dev2010", "TEDX.dev2012", "TED.tst2010", "TED.tst2011", "TED.tst2012")
     for k, name in enumerate(names):
         for lang, word in (("de", "test"), ("en", "probe")):
-            _write(raw / f"IWSLT14.{name}.de-en.{lang}.xml",
-                   ['<doc docid="1">', f'<seg id="1"> {word} {k} a\u2019b </seg>', "</doc>"])
+            _write(
+                raw / f"IWSLT14.{name}.de-en.{lang}.xml",
+                ['<doc docid="1">', f'<seg id="1"> {word} {k} a\u2019b </seg>', "</doc>"],
+            )
     return raw
 
 
@@ -189,13 +254,23 @@ def test_iwslt14_layout_tags_holdout_and_xml_test(tmp_path):
 
 
 def test_wmt14_layout_concatenates_corpora_and_reads_sgm(tmp_path):
-    for rel, n in (("training/europarl-v7.de-en", 3), ("commoncrawl.de-en", 2),
-                   ("training/news-commentary-v9.de-en", 1), ("dev/newstest2013", 2)):
+    for rel, n in (
+        ("training/europarl-v7.de-en", 3),
+        ("commoncrawl.de-en", 2),
+        ("training/news-commentary-v9.de-en", 1),
+        ("dev/newstest2013", 2),
+    ):
         for lang in ("en", "de"):
             _write(tmp_path / f"{rel}.{lang}", [f"{Path(rel).name} {lang} {i}" for i in range(n)])
     for role, lang in (("src", "en"), ("ref", "de")):
-        _write(tmp_path / f"test-full/newstest2014-deen-{role}.{lang}.sgm",
-               ['<srcset setid="newstest2014">', f'<seg id="1">{lang} eins</seg>', f'<seg id="2">{lang} zwei</seg>'])
+        _write(
+            tmp_path / f"test-full/newstest2014-deen-{role}.{lang}.sgm",
+            [
+                '<srcset setid="newstest2014">',
+                f'<seg id="1">{lang} eins</seg>',
+                f'<seg id="2">{lang} zwei</seg>',
+            ],
+        )
     cfg = P.PrepareConfig(raw_dir=str(tmp_path), out=str(tmp_path / "out"), layout="wmt14")
     layout = P.resolve_layout(cfg)
     resolved = P.resolve_files(tmp_path, layout)
@@ -204,14 +279,17 @@ def test_wmt14_layout_concatenates_corpora_and_reads_sgm(tmp_path):
     assert report["train"]["lines"] == 6 and report["valid"]["lines"] == 2
     assert (tmp_path / "out" / "text" / "test.de").read_text().splitlines() == ["de eins", "de zwei"]
     with pytest.raises(LskdError, match=r"newstest2014-deen-ref\.en\.sgm"):
-        P.resolve_files(tmp_path, P.resolve_layout(P.PrepareConfig(raw_dir="", out="", layout="wmt14",
-                                                                   src="de", tgt="en")))
+        P.resolve_files(
+            tmp_path,
+            P.resolve_layout(P.PrepareConfig(raw_dir="", out="", layout="wmt14", src="de", tgt="en")),
+        )
 
 
 def test_plain_layout_needs_every_split():
     with pytest.raises(LskdError, match="layout plain needs --split for valid, test"):
-        P.resolve_layout(P.PrepareConfig(raw_dir="", out="", layout="plain",
-                                         split_overrides={"train": ["train"]}))
+        P.resolve_layout(
+            P.PrepareConfig(raw_dir="", out="", layout="plain", split_overrides={"train": ["train"]})
+        )
 
 
 @pytest.mark.skipif(not (shutil.which("curl") or shutil.which("wget")), reason="needs curl or wget")
@@ -223,25 +301,37 @@ def test_download_step_without_raw_dir(tmp_path, cli_env):
     proc = run_cli(["bash", SCRIPT, "--out", out, "--vocab-size", "200"], env)
     for name in ("train", "val", "test_2016_flickr"):
         for lang in ("en", "de"):
-            assert (out / "raw" / f"{name}.{lang}.gz").read_bytes() == (mirror / f"{name}.{lang}.gz").read_bytes()
+            assert (out / "raw" / f"{name}.{lang}.gz").read_bytes() == (
+                mirror / f"{name}.{lang}.gz"
+            ).read_bytes()
     assert (out / "data-bin" / "test.en-de.de.bin").is_file()
     again = run_cli(["bash", SCRIPT, "--out", out, "--vocab-size", "200"], env)
     assert f"have {out}/raw/train.en.gz" in again.stdout and "nothing to do" in again.stdout
     assert "downloading" in proc.stdout
-    broken = run_cli(["bash", SCRIPT, "--out", tmp_path / "o2"], {**env, "MULTI30K_URL": f"file://{tmp_path}/nope"},
-                     check=False)
+    broken = run_cli(
+        ["bash", SCRIPT, "--out", tmp_path / "o2"],
+        {**env, "MULTI30K_URL": f"file://{tmp_path}/nope"},
+        check=False,
+    )
     assert broken.returncode == 2
-    assert f"download failed: file://{tmp_path}/nope/train.en.gz (give --raw-dir to work offline)" in broken.stderr
+    assert (
+        f"download failed: file://{tmp_path}/nope/train.en.gz (give --raw-dir to work offline)"
+        in broken.stderr
+    )
 
 
 @pytest.mark.skipif(not shutil.which("curl") and not shutil.which("wget"), reason="needs curl or wget")
 def test_prepare_iwslt14_downloads_and_unpacks(tmp_path, cli_env):
     """prepare_iwslt14.sh end to end from a file:// copy of a tiny de-en.tgz."""
     _small_iwslt14(tmp_path / "src" / "de-en")
-    subprocess.run(["tar", "-czf", str(tmp_path / "de-en.tgz"), "-C", str(tmp_path / "src"), "de-en"], check=True)
+    subprocess.run(
+        ["tar", "-czf", str(tmp_path / "de-en.tgz"), "-C", str(tmp_path / "src"), "de-en"], check=True
+    )
     out = tmp_path / "out"
-    run_cli(["bash", REPO / "data_prep" / "prepare_iwslt14.sh", "--out", out, "--vocab-size", "100"],
-            {**cli_env, "IWSLT14_URL": f"file://{tmp_path}/de-en.tgz"})
+    run_cli(
+        ["bash", REPO / "data_prep" / "prepare_iwslt14.sh", "--out", out, "--vocab-size", "100"],
+        {**cli_env, "IWSLT14_URL": f"file://{tmp_path}/de-en.tgz"},
+    )
     assert (out / "raw" / "de-en" / "train.tags.de-en.de").is_file()
     assert (out / "text" / "valid.de").read_text().splitlines() == ["satz 22 .", "satz 45 ."]
     assert (out / "data-bin" / "train.de-en.de.bin").is_file()  # direction de -> en by default

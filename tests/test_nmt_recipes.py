@@ -26,19 +26,34 @@ def test_parse_run_name():
 
 
 def _result(bleu: float) -> dict:
-    return {"sacrebleu": {"score": bleu, "signature": "nrefs:1|tok:13a"}, "chrf": {"score": 2 * bleu, "signature": "c"},
-            "tokenized_bleu": {"score": bleu + 1, "tokenizer": "13a"}}
+    return {
+        "sacrebleu": {"score": bleu, "signature": "nrefs:1|tok:13a"},
+        "chrf": {"score": 2 * bleu, "signature": "c"},
+        "tokenized_bleu": {"score": bleu + 1, "tokenizer": "13a"},
+    }
 
 
 def test_table_layout_rows_t_columns_teachers():
-    runs = [Run(n, *parse_run_name(n), Path(f"/s/{n}/checkpoint_best.pt"))
-            for n in ("teacher_a0.0", "teacher_a0.1", "word_a0.0_T1", "word_a0.1_T1", "word_a0.1_T64", "seq_a0.1")]
-    results = {"teacher_a0.0": _result(26.5), "teacher_a0.1": _result(26.8), "word_a0.0_T1": _result(24.9),
-               "word_a0.1_T1": _result(25.1), "word_a0.1_T64": _result(6.5), "seq_a0.1": _result(23.0)}
+    runs = [
+        Run(n, *parse_run_name(n), Path(f"/s/{n}/checkpoint_best.pt"))
+        for n in ("teacher_a0.0", "teacher_a0.1", "word_a0.0_T1", "word_a0.1_T1", "word_a0.1_T64", "seq_a0.1")
+    ]
+    results = {
+        "teacher_a0.0": _result(26.5),
+        "teacher_a0.1": _result(26.8),
+        "word_a0.0_T1": _result(24.9),
+        "word_a0.1_T1": _result(25.1),
+        "word_a0.1_T64": _result(6.5),
+        "seq_a0.1": _result(23.0),
+    }
     table = build_table(runs, results, "test")
     assert [c["label"] for c in table["columns"]] == ["noLS teacher (α=0.0)", "LS teacher (α=0.1)"]
-    assert [r["label"] for r in table["rows"]] == ["teacher", "word-level KD, T=1", "word-level KD, T=64",
-                                                  "sequence-level KD"]
+    assert [r["label"] for r in table["rows"]] == [
+        "teacher",
+        "word-level KD, T=1",
+        "word-level KD, T=64",
+        "sequence-level KD",
+    ]
     assert table["rows"][2]["cells"]["0.0"] is None  # word_a0.0_T64 was not run
     assert table["rows"][1]["cells"]["0.1"]["sacrebleu"] == 25.1
     assert table["best_student"] == {"label": "word-level KD, T=1", "alpha": "0.1", "sacrebleu": 25.1}
@@ -54,15 +69,22 @@ def test_table_layout_rows_t_columns_teachers():
 def spm_data(tiny_mt_data, tmp_path_factory):
     """tiny_mt_data's text through data_prep's python core: a joint-sentencepiece data-bin."""
     out = tmp_path_factory.mktemp("recipes") / "prep"
-    cfg = P.PrepareConfig(raw_dir=str(tiny_mt_data.text_dir), out=str(out), layout="plain", vocab_size=300,
-                          split_overrides={"train": ["train"], "valid": ["valid"], "test": ["test"]})
+    cfg = P.PrepareConfig(
+        raw_dir=str(tiny_mt_data.text_dir),
+        out=str(out),
+        layout="plain",
+        vocab_size=300,
+        split_overrides={"train": ["train"], "valid": ["valid"], "test": ["test"]},
+    )
     P.prepare(cfg, log=lambda msg: None)
     return out
 
 
 def _run(script: str, env: dict, **extra) -> subprocess.CompletedProcess:
     env = {**env, **{k: str(v) for k, v in extra.items()}}
-    proc = subprocess.run(["bash", str(RECIPES / script)], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        ["bash", str(RECIPES / script)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert proc.returncode == 0, f"{script} failed:\n{(proc.stdout + proc.stderr)[-3000:]}"
     return proc
 
@@ -70,8 +92,16 @@ def _run(script: str, env: dict, **extra) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def quick_env(spm_data, cli_env, tmp_path_factory):
     save = tmp_path_factory.mktemp("recipes") / "sweep"
-    return {**cli_env, "DATA": str(spm_data / "data-bin"), "SAVE": str(save), "QUICK": "1", "ALPHAS": "0.0 0.1",
-            "TEMPS": "1", "MAX_UPDATE": "20", "LOG_INTERVAL": "10"}
+    return {
+        **cli_env,
+        "DATA": str(spm_data / "data-bin"),
+        "SAVE": str(save),
+        "QUICK": "1",
+        "ALPHAS": "0.0 0.1",
+        "TEMPS": "1",
+        "MAX_UPDATE": "20",
+        "LOG_INTERVAL": "10",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +161,16 @@ def test_recipes_need_data(cli_env, tmp_path):
     for script in ("train_teacher.sh", "distill_word.sh", "distill_seq.sh", "evaluate.sh"):
         proc = subprocess.run(["bash", str(RECIPES / script)], capture_output=True, text=True, env=env)
         assert proc.returncode == 2 and "set DATA to a fairseq data-bin" in proc.stderr
-        helped = subprocess.run(["bash", str(RECIPES / script), "--help"], capture_output=True, text=True, env=env)
+        helped = subprocess.run(
+            ["bash", str(RECIPES / script), "--help"], capture_output=True, text=True, env=env
+        )
         assert helped.returncode == 0 and "DATA=" in helped.stdout
-    proc = subprocess.run(["bash", str(RECIPES / "distill_word.sh")], capture_output=True, text=True,
-                          env={**env, "DATA": str(tmp_path), "QUICK": "1"})
+    proc = subprocess.run(
+        ["bash", str(RECIPES / "distill_word.sh")],
+        capture_output=True,
+        text=True,
+        env={**env, "DATA": str(tmp_path), "QUICK": "1"},
+    )
     assert proc.returncode == 2 and "is not a fairseq data-bin" in proc.stderr
 
 
@@ -152,7 +188,10 @@ def test_distill_seq_quick_then_full_table(word_sweep, quick_env):
         assert f"seqkd_a{alpha}/data-bin" in (save / f"seq_a{alpha}" / "command.txt").read_text()
     _run("evaluate.sh", quick_env)
     table = json.loads((save / "results.json").read_text())
-    assert [r["label"] for r in table["rows"]] == ["teacher", "word-level KD, T=1", "sequence-level KD",
-                                                  "seq-level + word-level KD, T=1"]
+    assert [r["label"] for r in table["rows"]] == [
+        "teacher",
+        "word-level KD, T=1",
+        "sequence-level KD",
+        "seq-level + word-level KD, T=1",
+    ]
     assert all(cell is not None for row in table["rows"] for cell in row["cells"].values())
-

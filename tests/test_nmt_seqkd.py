@@ -29,6 +29,7 @@ def _lines(path: Path):
 def _same_files(a: Path, b: Path):
     """Relative paths of every output file under a, each byte-identical to its twin under b
     (seqkd.json aside: it names its own directory and counts the shards of this invocation)."""
+
     def outputs(root: Path):
         return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.name != "seqkd.json")
 
@@ -42,8 +43,9 @@ def _same_files(a: Path, b: Path):
 @pytest.fixture(scope="module")
 def full_run(tiny_mt_data, tiny_teacher_150, tmp_path_factory):
     out = tmp_path_factory.mktemp("seqkd") / "full"
-    report = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
-                       progress=False)
+    report = run_seqkd(
+        tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15, progress=False
+    )
     return out, report
 
 
@@ -68,9 +70,16 @@ def test_one_hypothesis_per_source_line_in_the_original_order(full_run, tiny_mt_
 def test_data_bin_uses_the_teachers_dictionaries_and_copies_other_splits(full_run, tiny_mt_data):
     out, _ = full_run
     data_bin, orig = out / "data-bin", tiny_mt_data.data_bin
-    for name in ("dict.en.txt", "dict.de.txt", "valid.en-de.en.bin", "valid.en-de.de.idx", "train.en-de.de.bin",
-                 # the source side re-binarized from its text is the original, byte for byte
-                 "test.en-de.en.bin", "test.en-de.en.idx"):
+    for name in (
+        "dict.en.txt",
+        "dict.de.txt",
+        "valid.en-de.en.bin",
+        "valid.en-de.de.idx",
+        "train.en-de.de.bin",
+        # the source side re-binarized from its text is the original, byte for byte
+        "test.en-de.en.bin",
+        "test.en-de.en.idx",
+    ):
         assert filecmp.cmp(data_bin / name, orig / name, shallow=False), name
     # the target side holds the hypotheses, readable back through fairseq
     from fairseq.data import Dictionary, data_utils
@@ -83,21 +92,31 @@ def test_data_bin_uses_the_teachers_dictionaries_and_copies_other_splits(full_ru
 def test_resume_after_interruption_gives_identical_files(full_run, tiny_mt_data, tiny_teacher_150, tmp_path):
     full, _ = full_run
     out = tmp_path / "resumed"
-    first = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
-                      max_shards=1, progress=False)
+    first = run_seqkd(
+        tiny_mt_data.data_bin,
+        str(tiny_teacher_150),
+        out,
+        SUBSET,
+        OPTIONS,
+        shard_size=15,
+        max_shards=1,
+        progress=False,
+    )
     assert first == {"complete": False, "shards_done": 1, "shards": 3}
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["00000.json"]
     assert not (out / "test.de").exists()
-    second = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
-                       progress=False)
+    second = run_seqkd(
+        tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15, progress=False
+    )
     assert second["complete"] and second["shards_decoded_now"] == 2
     compared = _same_files(full, out)
     assert Path("test.de") in compared and Path("data-bin/test.en-de.de.bin") in compared
     # a run killed while writing its last shard: that shard is redone, nothing else
     (out / "shards" / "00002.json").unlink()
     (out / "test.de").unlink()
-    third = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
-                      progress=False)
+    third = run_seqkd(
+        tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15, progress=False
+    )
     assert third["shards_decoded_now"] == 1
     _same_files(full, out)
 
@@ -105,24 +124,39 @@ def test_resume_after_interruption_gives_identical_files(full_run, tiny_mt_data,
 def test_other_settings_do_not_mix_with_existing_shards(full_run, tiny_mt_data, tiny_teacher_150):
     out, _ = full_run
     with pytest.raises(LskdError, match=r"holds shards of a different run \(beam: 4 -> 2\)"):
-        run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET,
-                  DecodeOptions(beam=2, max_len_b=30, device="cpu"), shard_size=15, progress=False)
+        run_seqkd(
+            tiny_mt_data.data_bin,
+            str(tiny_teacher_150),
+            out,
+            SUBSET,
+            DecodeOptions(beam=2, max_len_b=30, device="cpu"),
+            shard_size=15,
+            progress=False,
+        )
 
 
 def test_failed_hypotheses_are_counted_and_kept_aligned(tiny_mt_data, tiny_teacher, tmp_path):
     """max_len_b=0 makes fairseq's generator refuse every sentence: all 40 fail, none is dropped."""
     broken = DecodeOptions(max_len_b=0, device="cpu")
     ref = _lines(tiny_mt_data.text_dir / "valid.de")
-    report = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher), tmp_path / "ref", "valid", broken,
-                       progress=False)
+    report = run_seqkd(
+        tiny_mt_data.data_bin, str(tiny_teacher), tmp_path / "ref", "valid", broken, progress=False
+    )
     assert report["failed"] == 40 and report["replaced_by_reference"] == 40
     assert "min_len cannot be larger than max_len" in report["failed_ids"]["7"]
     assert _lines(tmp_path / "ref" / "valid.de") == ref  # each failure replaced by its own reference
     assert _lines(tmp_path / "ref" / "valid.en") == _lines(tiny_mt_data.text_dir / "valid.en")
     manifest = json.loads((tmp_path / "ref" / "seqkd.json").read_text())
     assert manifest["failed"] == 40 and sorted(map(int, manifest["failed_ids"])) == list(range(40))
-    kept = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher), tmp_path / "keep", "valid", broken,
-                     on_empty="keep", progress=False)
+    kept = run_seqkd(
+        tiny_mt_data.data_bin,
+        str(tiny_teacher),
+        tmp_path / "keep",
+        "valid",
+        broken,
+        on_empty="keep",
+        progress=False,
+    )
     assert kept["failed"] == 40 and kept["replaced_by_reference"] == 0
     assert (tmp_path / "keep" / "valid.de").read_text() == "\n" * 40
 
@@ -133,10 +167,27 @@ def test_missing_teacher_is_named(tiny_mt_data, tmp_path):
 
 
 def test_cli_reports_and_stops_after_max_shards(tiny_mt_data, tiny_teacher, tmp_path, cli_env):
-    cmd = ["lskd", "seqkd", "--data", str(tiny_mt_data.data_bin), "--path", str(tiny_teacher),
-           "--out", str(tmp_path / "cli"), "--subset", "test", "--shard-size", "15", "--device", "cpu",
-           "--max-len-b", "30"]
-    proc = subprocess.run(cmd + ["--max-shards", "2"], capture_output=True, text=True, env=cli_env, timeout=300)
+    cmd = [
+        "lskd",
+        "seqkd",
+        "--data",
+        str(tiny_mt_data.data_bin),
+        "--path",
+        str(tiny_teacher),
+        "--out",
+        str(tmp_path / "cli"),
+        "--subset",
+        "test",
+        "--shard-size",
+        "15",
+        "--device",
+        "cpu",
+        "--max-len-b",
+        "30",
+    ]
+    proc = subprocess.run(
+        cmd + ["--max-shards", "2"], capture_output=True, text=True, env=cli_env, timeout=300
+    )
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "stopped after 2 new shard(s) (--max-shards); 2/3 shards done" in proc.stderr
     proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env, timeout=300)
@@ -147,8 +198,14 @@ def test_cli_reports_and_stops_after_max_shards(tiny_mt_data, tiny_teacher, tmp_
 
 def test_ensemble_of_two_teachers(tiny_mt_data, tiny_teacher, tiny_teacher_150, tmp_path):
     """A:B decodes with both models (fairseq averages their probabilities): one line per sentence."""
-    report = run_seqkd(tiny_mt_data.data_bin, f"{tiny_teacher}:{tiny_teacher_150}", tmp_path / "ens", SUBSET,
-                       OPTIONS, progress=False)
+    report = run_seqkd(
+        tiny_mt_data.data_bin,
+        f"{tiny_teacher}:{tiny_teacher_150}",
+        tmp_path / "ens",
+        SUBSET,
+        OPTIONS,
+        progress=False,
+    )
     manifest = json.loads((tmp_path / "ens" / "seqkd.json").read_text())
     assert manifest["settings"]["path"] == [str(tiny_teacher), str(tiny_teacher_150)]
     assert report["complete"] and len(_lines(tmp_path / "ens" / "test.de")) == 40
@@ -159,14 +216,26 @@ def test_workers_split_the_shards_then_one_run_assembles(full_run, tiny_mt_data,
     full, _ = full_run
     out = tmp_path / "workers"
     for worker in (1, 0):
-        report = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
-                           progress=False, num_workers=2, worker_id=worker)
+        report = run_seqkd(
+            tiny_mt_data.data_bin,
+            str(tiny_teacher_150),
+            out,
+            SUBSET,
+            OPTIONS,
+            shard_size=15,
+            progress=False,
+            num_workers=2,
+            worker_id=worker,
+        )
         assert report["complete"] is False and not (out / "test.de").exists()
     # worker 1 decoded shard 1, worker 0 shards 0 and 2
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["00000.json", "00001.json", "00002.json"]
-    final = run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15,
-                      progress=False)
+    final = run_seqkd(
+        tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, shard_size=15, progress=False
+    )
     assert final["complete"] and final["shards_decoded_now"] == 0
     _same_files(full, out)
     with pytest.raises(LskdError, match=r"--worker-id must lie in \[0, --num-workers\), got 2 of 2"):
-        run_seqkd(tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, num_workers=2, worker_id=2)
+        run_seqkd(
+            tiny_mt_data.data_bin, str(tiny_teacher_150), out, SUBSET, OPTIONS, num_workers=2, worker_id=2
+        )

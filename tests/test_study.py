@@ -14,8 +14,12 @@ from lskd_plugins.errors import LskdError
 
 def test_answer_and_table_from_summaries():
     teachers = {0.0: {"top1": 70.0}, 0.1: {"top1": 71.0}}
-    students = {(0.0, 1.0): {"top1": 60.0}, (0.0, 4.0): {"top1": 58.0},
-                (0.1, 1.0): {"top1": 62.5}, (0.1, 4.0): {"top1": 55.0}}
+    students = {
+        (0.0, 1.0): {"top1": 60.0},
+        (0.0, 4.0): {"top1": 58.0},
+        (0.1, 1.0): {"top1": 62.5},
+        (0.1, 4.0): {"top1": 55.0},
+    }
     table = study.paper_table(teachers, students, [1.0, 4.0], [0.0, 0.1])
     assert table[0] == {"row": "teacher", "alpha=0": 70.0, "alpha=0.1": 71.0}
     assert table[2] == {"row": "T=4", "alpha=0": 58.0, "alpha=0.1": 55.0}
@@ -29,9 +33,28 @@ def test_answer_and_table_from_summaries():
 @pytest.fixture(scope="module")
 def toy_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    argv = ["study", "--out", str(out), "--model", "test_resnet", "--img-size", "16",
-            "--teacher-epochs", "1", "--student-epochs", "1", "--temps", "1,4", "--per-class", "12",
-            "--batch-size", "128", "--quiet", "--device", "cpu"]
+    argv = [
+        "study",
+        "--out",
+        str(out),
+        "--model",
+        "test_resnet",
+        "--img-size",
+        "16",
+        "--teacher-epochs",
+        "1",
+        "--student-epochs",
+        "1",
+        "--temps",
+        "1,4",
+        "--per-class",
+        "12",
+        "--batch-size",
+        "128",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     assert lskd_main(argv) == 0
     return out, argv
 
@@ -41,8 +64,16 @@ def test_study_writes_a_consistent_report(toy_study):
     doc = json.loads((out / "report.json").read_text())
     assert doc["temperatures"] == [1.0, 4.0] and doc["alphas"] == [0.0, 0.1]
     names = sorted(p.parent.name for p in (out / "runs").glob("*/summary.json"))
-    assert names == sorted(["teacher_alpha0", "teacher_alpha0.1", "student_T1_from_alpha0",
-                            "student_T4_from_alpha0", "student_T1_from_alpha0.1", "student_T4_from_alpha0.1"])
+    assert names == sorted(
+        [
+            "teacher_alpha0",
+            "teacher_alpha0.1",
+            "student_T1_from_alpha0",
+            "student_T4_from_alpha0",
+            "student_T1_from_alpha0.1",
+            "student_T4_from_alpha0.1",
+        ]
+    )
     # The table's cells are the runs' own summary.json numbers.
     s = json.loads((out / "runs" / "student_T4_from_alpha0.1" / "summary.json").read_text())
     row = next(r for r in doc["table_top1"] if r["row"] == "T=4")

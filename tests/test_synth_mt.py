@@ -122,12 +122,13 @@ def test_target_agreement_and_reordering_hold(corpus):
     roles = synth_mt.target_roles()
     src_adjs = {a.en for a in synth_mt.ADJECTIVES}
     n_sub = n_fronted = 0
-    for s, t in zip(read_lines(Path(corpus["files"]["train.en"])),
-                    read_lines(Path(corpus["files"]["train.de"]))):
+    for s, t in zip(
+        read_lines(Path(corpus["files"]["train.en"])), read_lines(Path(corpus["files"]["train.de"]))
+    ):
         tokens = t.split()[:-1]
         if "," in tokens:
             cut = tokens.index(",")
-            main, sub = tokens[:cut], tokens[cut + 2:]
+            main, sub = tokens[:cut], tokens[cut + 2 :]
             assert roles[tokens[cut + 1]][0] == "conj"
             clause_checks(sub, roles, subordinate=True)
             n_sub += 1
@@ -177,8 +178,9 @@ def test_noun_phrases_translate_in_order_with_mirrored_adjectives(corpus):
     adj_en = {stem: a.en for a in synth_mt.ADJECTIVES for stem, _ in a.variants}
     adjs = set(adj_en.values())
     n_two = 0
-    for s, t in zip(read_lines(Path(corpus["files"]["train.en"])),
-                    read_lines(Path(corpus["files"]["train.de"]))):
+    for s, t in zip(
+        read_lines(Path(corpus["files"]["train.en"])), read_lines(Path(corpus["files"]["train.de"]))
+    ):
         source = noun_phrases_source(s.split(), src_nouns, adjs)
         assert noun_phrases_target(t.split(), roles, noun_en, adj_en) == source, (s, t)
         n_two += sum(len(group) == 2 for _, group in source)
@@ -252,8 +254,25 @@ def test_vocabulary_is_compact(corpus):
 
 def test_cli_writes_files(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = cli_main(["synth-mt", "--out", str(out), "--size", "120", "--seed", "4", "--valid", "30",
-                   "--test", "20", "--src", "xx", "--tgt", "yy"])
+    rc = cli_main(
+        [
+            "synth-mt",
+            "--out",
+            str(out),
+            "--size",
+            "120",
+            "--seed",
+            "4",
+            "--valid",
+            "30",
+            "--test",
+            "20",
+            "--src",
+            "xx",
+            "--tgt",
+            "yy",
+        ]
+    )
     assert rc == 0
     assert "wrote" in capsys.readouterr().out
     for split, n in (("train", 120), ("valid", 30), ("test", 20)):

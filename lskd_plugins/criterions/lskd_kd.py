@@ -33,8 +33,10 @@ from lskd_plugins.kd_loss import kd_loss
 class LskdKdConfig(FairseqDataclass):
     kd_alpha: float = field(
         default=0.9,
-        metadata={"help": "weight of the KD term (the paper's NMT recipe: 0.9); 0 = plain "
-                  "label-smoothed cross-entropy, no teacher needed; 1 = KD term only"},
+        metadata={
+            "help": "weight of the KD term (the paper's NMT recipe: 0.9); 0 = plain "
+            "label-smoothed cross-entropy, no teacher needed; 1 = KD term only"
+        },
     )
     kd_temperature: float = field(
         default=1.0, metadata={"help": "distillation temperature T (> 0); the paper's advice: T = 1"}
@@ -43,9 +45,7 @@ class LskdKdConfig(FairseqDataclass):
         default=0.1,
         metadata={"help": "the student's own label-smoothing eps in the CE term (fairseq convention)"},
     )
-    no_kd_t2_scaling: bool = field(
-        default=False, metadata={"help": "do not multiply the KD term by T^2"}
-    )
+    no_kd_t2_scaling: bool = field(default=False, metadata={"help": "do not multiply the KD term by T^2"})
     report_accuracy: bool = field(default=False, metadata={"help": "report accuracy metric"})
     ignore_prefix_size: int = field(default=0, metadata={"help": "Ignore first N tokens"})
     sentence_avg: bool = II("optimization.sentence_avg")
@@ -63,8 +63,17 @@ def check_kd_options(kd_alpha: float, kd_temperature: float, label_smoothing: fl
 
 @register_criterion("lskd_kd", dataclass=LskdKdConfig)
 class LskdKdCriterion(FairseqCriterion):
-    def __init__(self, task, sentence_avg, kd_alpha=0.9, kd_temperature=1.0, label_smoothing=0.1,
-                 no_kd_t2_scaling=False, ignore_prefix_size=0, report_accuracy=False):
+    def __init__(
+        self,
+        task,
+        sentence_avg,
+        kd_alpha=0.9,
+        kd_temperature=1.0,
+        label_smoothing=0.1,
+        no_kd_t2_scaling=False,
+        ignore_prefix_size=0,
+        report_accuracy=False,
+    ):
         super().__init__(task)
         check_kd_options(kd_alpha, kd_temperature, label_smoothing)
         self.sentence_avg = sentence_avg
@@ -86,7 +95,7 @@ class LskdKdCriterion(FairseqCriterion):
         return self.kd_alpha > 0
 
     def _strip_prefix(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, self.ignore_prefix_size:].contiguous() if self.ignore_prefix_size > 0 else x
+        return x[:, self.ignore_prefix_size :].contiguous() if self.ignore_prefix_size > 0 else x
 
     def forward(self, model, sample, reduce=True):
         """Returns (loss, sample_size, logging_output) like every fairseq criterion."""
@@ -104,8 +113,14 @@ class LskdKdCriterion(FairseqCriterion):
                     f"{tuple(logits.shape)}: teacher and student must share the target dictionary"
                 )
         parts = kd_loss(
-            logits, target, teacher, kd_alpha=self.kd_alpha, temperature=self.temperature,
-            label_smoothing=self.eps, ignore_index=self.padding_idx, scale_by_t2=self.scale_by_t2,
+            logits,
+            target,
+            teacher,
+            kd_alpha=self.kd_alpha,
+            temperature=self.temperature,
+            label_smoothing=self.eps,
+            ignore_index=self.padding_idx,
+            scale_by_t2=self.scale_by_t2,
             smoothing_convention="fairseq",
         )
         loss = parts["loss"]
@@ -131,6 +146,7 @@ class LskdKdCriterion(FairseqCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         """Aggregate logging outputs (base 2, per token; ``loss`` per sample_size like fairseq)."""
+
         def total(key):
             return sum(log.get(key, 0) for log in logging_outputs)
 
@@ -154,8 +170,11 @@ class LskdKdCriterion(FairseqCriterion):
             metrics.log_scalar("n_correct", utils.item(total("n_correct")))
             metrics.log_derived(
                 "accuracy",
-                lambda meters: round(meters["n_correct"].sum * 100.0 / meters["total"].sum, 3)
-                if meters["total"].sum > 0 else float("nan"),
+                lambda meters: (
+                    round(meters["n_correct"].sum * 100.0 / meters["total"].sum, 3)
+                    if meters["total"].sum > 0
+                    else float("nan")
+                ),
             )
 
     @staticmethod

@@ -110,7 +110,12 @@ def analyse_captured(
         "label": label,
         "checkpoint": str(checkpoint),
         "modality": modality,
-        "classes": {"a": class_names[0], "b": class_names[1], "c": class_names[2], "ids": [int(i) for i in class_ids]},
+        "classes": {
+            "a": class_names[0],
+            "b": class_names[1],
+            "c": class_names[2],
+            "ids": [int(i) for i in class_ids],
+        },
         "selection": selection.as_dict() if selection is not None else None,
         "template_coordinates": (templates @ basis).tolist(),
         "feature_dim": int(templates.shape[1] - 1),
@@ -125,7 +130,9 @@ def analyse_captured(
         z[split] = project(augment(cap.features), basis)
         numbers = geometry_numbers(z[split], y)
         numbers.update(probability_numbers(cap.probs, y, cap.correct))
-        numbers["feature_norm"] = float(np.linalg.norm(cap.features, axis=1).mean()) if len(y) else float("nan")
+        numbers["feature_norm"] = (
+            float(np.linalg.norm(cap.features, axis=1).mean()) if len(y) else float("nan")
+        )
         record[split] = numbers
     fit_on = "train" if "train" in z else next(iter(z))
     mu_fit = centroids(z[fit_on], ys[fit_on])
@@ -166,11 +173,15 @@ def checkpoint_list(paths: Sequence, labels: Sequence[str] | None) -> List[str]:
 def summary_line(record: dict, label: str) -> str:
     """One progress line per analysed model: its validation eta, Fisher J_ab and leakage."""
     v = record["valid"]
-    return f"diffusion: {label}: eta={v['eta']:.3f} J_ab={v['fisher_ab']:.3f} leakage_ab={v['leakage_ab']:.3f} (valid)"
+    return (
+        f"diffusion: {label}: eta={v['eta']:.3f} J_ab={v['fisher_ab']:.3f} "
+        f"leakage_ab={v['leakage_ab']:.3f} (valid)"
+    )
 
 
-def relabel(records: List[dict], projections: List[ModelProjection], raw_labels: List[str],
-            paths: Sequence[str]) -> Tuple[List[dict], List[ModelProjection]]:
+def relabel(
+    records: List[dict], projections: List[ModelProjection], raw_labels: List[str], paths: Sequence[str]
+) -> Tuple[List[dict], List[ModelProjection]]:
     """Give every record and projection its unique display label."""
     for rec, proj, lab in zip(records, projections, dedupe_labels(raw_labels, paths)):
         rec["label"] = proj.label = lab
@@ -212,12 +223,17 @@ def image_split_dirs(data_dir: os.PathLike | str) -> Dict[str, Path]:
     raise LskdError(f"{root} has no val/ folder (nor validation/, valid/, test/); expected train/ and val/")
 
 
-def sample_images(split_dir: Path, class_names: Sequence[str], class_ids: Sequence[int], per_class: int, seed: int = 0) -> List[Tuple[str, int]]:
+def sample_images(
+    split_dir: Path, class_names: Sequence[str], class_ids: Sequence[int], per_class: int, seed: int = 0
+) -> List[Tuple[str, int]]:
     """Up to ``per_class`` files per class, a seeded random sample (the same for every model)."""
     items = []
     missing = [n for n in class_names if not (split_dir / n).is_dir()]
     if missing:
-        raise LskdError(f"{split_dir} has no folder for class {', '.join(missing)}; is it the data the checkpoints were trained on?")
+        raise LskdError(
+            f"{split_dir} has no folder for class {', '.join(missing)}; is it the data the "
+            "checkpoints were trained on?"
+        )
     for name, cid in zip(class_names, class_ids):
         files = sorted(str(p) for p in (split_dir / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
@@ -255,7 +271,9 @@ def eval_transform(model: torch.nn.Module, meta: dict):
 
 
 def _image_loader(items, transform, batch_size: int, workers: int):
-    return torch.utils.data.DataLoader(ImageList(items, transform), batch_size=batch_size, shuffle=False, num_workers=workers)
+    return torch.utils.data.DataLoader(
+        ImageList(items, transform), batch_size=batch_size, shuffle=False, num_workers=workers
+    )
 
 
 def analyse_image_checkpoints(
@@ -300,15 +318,22 @@ def analyse_image_checkpoints(
         items = sample_images(dirs["valid"], class_names, range(len(class_names)), n_sel, seed)
         log(f"diffusion: choosing classes with {ref_path} on {len(items)} {dirs['valid'].name} images")
         cap = capture_timm(
-            ref_model, _image_loader(items, eval_transform(ref_model, ref_meta), batch_size, workers),
-            prob_ids=range(len(class_names)), desc="choose classes", progress=progress, keep_features=False,
+            ref_model,
+            _image_loader(items, eval_transform(ref_model, ref_meta), batch_size, workers),
+            prob_ids=range(len(class_names)),
+            desc="choose classes",
+            progress=progress,
+            keep_features=False,
         )
         m = mean_probability_matrix(cap.probs, cap.labels, len(class_names))
         ref_label = ref_meta.get("label") or Path(ref_path).stem
         selection = choose_classes(m, class_names, reference=f"{ref_label} ({ref_path})")
         if ref_model is not first_model:
             del ref_model
-    log(f"diffusion: classes a={selection.names[0]} b={selection.names[1]} c={selection.names[2]}: {selection.reason}")
+    log(
+        f"diffusion: classes a={selection.names[0]} b={selection.names[1]} c={selection.names[2]}: "
+        f"{selection.reason}"
+    )
 
     raw_labels = []
     records, projections = [], []
@@ -316,19 +341,30 @@ def analyse_image_checkpoints(
     for i, path in enumerate(paths):
         model, meta = (first_model, first_meta) if i == 0 else load(path)
         if [str(c) for c in meta["class_names"]] != class_names:
-            raise LskdError(f"{path} has different classes from {paths[0]}; compare models of the same data set")
+            raise LskdError(
+                f"{path} has different classes from {paths[0]}; compare models of the same data set"
+            )
         raw_labels.append(labels[i] if labels else (meta.get("label") or Path(path).stem))
         transform = eval_transform(model, meta)
         captured = {
             s: capture_timm(
-                model, _image_loader(samples[s], transform, batch_size, workers), prob_ids=selection.ids,
-                desc=f"{raw_labels[-1]} {s}", progress=progress,
+                model,
+                _image_loader(samples[s], transform, batch_size, workers),
+                prob_ids=selection.ids,
+                desc=f"{raw_labels[-1]} {s}",
+                progress=progress,
             )
             for s in SPLITS
         }
         record, proj = analyse_captured(
-            captured, timm_templates(model, selection.ids), selection.ids, selection.names,
-            raw_labels[-1], checkpoint=path, modality="image", selection=selection,
+            captured,
+            timm_templates(model, selection.ids),
+            selection.ids,
+            selection.names,
+            raw_labels[-1],
+            checkpoint=path,
+            modality="image",
+            selection=selection,
         )
         record["model_name"] = meta.get("model_name")
         record["args"] = meta.get("args")
@@ -379,13 +415,21 @@ def nmt_label(cfg, path: str) -> str:
 def is_word(symbol: str) -> bool:
     """A whole-word target symbol (letters only; not a BPE continuation, not a special symbol)."""
     s = symbol.lstrip("\u2581")
-    return bool(s) and s.isalpha() and not symbol.endswith("@@") and not (symbol.startswith("<") and symbol.endswith(">"))
+    return (
+        bool(s)
+        and s.isalpha()
+        and not symbol.endswith("@@")
+        and not (symbol.startswith("<") and symbol.endswith(">"))
+    )
 
 
 def nmt_batches(dataset, n_sentences: int, batch_size: int) -> List[dict]:
     """The first ``n_sentences`` sentences of a fairseq LanguagePairDataset, collated in order."""
     n = min(n_sentences, len(dataset))
-    return [dataset.collater([dataset[j] for j in range(i, min(i + batch_size, n))]) for i in range(0, n, batch_size)]
+    return [
+        dataset.collater([dataset[j] for j in range(i, min(i + batch_size, n))])
+        for i in range(0, n, batch_size)
+    ]
 
 
 def cap_per_class(cap: Captured, per_class: int) -> Captured:
@@ -434,7 +478,9 @@ def analyse_nmt_checkpoints(
         try:
             task.load_dataset(subset)
         except Exception as err:
-            raise LskdError(f"cannot load the {subset!r} split of {data_bin}: {type(err).__name__}: {err}") from None
+            raise LskdError(
+                f"cannot load the {subset!r} split of {data_bin}: {type(err).__name__}: {err}"
+            ) from None
         batches[split] = nmt_batches(task.dataset(subset), max_sentences, batch_size)
     pad = tgt_dict.pad()
 
@@ -445,39 +491,83 @@ def analyse_nmt_checkpoints(
         counts = Counter()
         for b in batches["valid"]:
             counts.update(t for t in b["target"].flatten().tolist() if t != pad)
-        cand = [t for t, _ in counts.most_common() if t >= tgt_dict.nspecial and is_word(tgt_dict[t])][:candidates]
+        cand = [t for t, _ in counts.most_common() if t >= tgt_dict.nspecial and is_word(tgt_dict[t])][
+            :candidates
+        ]
         if len(cand) < 3:
-            raise LskdError(f"fewer than three word tokens in the first {max_sentences} {valid_subset} sentences; give --tokens")
+            raise LskdError(
+                f"fewer than three word tokens in the first {max_sentences} {valid_subset} sentences; "
+                "give --tokens"
+            )
         ref_path = reference or paths[0]
         ref_model = first_model if ref_path == paths[0] else load(ref_path)[0]
         log(f"diffusion: choosing tokens among the {len(cand)} most frequent target words with {ref_path}")
-        cap = capture_fairseq(ref_model, batches["valid"], cand, cand, pad=pad, desc="choose tokens", progress=progress, keep_features=False)
+        cap = capture_fairseq(
+            ref_model,
+            batches["valid"],
+            cand,
+            cand,
+            pad=pad,
+            desc="choose tokens",
+            progress=progress,
+            keep_features=False,
+        )
         m = mean_probability_matrix(cap.probs, positions(cap.labels, cand), len(cand))
-        selection = choose_classes(m, [tgt_dict[t] for t in cand], ids=cand, reference=f"{nmt_label(first_cfg, ref_path)} ({ref_path})")
-    log(f"diffusion: tokens a={selection.names[0]} b={selection.names[1]} c={selection.names[2]}: {selection.reason}")
+        selection = choose_classes(
+            m,
+            [tgt_dict[t] for t in cand],
+            ids=cand,
+            reference=f"{nmt_label(first_cfg, ref_path)} ({ref_path})",
+        )
+    log(
+        f"diffusion: tokens a={selection.names[0]} b={selection.names[1]} c={selection.names[2]}: "
+        f"{selection.reason}"
+    )
 
     raw_labels, records, projections = [], [], []
     for i, path in enumerate(paths):
         model, cfg, _ = (first_model, first_cfg, task) if i == 0 else load(path)
         raw_labels.append(labels[i] if labels else nmt_label(cfg, path))
-        n_out = model.decoder.output_projection.weight.shape[0] if hasattr(model.decoder, "output_projection") else None
+        n_out = (
+            model.decoder.output_projection.weight.shape[0]
+            if hasattr(model.decoder, "output_projection")
+            else None
+        )
         if n_out is not None and n_out != len(tgt_dict):
-            raise LskdError(f"{path} has {n_out} output rows but {data_bin} has {len(tgt_dict)} target symbols; use the data-bin it was trained on")
+            raise LskdError(
+                f"{path} has {n_out} output rows but {data_bin} has {len(tgt_dict)} target symbols; "
+                "use the data-bin it was trained on"
+            )
         captured = {}
         for split in SPLITS:
-            cap = capture_fairseq(model, batches[split], selection.ids, selection.ids, pad=pad, desc=f"{raw_labels[-1]} {split}", progress=progress)
+            cap = capture_fairseq(
+                model,
+                batches[split],
+                selection.ids,
+                selection.ids,
+                pad=pad,
+                desc=f"{raw_labels[-1]} {split}",
+                progress=progress,
+            )
             cap = cap_per_class(cap, per_token)
             for name, tid in zip(selection.names, selection.ids):
                 n = int(np.sum(cap.labels == tid))
                 if n < 2:
                     raise LskdError(
-                        f"target token {name!r} occurs {n} time(s) in the first {max_sentences} {split} sentences; "
+                        f"target token {name!r} occurs {n} time(s) in the first {max_sentences} "
+                        f"{split} sentences; "
                         "raise --max-sentences or choose a more frequent token"
                     )
             captured[split] = cap
         record, proj = analyse_captured(
-            captured, fairseq_templates(model, selection.ids), selection.ids, selection.names,
-            raw_labels[-1], checkpoint=path, modality="nmt", selection=selection,
+            captured,
+            fairseq_templates(model, selection.ids),
+            selection.ids,
+            selection.names,
+            raw_labels[-1],
+            checkpoint=path,
+            modality="nmt",
+            selection=selection,
         )
         records.append(record)
         projections.append(proj)

@@ -136,7 +136,9 @@ def timm_templates(model: nn.Module, class_ids: Sequence[int]) -> np.ndarray:
 def _flatten_features(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 4:  # a 1x1 conv classifier after pooling
         if x.shape[2] * x.shape[3] != 1:
-            raise LskdError("the classifier is a convolution over a spatial map; cannot take one feature per image")
+            raise LskdError(
+                "the classifier is a convolution over a spatial map; cannot take one feature per image"
+            )
         return x.flatten(1)
     return x.flatten(1)
 
@@ -231,7 +233,9 @@ def capture_fairseq(
             continue
         src_tokens = net["src_tokens"].to(device)
         encoder_out = model.encoder(src_tokens, src_lengths=net["src_lengths"].to(device))
-        x, _ = model.decoder(net["prev_output_tokens"].to(device), encoder_out=encoder_out, features_only=True)
+        x, _ = model.decoder(
+            net["prev_output_tokens"].to(device), encoder_out=encoder_out, features_only=True
+        )
         h = x[mask]  # [n, C], row-major = sentence by sentence, left to right
         logits = proj(h).float()
         p = torch.softmax(logits, dim=-1)

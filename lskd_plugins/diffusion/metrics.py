@@ -32,7 +32,9 @@ def centroids(z: np.ndarray, y: np.ndarray, n_classes: int = 3) -> np.ndarray:
 
 def within_spread(z: np.ndarray, mu: np.ndarray) -> float:
     """s_k = mean Euclidean distance of the class's points to its centroid."""
-    return float(np.linalg.norm(np.asarray(z, dtype=np.float64) - mu, axis=1).mean()) if len(z) else float("nan")
+    return (
+        float(np.linalg.norm(np.asarray(z, dtype=np.float64) - mu, axis=1).mean()) if len(z) else float("nan")
+    )
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -46,7 +48,9 @@ def spread_along(z: np.ndarray, mu: np.ndarray, direction: np.ndarray) -> float:
     return float(proj.std()) if len(proj) else float("nan")
 
 
-def directional_diffusion(z_a: np.ndarray, mu_a: np.ndarray, mu_b: np.ndarray, mu_c: np.ndarray) -> Dict[str, float]:
+def directional_diffusion(
+    z_a: np.ndarray, mu_a: np.ndarray, mu_b: np.ndarray, mu_c: np.ndarray
+) -> Dict[str, float]:
     """eta = spread of class a along a->b over spread along (a->c made orthogonal to a->b).
 
     About 1 for isotropic spread; > 1 when class a stretches toward the similar class b.
@@ -107,7 +111,9 @@ def geometry_numbers(z: np.ndarray, y: np.ndarray) -> Dict[str, object]:
     }
 
 
-def probability_numbers(probs: np.ndarray, y: np.ndarray, correct: np.ndarray | None = None) -> Dict[str, float]:
+def probability_numbers(
+    probs: np.ndarray, y: np.ndarray, correct: np.ndarray | None = None
+) -> Dict[str, float]:
     """Probability-space measures from the model's softmax at T = 1.
 
     ``probs`` [N, 3] are the full-softmax probabilities of classes a, b, c (over all K classes

@@ -40,16 +40,33 @@ def plot_grid(records: Sequence[dict], projections: Sequence, path: str | Path, 
     n = len(projections)
     rows = [s for s in ("train", "valid") if s in projections[0].splits]
     names = projections[0].class_names
-    handles = [Line2D([], [], marker="o", linestyle="", color=COLOURS[k], label=f"{role}: {names[k]}")
-               for k, role in enumerate(("a", "b (similar to a)", "c (dissimilar)"))]
-    handles.append(Line2D([], [], marker="*", linestyle="", markersize=14, markerfacecolor="white",
-                          markeredgecolor="black", label="class centroid"))
-    what = ("PCA (fitted on train) of the coordinates in the span of the three class templates" if kind == "paper"
-            else "coordinates in the plane through the three class templates (Mueller et al.)")
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=COLOURS[k], label=f"{role}: {names[k]}")
+        for k, role in enumerate(("a", "b (similar to a)", "c (dissimilar)"))
+    ]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            marker="*",
+            linestyle="",
+            markersize=14,
+            markerfacecolor="white",
+            markeredgecolor="black",
+            label="class centroid",
+        )
+    )
+    what = (
+        "PCA (fitted on train) of the coordinates in the span of the three class templates"
+        if kind == "paper"
+        else "coordinates in the plane through the three class templates (Mueller et al.)"
+    )
     width_in = 3.3 * n + 0.7
-    text = (f"Penultimate features: {what}. "
-            "\u03b7: spread of a toward b \u00f7 toward c (1 = isotropic); J: Fisher separation of a and b; "
-            "leak: share of a nearer b's centroid than its own.")
+    text = (
+        f"Penultimate features: {what}. "
+        "\u03b7: spread of a toward b \u00f7 toward c (1 = isotropic); J: Fisher separation of a and b; "
+        "leak: share of a nearer b's centroid than its own."
+    )
     lines = textwrap.wrap(text, int(width_in * 15))
     ncol = min(len(handles), max(2, 2 * n))
     legend_rows = -(-len(handles) // ncol)
@@ -57,11 +74,23 @@ def plot_grid(records: Sequence[dict], projections: Sequence, path: str | Path, 
     panel_in = 3.4
     height_in = header_in + panel_in * len(rows) + 0.1
     fig, axes = plt.subplots(len(rows), n, figsize=(width_in, height_in), squeeze=False)
-    fig.subplots_adjust(left=0.6 / width_in, right=1 - 0.1 / width_in, bottom=0.35 / height_in,
-                        top=1 - (header_in + 0.35) / height_in, wspace=0.3, hspace=0.35)
+    fig.subplots_adjust(
+        left=0.6 / width_in,
+        right=1 - 0.1 / width_in,
+        bottom=0.35 / height_in,
+        top=1 - (header_in + 0.35) / height_in,
+        wspace=0.3,
+        hspace=0.35,
+    )
     fig.suptitle("\n".join(lines), fontsize=9, y=1 - 0.06 / height_in, va="top")
-    fig.legend(handles=handles, loc="upper center", ncol=ncol, fontsize=9, frameon=False,
-               bbox_to_anchor=(0.5, 1 - (0.12 + 0.17 * len(lines)) / height_in))
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        ncol=ncol,
+        fontsize=9,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1 - (0.12 + 0.17 * len(lines)) / height_in),
+    )
     for col, (rec, proj) in enumerate(zip(records, projections)):
         # one square window per column, so train and validation of a model compare directly
         pts = [getattr(proj.splits[s], f"{kind}_xy") for s in rows]
@@ -77,11 +106,21 @@ def plot_grid(records: Sequence[dict], projections: Sequence, path: str | Path, 
             mu = getattr(sp, f"{kind}_centroids")
             for k in range(3):
                 sel = sp.y == k
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=9, alpha=0.5, color=COLOURS[k], linewidths=0, rasterized=True)
+                ax.scatter(
+                    xy[sel, 0], xy[sel, 1], s=9, alpha=0.5, color=COLOURS[k], linewidths=0, rasterized=True
+                )
             for k in range(3):
                 if np.all(np.isfinite(mu[k])):
-                    ax.scatter(mu[k, 0], mu[k, 1], marker="*", s=320, color=COLOURS[k], edgecolors="black",
-                               linewidths=1.2, zorder=5)
+                    ax.scatter(
+                        mu[k, 0],
+                        mu[k, 1],
+                        marker="*",
+                        s=320,
+                        color=COLOURS[k],
+                        edgecolors="black",
+                        linewidths=1.2,
+                        zorder=5,
+                    )
             ax.set_xlim(mid[0] - half, mid[0] + half)
             ax.set_ylim(mid[1] - half, mid[1] + half)
             ax.set_aspect("equal", adjustable="box")

@@ -73,7 +73,8 @@ def markdown(records: Sequence[dict]) -> str:
     lines = [
         "# Systematic diffusion",
         "",
-        f"{unit.capitalize()}: a = **{cls['a']}**, b = **{cls['b']}** (similar to a), c = **{cls['c']}** (dissimilar).",
+        f"{unit.capitalize()}: a = **{cls['a']}**, b = **{cls['b']}** (similar to a), c = "
+        f"**{cls['c']}** (dissimilar).",
         f"Chosen: {sel.get('reason', 'n/a')}",
         "",
         "Computed on the 3-D coordinates of the bias-augmented penultimate features in the span of the three "
@@ -89,7 +90,9 @@ def markdown(records: Sequence[dict]) -> str:
         for split in ("train", "valid"):
             if split not in rec:
                 continue
-            cells = [rec["label"].replace("|", "/"), split] + [_cell(rec[split], key, fmt) for _, key, fmt in COLUMNS]
+            cells = [rec["label"].replace("|", "/"), split] + [
+                _cell(rec[split], key, fmt) for _, key, fmt in COLUMNS
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Checkpoints:", ""] + [f"- {r['label']}: `{r['checkpoint']}`" for r in records]
     return "\n".join(lines) + "\n"

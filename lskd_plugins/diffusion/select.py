@@ -34,7 +34,8 @@ def parse_names(spec: str | Sequence[str]) -> List[str]:
     names = [s for s in names if s]
     if len(names) != 3 or len(set(names)) != 3:
         raise LskdError(
-            f"need exactly three different names a,b,c (a and b similar, c dissimilar), got {','.join(names) or 'none'}"
+            "need exactly three different names a,b,c (a and b similar, c dissimilar), got "
+            f"{','.join(names) or 'none'}"
         )
     return names
 
@@ -45,7 +46,9 @@ def lookup_names(names: Sequence[str], index: Dict[str, int], what: str = "class
     if unknown:
         known = list(index)
         shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
-        raise LskdError(f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; known: {shown}")
+        raise LskdError(
+            f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; known: {shown}"
+        )
     return [int(index[n]) for n in names]
 
 
@@ -76,7 +79,10 @@ def mean_probability_matrix(probs: np.ndarray, labels: np.ndarray, n: int | None
 
 
 def choose_classes(
-    mean_probs: np.ndarray, names: Sequence[str], ids: Sequence[int] | None = None, reference: str = "reference model"
+    mean_probs: np.ndarray,
+    names: Sequence[str],
+    ids: Sequence[int] | None = None,
+    reference: str = "reference model",
 ) -> Selection:
     """Most confused pair (a, b) and the class c farthest from both, from M (square, K x K).
 
@@ -88,7 +94,8 @@ def choose_classes(
     valid = ~np.isnan(m).any(axis=1)
     if valid.sum() < 3:
         raise LskdError(
-            f"need examples of at least three classes to choose them automatically (have {int(valid.sum())}); "
+            "need examples of at least three classes to choose them automatically (have "
+            f"{int(valid.sum())}); "
             "give them by name instead"
         )
     s = (m + m.T) / 2.0

@@ -51,10 +51,14 @@ def build_model(meta: Dict[str, Any]) -> torch.nn.Module:
     import timm
 
     kwargs = dict(meta.get("model_kwargs") or {})
-    return timm.create_model(meta["model_name"], pretrained=False, num_classes=int(meta["num_classes"]), **kwargs)
+    return timm.create_model(
+        meta["model_name"], pretrained=False, num_classes=int(meta["num_classes"]), **kwargs
+    )
 
 
-def load_model(path: os.PathLike | str, map_location: str | torch.device = "cpu") -> Tuple[torch.nn.Module, Dict[str, Any]]:
+def load_model(
+    path: os.PathLike | str, map_location: str | torch.device = "cpu"
+) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     """Rebuild the model from a checkpoint alone; returns (model in eval mode, checkpoint dict)."""
     ckpt = read_checkpoint(path, map_location)
     model = build_model(ckpt)

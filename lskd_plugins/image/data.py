@@ -34,7 +34,9 @@ def split_dir(root: os.PathLike | str, split: str) -> Path:
     """ROOT/SPLIT, or an error saying what the folder must contain."""
     root = Path(root)
     if not root.is_dir():
-        raise LskdError(f"--data {root}: no such directory (expected an ImageFolder root with train/ and val/)")
+        raise LskdError(
+            f"--data {root}: no such directory (expected an ImageFolder root with train/ and val/)"
+        )
     path = root / split
     if not path.is_dir():
         raise LskdError(
@@ -90,8 +92,11 @@ def build_transform(data_config: Dict[str, Any], aug: str, training: bool):
         std=data_config["std"],
     )
     eval_tf = create_transform(
-        data_config["input_size"], is_training=False, crop_pct=data_config["crop_pct"],
-        crop_mode=data_config.get("crop_mode"), **common,
+        data_config["input_size"],
+        is_training=False,
+        crop_pct=data_config["crop_pct"],
+        crop_mode=data_config.get("crop_mode"),
+        **common,
     )
     if not training or aug == "none":
         return eval_tf
@@ -110,8 +115,14 @@ def build_transform(data_config: Dict[str, Any], aug: str, training: bool):
         return create_transform(data_config["input_size"], is_training=True, color_jitter=None, **common)
     # cub: timm's train transform plus the rotation timm does not offer.
     primary, secondary, final = create_transform(
-        data_config["input_size"], is_training=True, scale=(0.2, 1.0), ratio=(0.8, 1.25),
-        color_jitter=0.2, grayscale_prob=0.2, separate=True, **common,
+        data_config["input_size"],
+        is_training=True,
+        scale=(0.2, 1.0),
+        ratio=(0.8, 1.25),
+        color_jitter=0.2,
+        grayscale_prob=0.2,
+        separate=True,
+        **common,
     )
     return tv_transforms.Compose(
         [*primary.transforms, tv_transforms.RandomRotation(45), *secondary.transforms, *final.transforms]

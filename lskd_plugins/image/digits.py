@@ -32,7 +32,14 @@ def digits_split(val_fraction: float, seed: int):
         indices, test_size=val_fraction, random_state=seed, stratify=bunch.target
     )
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
-    return images[train_idx], bunch.target[train_idx], images[val_idx], bunch.target[val_idx], train_idx, val_idx
+    return (
+        images[train_idx],
+        bunch.target[train_idx],
+        images[val_idx],
+        bunch.target[val_idx],
+        train_idx,
+        val_idx,
+    )
 
 
 def write_digits(out: Path, val_fraction: float = 0.2, seed: int = 0, scale: int = 1) -> Dict[str, int]:
@@ -64,7 +71,9 @@ def write_digits(out: Path, val_fraction: float = 0.2, seed: int = 0, scale: int
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (gets train/ and val/)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out share per class (default 0.2)")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.2, help="held-out share per class (default 0.2)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
     parser.add_argument("--scale", type=int, default=1, help="upscale factor: 1 -> 8x8 PNGs, 4 -> 32x32")
 

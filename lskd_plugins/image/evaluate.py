@@ -71,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=4, help="data-loader processes (0: load in-process)")
     parser.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda, cuda:N")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (float16 on GPU, bfloat16 on CPU)")
+    parser.add_argument(
+        "--amp", action="store_true", help="mixed precision (float16 on GPU, bfloat16 on CPU)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="evaluate a strided subset of N images")
     parser.add_argument("--output", default=None, help="also write the JSON to this file")
 

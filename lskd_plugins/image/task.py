@@ -60,7 +60,9 @@ class LabelSmoothingKDTask(TrainingTask):
         self.kd_alpha = float(kd_beta) if teacher is not None else 0.0
         self.temperature = float(temperature)
         self.register_buffer(
-            "student_mean", torch.tensor(student_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+            "student_mean",
+            torch.tensor(student_mean, dtype=torch.float32).view(1, -1, 1, 1),
+            persistent=False,
         )
         self.register_buffer(
             "student_std", torch.tensor(student_std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
@@ -79,7 +81,9 @@ class LabelSmoothingKDTask(TrainingTask):
         """Wrap only the student in DistributedDataParallel; the frozen teacher stays local."""
         from torch.nn.parallel import DistributedDataParallel
 
-        self.trainable_module = DistributedDataParallel(self.trainable_module, device_ids=device_ids, **ddp_kwargs)
+        self.trainable_module = DistributedDataParallel(
+            self.trainable_module, device_ids=device_ids, **ddp_kwargs
+        )
         return self
 
     def teacher_logits(self, input: torch.Tensor) -> torch.Tensor | None:

@@ -48,58 +48,107 @@ RESUME_RANDOMNESS_ARGS = {"workers"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data and model")
-    g.add_argument("--data", required=True, help="ImageFolder root with train/ and val/ (one folder per class)")
+    g.add_argument(
+        "--data", required=True, help="ImageFolder root with train/ and val/ (one folder per class)"
+    )
     g.add_argument("--output", required=True, help="run folder: checkpoints, metrics.csv, summary.json")
     g.add_argument("--model", default="resnet18", help="timm model name (default: resnet18)")
     g.add_argument("--img-size", type=int, default=None, help="input size (default: the model's, e.g. 224)")
-    g.add_argument("--crop-pct", type=float, default=None,
-                   help="eval centre-crop fraction (default: 0.875 for --aug imagenet/cub, else 1.0)")
-    g.add_argument("--aug", choices=image_data.AUG_PRESETS, default="imagenet",
-                   help="training augmentation preset (default: imagenet); see docs/image.md")
-    g.add_argument("--pretrained", action="store_true",
-                   help="start from timm's pretrained weights (needs them cached or internet)")
-    g.add_argument("--pretrained-checkpoint", default=None,
-                   help="initialise from a file: an lskd checkpoint, a timm/torchvision state_dict or "
-                        ".safetensors; a classifier of another size is re-initialised")
+    g.add_argument(
+        "--crop-pct",
+        type=float,
+        default=None,
+        help="eval centre-crop fraction (default: 0.875 for --aug imagenet/cub, else 1.0)",
+    )
+    g.add_argument(
+        "--aug",
+        choices=image_data.AUG_PRESETS,
+        default="imagenet",
+        help="training augmentation preset (default: imagenet); see docs/image.md",
+    )
+    g.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start from timm's pretrained weights (needs them cached or internet)",
+    )
+    g.add_argument(
+        "--pretrained-checkpoint",
+        default=None,
+        help="initialise from a file: an lskd checkpoint, a timm/torchvision state_dict or "
+        ".safetensors; a classifier of another size is re-initialised",
+    )
     g.add_argument("--limit-train", type=int, default=None, help="use a strided subset of N training images")
     g.add_argument("--limit-val", type=int, default=None, help="use a strided subset of N val images")
 
     g = parser.add_argument_group("optimisation (defaults: the paper's ImageNet teacher)")
     g.add_argument("--epochs", type=int, default=90)
     g.add_argument("--batch-size", type=int, default=256, help="images per process and step")
-    g.add_argument("--opt", default="momentum",
-                   help="timm optimiser name (default: momentum = SGD with momentum, no Nesterov)")
+    g.add_argument(
+        "--opt",
+        default="momentum",
+        help="timm optimiser name (default: momentum = SGD with momentum, no Nesterov)",
+    )
     g.add_argument("--lr", type=float, default=0.1)
     g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="applied to all parameters, as in the paper")
-    g.add_argument("--sched", choices=SCHEDULES, default="step",
-                   help="timm schedule: step (x decay-rate every decay-epochs), cosine, ... (default: step)")
+    g.add_argument(
+        "--weight-decay", type=float, default=1e-4, help="applied to all parameters, as in the paper"
+    )
+    g.add_argument(
+        "--sched",
+        choices=SCHEDULES,
+        default="step",
+        help="timm schedule: step (x decay-rate every decay-epochs), cosine, ... (default: step)",
+    )
     g.add_argument("--decay-epochs", type=float, default=30, help="step: epochs between decays (default 30)")
     g.add_argument("--decay-milestones", type=int, nargs="+", default=[30, 60, 90], help="multistep epochs")
     g.add_argument("--decay-rate", type=float, default=0.1)
     g.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs (paper's students: 5)")
     g.add_argument("--warmup-lr", type=float, default=1e-5, help="learning rate at the start of the warm-up")
     g.add_argument("--min-lr", type=float, default=0.0, help="cosine: final learning rate")
-    g.add_argument("--amp", action="store_true", help="mixed precision (float16 + grad scaling on GPU, bfloat16 on CPU)")
+    g.add_argument(
+        "--amp", action="store_true", help="mixed precision (float16 + grad scaling on GPU, bfloat16 on CPU)"
+    )
     g.add_argument("--seed", type=int, default=0)
 
     g = parser.add_argument_group("label smoothing and distillation")
-    g.add_argument("--smoothing", type=float, default=0.0,
-                   help="label smoothing: the teacher's alpha, or the student's eps on its CE term "
-                        "(target (1-a)*onehot + a/K)")
-    g.add_argument("--teacher-checkpoint", default=None,
-                   help="distil from this lskd checkpoint (its own file names its model and classes)")
+    g.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.0,
+        help="label smoothing: the teacher's alpha, or the student's eps on its CE term "
+        "(target (1-a)*onehot + a/K)",
+    )
+    g.add_argument(
+        "--teacher-checkpoint",
+        default=None,
+        help="distil from this lskd checkpoint (its own file names its model and classes)",
+    )
     g.add_argument("--kd-temperature", type=float, default=1.0, help="KD temperature T (default 1)")
-    g.add_argument("--kd-beta", type=float, default=1.0,
-                   help="weight of T^2*KL; 1 - beta goes to cross-entropy with --smoothing (default 1: pure KD)")
+    g.add_argument(
+        "--kd-beta",
+        type=float,
+        default=1.0,
+        help="weight of T^2*KL; 1 - beta goes to cross-entropy with --smoothing (default 1: pure KD)",
+    )
 
     g = parser.add_argument_group("running")
-    g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
-                   help="continue from OUTPUT/checkpoint_last.pth (or the given file); starts fresh if absent")
+    g.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue from OUTPUT/checkpoint_last.pth (or the given file); starts fresh if absent",
+    )
     g.add_argument("--workers", type=int, default=4, help="data-loader processes per rank (0: in-process)")
     g.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda")
-    g.add_argument("--stop-after", type=int, default=None, metavar="N",
-                   help="stop after N epochs of this invocation (time-limited jobs; rerun with --resume)")
+    g.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N epochs of this invocation (time-limited jobs; rerun with --resume)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -124,7 +173,9 @@ def seed_everything(seed: int) -> None:
 
 
 def json_args(args: argparse.Namespace) -> Dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command" and not callable(v)}
+    return {
+        k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command" and not callable(v)
+    }
 
 
 def create_student(
@@ -178,14 +229,18 @@ def load_initial_weights(model: nn.Module, path: str) -> str:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=False) if p.suffix != ".safetensors" else None
     except Exception as err:
-        raise LskdError(f"--pretrained-checkpoint {path}: cannot read it ({type(err).__name__}: {err})") from None
+        raise LskdError(
+            f"--pretrained-checkpoint {path}: cannot read it ({type(err).__name__}: {err})"
+        ) from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         state = obj["state_dict"]
     else:
         try:
             state = timm.models.load_state_dict(str(p), use_ema=True, weights_only=False)
         except Exception as err:
-            raise LskdError(f"--pretrained-checkpoint {path}: no state_dict in it ({type(err).__name__}: {err})") from None
+            raise LskdError(
+                f"--pretrained-checkpoint {path}: no state_dict in it ({type(err).__name__}: {err})"
+            ) from None
     own = model.state_dict()
     heads = classifier_prefixes(model)
     is_head = lambda k: any(k == h or k.startswith(h + ".") for h in heads)  # noqa: E731
@@ -194,7 +249,8 @@ def load_initial_weights(model: nn.Module, path: str) -> str:
     bad_shape = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     if bad_shape:
         raise LskdError(
-            f"--pretrained-checkpoint {path} does not fit the model: shape mismatch in {', '.join(bad_shape[:4])}"
+            f"--pretrained-checkpoint {path} does not fit the model: shape mismatch in "
+            f"{', '.join(bad_shape[:4])}"
         )
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not is_head(k)]
@@ -218,8 +274,6 @@ def write_metrics_csv(path: Path, history: List[Dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-
-
 def check_args(args: argparse.Namespace) -> None:
     if args.epochs < 1:
         raise LskdError(f"--epochs must be >= 1, got {args.epochs}")
@@ -232,7 +286,9 @@ def check_args(args: argparse.Namespace) -> None:
     if not 0.0 <= args.kd_beta <= 1.0:
         raise LskdError(f"--kd-beta must lie in [0, 1], got {args.kd_beta}")
     if args.teacher_checkpoint is None and (args.kd_temperature != 1.0 or args.kd_beta != 1.0):
-        raise LskdError("--kd-temperature/--kd-beta need --teacher-checkpoint (without it this trains a teacher)")
+        raise LskdError(
+            "--kd-temperature/--kd-beta need --teacher-checkpoint (without it this trains a teacher)"
+        )
     if args.pretrained and args.pretrained_checkpoint:
         raise LskdError("use either --pretrained (timm's weights) or --pretrained-checkpoint FILE, not both")
 
@@ -271,7 +327,8 @@ class Run:
             if len(t_classes) != num_classes:
                 raise LskdError(
                     f"teacher {args.teacher_checkpoint} predicts {len(t_classes)} classes but "
-                    f"{train_dir} has {num_classes} class folders; distil on the data the teacher was trained on"
+                    f"{train_dir} has {num_classes} class folders; distil on the data the teacher was "
+                    "trained on"
                 )
             if t_classes != self.class_names:
                 raise LskdError(
@@ -302,7 +359,9 @@ class Run:
         self.data_config = resolve_data_config(overrides, model=student)
 
         # Data: the training shuffle is a DistributedSampler (also in one process) re-seeded per epoch.
-        train_set = image_data.image_folder(train_dir, image_data.build_transform(self.data_config, args.aug, True))
+        train_set = image_data.image_folder(
+            train_dir, image_data.build_transform(self.data_config, args.aug, True)
+        )
         val_set = image_data.image_folder(
             val_dir, image_data.build_transform(self.data_config, args.aug, False), self.class_names
         )
@@ -315,33 +374,57 @@ class Run:
         self.loader_generator = torch.Generator()
         pin = ctx.device.type == "cuda"
         self.train_loader = image_data.build_loader(
-            self.train_set, args.batch_size, args.workers, self.train_sampler,
+            self.train_set,
+            args.batch_size,
+            args.workers,
+            self.train_sampler,
             drop_last=per_rank > args.batch_size,  # a trailing batch of 1 breaks BatchNorm
-            generator=self.loader_generator, pin_memory=pin,
+            generator=self.loader_generator,
+            pin_memory=pin,
         )
         self.val_loader = image_data.build_loader(
-            self.val_set, args.batch_size, args.workers,
-            dist_utils.ShardSampler(len(self.val_set), ctx.rank, ctx.world_size), pin_memory=pin,
+            self.val_set,
+            args.batch_size,
+            args.workers,
+            dist_utils.ShardSampler(len(self.val_set), ctx.rank, ctx.world_size),
+            pin_memory=pin,
         )
 
         self.student = student.to(ctx.device)
         self.optimizer = create_optimizer_v2(
-            self.student, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
-            momentum=args.momentum, filter_bias_and_bn=False,
+            self.student,
+            opt=args.opt,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            momentum=args.momentum,
+            filter_bias_and_bn=False,
         )
         self.scheduler, _ = create_scheduler_v2(
-            self.optimizer, sched=args.sched, num_epochs=args.epochs, decay_epochs=args.decay_epochs,
-            decay_milestones=args.decay_milestones, decay_rate=args.decay_rate,
-            warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, min_lr=args.min_lr,
+            self.optimizer,
+            sched=args.sched,
+            num_epochs=args.epochs,
+            decay_epochs=args.decay_epochs,
+            decay_milestones=args.decay_milestones,
+            decay_rate=args.decay_rate,
+            warmup_epochs=args.warmup_epochs,
+            warmup_lr=args.warmup_lr,
+            min_lr=args.min_lr,
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=args.amp and ctx.device.type == "cuda")
         self.task = LabelSmoothingKDTask(
-            self.student, teacher, smoothing=args.smoothing, kd_beta=args.kd_beta,
-            temperature=args.kd_temperature, student_mean=self.data_config["mean"],
-            student_std=self.data_config["std"], device=ctx.device,
+            self.student,
+            teacher,
+            smoothing=args.smoothing,
+            kd_beta=args.kd_beta,
+            temperature=args.kd_temperature,
+            student_mean=self.data_config["mean"],
+            student_std=self.data_config["std"],
+            device=ctx.device,
         ).to(ctx.device)
         if ctx.distributed:
-            self.task.prepare_distributed(device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            self.task.prepare_distributed(
+                device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+            )
 
         self.start_epoch, self.best_top1, self.best_epoch, self.history = 0, -math.inf, -1, []
         if resume_ckpt is not None:
@@ -357,7 +440,8 @@ class Run:
             return last if last.is_file() else None
         if last.is_file():
             raise LskdError(
-                f"{self.out} already holds {LAST}; pass --resume to continue that run or choose another --output"
+                f"{self.out} already holds {LAST}; pass --resume to continue that run or choose "
+                "another --output"
             )
         return None
 
@@ -367,16 +451,24 @@ class Run:
         changed = sorted(k for k in new if k not in RESUME_FREE_ARGS and k in old and old[k] != new[k])
         if changed:
             diffs = "; ".join(f"--{k.replace('_', '-')} {old[k]} -> {new[k]}" for k in changed[:4])
-            raise LskdError(f"--resume {self.resume_path}: the checkpoint was trained with other arguments ({diffs})")
+            raise LskdError(
+                f"--resume {self.resume_path}: the checkpoint was trained with other arguments ({diffs})"
+            )
         for k in sorted(RESUME_RANDOMNESS_ARGS):
             if k in old and old[k] != new[k]:
-                self.log(f"warning: --{k} was {old[k]}, now {new[k]}: the random augmentation stream changes, "
-                         "so the result will differ from an uninterrupted run")
+                self.log(
+                    f"warning: --{k} was {old[k]}, now {new[k]}: the random augmentation stream changes, "
+                    "so the result will differ from an uninterrupted run"
+                )
         if ckpt.get("world_size", self.ctx.world_size) != self.ctx.world_size:
-            self.log(f"warning: the run had {ckpt['world_size']} process(es), now {self.ctx.world_size}: "
-                     "shuffling and the global batch change, so the result will differ from an uninterrupted run")
+            self.log(
+                f"warning: the run had {ckpt['world_size']} process(es), now {self.ctx.world_size}: "
+                "shuffling and the global batch change, so the result will differ from an uninterrupted run"
+            )
         if list(ckpt["class_names"]) != self.class_names:
-            raise LskdError(f"--resume {self.resume_path}: the checkpoint's classes differ from {self.args.data}/train")
+            raise LskdError(
+                f"--resume {self.resume_path}: the checkpoint's classes differ from {self.args.data}/train"
+            )
         if "optimizer" not in ckpt:
             raise LskdError(f"--resume {self.resume_path} holds weights only (use checkpoint_last.pth)")
 
@@ -425,8 +517,12 @@ class Run:
         args, ctx = self.args, self.ctx
         self.task.train()
         sums = torch.zeros(5, dtype=torch.float64)  # images, loss, nll, kd, correct
-        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False,
-                   disable=args.quiet or not ctx.is_main)
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {epoch + 1}/{args.epochs}",
+            leave=False,
+            disable=args.quiet or not ctx.is_main,
+        )
         for images, target in bar:
             images = images.to(ctx.device, non_blocking=True)
             target = target.to(ctx.device, non_blocking=True)
@@ -442,7 +538,8 @@ class Run:
             n = target.numel()
             correct = out["output"].detach().argmax(-1).eq(target).sum().item()
             sums += torch.tensor(
-                [n, loss.item() * n, out["nll_loss"].item(), out["kd_loss"].item(), correct], dtype=torch.float64
+                [n, loss.item() * n, out["nll_loss"].item(), out["kd_loss"].item(), correct],
+                dtype=torch.float64,
             )
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sums = dist_utils.all_reduce_sum(ctx, sums)
@@ -458,8 +555,14 @@ class Run:
         ctx = self.ctx
         dist_utils.broadcast_buffers(ctx, self.student)
         reduce = (lambda t: dist_utils.all_reduce_sum(ctx, t)) if ctx.distributed else None
-        return evaluate(self.student, self.val_loader, ctx.device, amp=self.args.amp, all_reduce=reduce,
-                        progress=not self.args.quiet and ctx.is_main)
+        return evaluate(
+            self.student,
+            self.val_loader,
+            ctx.device,
+            amp=self.args.amp,
+            all_reduce=reduce,
+            progress=not self.args.quiet and ctx.is_main,
+        )
 
     def fit(self) -> Dict[str, Any] | None:
         args, ctx = self.args, self.ctx
@@ -475,7 +578,9 @@ class Run:
         epochs_run = 0
         for epoch in range(self.start_epoch, args.epochs):
             if args.stop_after is not None and epochs_run >= args.stop_after:
-                self.log(f"stopped after {epochs_run} epoch(s) (--stop-after); rerun with --resume to continue")
+                self.log(
+                    f"stopped after {epochs_run} epoch(s) (--stop-after); rerun with --resume to continue"
+                )
                 return None
             seed = epoch_seed(args.seed, epoch, ctx.rank)
             seed_everything(seed)
@@ -487,8 +592,13 @@ class Run:
             if self.scheduler is not None:
                 self.scheduler.step(epoch + 1)
             val = self.validate()
-            row = {"epoch": epoch + 1, "lr": lr, **train_stats,
-                   **{f"val_{k}": v for k, v in val.items() if k != "n"}, "time_s": round(time.time() - t0, 3)}
+            row = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                **train_stats,
+                **{f"val_{k}": v for k, v in val.items() if k != "n"},
+                "time_s": round(time.time() - t0, 3),
+            }
             self.history.append(row)
             improved = val["top1"] > self.best_top1
             if improved:
@@ -500,7 +610,8 @@ class Run:
                 write_metrics_csv(self.out / METRICS, self.history)
             self.log(
                 f"epoch {epoch + 1}/{args.epochs} lr {lr:.4g} loss {train_stats['train_loss']:.4f} "
-                f"train top1 {train_stats['train_top1']:.2f} | val top1 {val['top1']:.2f} top5 {val['top5']:.2f} "
+                f"train top1 {train_stats['train_top1']:.2f} | val top1 {val['top1']:.2f} top5 "
+                f"{val['top5']:.2f} "
                 f"nll {val['nll']:.4f} ece {val['ece']:.4f} ({row['time_s']:.1f}s)"
             )
             epochs_run += 1
@@ -524,8 +635,10 @@ class Run:
         }
         if ctx.is_main:
             write_text_atomic(self.out / SUMMARY, json.dumps(summary, indent=2) + "\n")
-            self.log(f"wrote {self.out / SUMMARY}: top1 {final['top1']:.2f} top5 {final['top5']:.2f} "
-                     f"nll {final['nll']:.4f} ece {final['ece']:.4f}")
+            self.log(
+                f"wrote {self.out / SUMMARY}: top1 {final['top1']:.2f} top5 {final['top5']:.2f} "
+                f"nll {final['nll']:.4f} ece {final['ece']:.4f}"
+            )
         dist_utils.barrier(ctx)
         return summary
 

@@ -43,14 +43,23 @@ from lskd_plugins.nmt.decode import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_decode_arguments(parser, default_subset="test")
-    parser.add_argument("--remove-bpe", choices=POST_PROCESS_CHOICES, default="auto",
-                        help="subword post-processing of hypotheses and references (default auto: "
-                        "detected from the dictionary)")
-    parser.add_argument("--ref", default=None,
-                        help="reference text file, one line per sentence (default: the data-bin's target side)")
-    parser.add_argument("--out", default=None,
-                        help="also write OUT/<subset>.hyp, OUT/<subset>.ref, OUT/<subset>.src and "
-                        "OUT/<subset>.bleu.json")
+    parser.add_argument(
+        "--remove-bpe",
+        choices=POST_PROCESS_CHOICES,
+        default="auto",
+        help="subword post-processing of hypotheses and references (default auto: "
+        "detected from the dictionary)",
+    )
+    parser.add_argument(
+        "--ref",
+        default=None,
+        help="reference text file, one line per sentence (default: the data-bin's target side)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="also write OUT/<subset>.hyp, OUT/<subset>.ref, OUT/<subset>.src and OUT/<subset>.bleu.json",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -80,13 +89,19 @@ def score_texts(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str | None =
     tb = BLEU(tokenize="none", force=True).corpus_score([tok(h) for h in hyps], [[tok(r) for r in refs]])
     return {
         "sacrebleu": {
-            "score": b.score, "signature": str(bleu.get_signature()), "precisions": list(b.precisions),
-            "bp": b.bp, "sys_len": b.sys_len, "ref_len": b.ref_len, "counts": list(b.counts),
+            "score": b.score,
+            "signature": str(bleu.get_signature()),
+            "precisions": list(b.precisions),
+            "bp": b.bp,
+            "sys_len": b.sys_len,
+            "ref_len": b.ref_len,
+            "counts": list(b.counts),
             "totals": list(b.totals),
         },
         "chrf": {"score": c.score, "signature": str(chrf.get_signature())},
         "tokenized_bleu": {
-            "score": tb.score, "tokenizer": tok_name,
+            "score": tb.score,
+            "tokenizer": tok_name,
             "definition": "BLEU over whitespace tokens of tokenised, BPE-removed text (tokenize=none), "
             "as fairseq-generate printed for Tan et al.'s Moses-tokenised data",
         },
@@ -104,18 +119,27 @@ def read_reference(path: str | Path, n: int) -> List[str]:
     return refs
 
 
-
-def evaluate_checkpoint(paths: str, data: str | Path, subset: str = "test",
-                        options: DecodeOptions | None = None, remove_bpe: str = "auto",
-                        ref: str | Path | None = None, out: str | Path | None = None,
-                        progress: bool = True) -> Dict:
-    """Decode ``subset`` and score it; the dict ``lskd bleu`` prints (and writes to OUT/<subset>.bleu.json)."""
+def evaluate_checkpoint(
+    paths: str,
+    data: str | Path,
+    subset: str = "test",
+    options: DecodeOptions | None = None,
+    remove_bpe: str = "auto",
+    ref: str | Path | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> Dict:
+    """Decode ``subset`` and score it: the dict ``lskd bleu`` prints (and writes to
+    OUT/<subset>.bleu.json)."""
     options = options or DecodeOptions()
     decoder = Decoder(paths, data, subset, options)
     post = detect_post_process(decoder.tgt_dict) if remove_bpe == "auto" else remove_bpe
     n = len(decoder)
     results = decoder.translate(list(range(n)), progress=progress, desc=f"bleu {subset}")
-    hyps = ["" if results[i].tokens is None else decoder.hypothesis_text(results[i].tokens, post) for i in range(n)]
+    hyps = [
+        "" if results[i].tokens is None else decoder.hypothesis_text(results[i].tokens, post)
+        for i in range(n)
+    ]
     unk = decoder.tgt_dict.unk_string(True)
     if ref is not None:
         refs = read_reference(ref, n)
@@ -125,14 +149,23 @@ def evaluate_checkpoint(paths: str, data: str | Path, subset: str = "test",
         refs_with_unk = sum(unk in r for r in refs)
     scores = score_texts(hyps, refs, decoder.tgt)
     result = {
-        "checkpoint": [str(p) for p in decoder.paths], "data": str(data), "subset": subset,
-        "src": decoder.src, "tgt": decoder.tgt, "beam": options.beam, "lenpen": options.lenpen,
-        "max_len_a": options.max_len_a, "max_len_b": options.max_len_b,
-        "remove_bpe": post, "reference": str(ref) if ref is not None else "data-bin",
+        "checkpoint": [str(p) for p in decoder.paths],
+        "data": str(data),
+        "subset": subset,
+        "src": decoder.src,
+        "tgt": decoder.tgt,
+        "beam": options.beam,
+        "lenpen": options.lenpen,
+        "max_len_a": options.max_len_a,
+        "max_len_b": options.max_len_b,
+        "remove_bpe": post,
+        "reference": str(ref) if ref is not None else "data-bin",
         **scores,
         "counts": {
             "sentences": n,
-            "empty_hypotheses": sum(1 for i in range(n) if results[i].tokens is not None and not hyps[i].strip()),
+            "empty_hypotheses": sum(
+                1 for i in range(n) if results[i].tokens is not None and not hyps[i].strip()
+            ),
             "failed": sum(1 for i in range(n) if results[i].tokens is None),
             "references_with_unk": refs_with_unk,
         },
@@ -145,13 +178,23 @@ def evaluate_checkpoint(paths: str, data: str | Path, subset: str = "test",
         write_lines_atomic(files["ref"], refs)
         write_lines_atomic(files["src"], [decoder.source_text(i, post) for i in range(n)])
         result["files"] = {k: str(v) for k, v in files.items()}
-        write_text_atomic(out / f"{subset}.bleu.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(
+            out / f"{subset}.bleu.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+        )
     return result
 
 
 def main(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    result = evaluate_checkpoint(args.path, args.data, args.subset, options, remove_bpe=args.remove_bpe,
-                                 ref=args.ref, out=args.out, progress=not args.no_progress)
+    result = evaluate_checkpoint(
+        args.path,
+        args.data,
+        args.subset,
+        options,
+        remove_bpe=args.remove_bpe,
+        ref=args.ref,
+        out=args.out,
+        progress=not args.no_progress,
+    )
     sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     return 0

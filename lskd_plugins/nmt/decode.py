@@ -57,17 +57,28 @@ def add_decode_arguments(parser, default_subset: str, with_path: bool = True) ->
     """The options ``seqkd`` and ``bleu`` share (one decoding path, one set of flags)."""
     parser.add_argument("--data", required=True, help="fairseq data-bin (its dictionaries are the model's)")
     if with_path:
-        parser.add_argument("--path", required=True,
-                            help="checkpoint, or an ensemble as A.pt:B.pt (only load checkpoints you "
-                            "trust: fairseq checkpoints are pickles)")
-    parser.add_argument("--subset", default=default_subset, help=f"split to decode (default {default_subset})")
+        parser.add_argument(
+            "--path",
+            required=True,
+            help="checkpoint, or an ensemble as A.pt:B.pt (only load checkpoints you "
+            "trust: fairseq checkpoints are pickles)",
+        )
+    parser.add_argument(
+        "--subset", default=default_subset, help=f"split to decode (default {default_subset})"
+    )
     parser.add_argument("--beam", type=int, default=4, help="beam size (default 4, as Tan et al.)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch (default 4096)")
-    parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch (default: no limit)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="sentences per batch (default: no limit)"
+    )
     parser.add_argument("--lenpen", type=float, default=1.0, help="length penalty (default 1.0)")
-    parser.add_argument("--max-len-a", type=float, default=0.0,
-                        help="max hypothesis length = a * source length + b (default a=0; fairseq takes the "
-                        "padded source length of the batch, so a > 0 makes hypotheses depend on batching)")
+    parser.add_argument(
+        "--max-len-a",
+        type=float,
+        default=0.0,
+        help="max hypothesis length = a * source length + b (default a=0; fairseq takes the "
+        "padded source length of the batch, so a > 0 makes hypotheses depend on batching)",
+    )
     parser.add_argument("--max-len-b", type=int, default=200, help="(default b=200)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
     parser.add_argument("--fp16", action="store_true", help="half precision on GPU")
@@ -75,8 +86,14 @@ def add_decode_arguments(parser, default_subset: str, with_path: bool = True) ->
 
 def options_from_args(args) -> DecodeOptions:
     options = DecodeOptions(
-        beam=args.beam, max_tokens=args.max_tokens, batch_size=args.batch_size, max_len_a=args.max_len_a,
-        max_len_b=args.max_len_b, lenpen=args.lenpen, device=args.device, fp16=args.fp16,
+        beam=args.beam,
+        max_tokens=args.max_tokens,
+        batch_size=args.batch_size,
+        max_len_a=args.max_len_a,
+        max_len_b=args.max_len_b,
+        lenpen=args.lenpen,
+        device=args.device,
+        fp16=args.fp16,
     )
     options.check()
     return options
@@ -129,8 +146,10 @@ class Decoder:
         try:
             task.load_dataset(subset, combine=False, epoch=1)
         except (FileNotFoundError, KeyError) as err:
-            raise LskdError(f"subset {subset!r} not found in {data} ({err}); "
-                            f"e.g. {subset}.{self.src}-{self.tgt}.{self.src}.bin") from None
+            raise LskdError(
+                f"subset {subset!r} not found in {data} ({err}); "
+                f"e.g. {subset}.{self.src}-{self.tgt}.{self.src}.bin"
+            ) from None
         self.dataset = task.dataset(subset)
         self.subset = subset
         use_fp16 = options.fp16 and self.device.type == "cuda"
@@ -145,8 +164,12 @@ class Decoder:
         )
         self.generator = task.build_generator(
             models,
-            GenerationConfig(beam=options.beam, max_len_a=options.max_len_a, max_len_b=options.max_len_b,
-                             lenpen=options.lenpen),
+            GenerationConfig(
+                beam=options.beam,
+                max_len_a=options.max_len_a,
+                max_len_b=options.max_len_b,
+                lenpen=options.lenpen,
+            ),
         )
         self.src_dict, self.tgt_dict = task.source_dictionary, task.target_dictionary
         self._torch = torch
@@ -180,9 +203,11 @@ class Decoder:
         if max_tokens is not None:
             max_tokens = max(max_tokens, int(sizes.max()))  # a long sentence goes alone, never fails
         batches = data_utils.batch_by_size(
-            order, num_tokens_fn=lambda i: int(self.dataset.src_sizes[i]),
+            order,
+            num_tokens_fn=lambda i: int(self.dataset.src_sizes[i]),
             num_tokens_vec=self.dataset.src_sizes[order].astype(np.int64),
-            max_tokens=max_tokens, max_sentences=self.options.batch_size,
+            max_tokens=max_tokens,
+            max_sentences=self.options.batch_size,
         )
         return [[int(i) for i in b] for b in batches]
 
@@ -201,7 +226,9 @@ class Decoder:
             out[int(sid)] = Decoded(tokens)
         return out
 
-    def translate(self, ids: Sequence[int], progress: bool = True, desc: str = "decode") -> Dict[int, Decoded]:
+    def translate(
+        self, ids: Sequence[int], progress: bool = True, desc: str = "decode"
+    ) -> Dict[int, Decoded]:
         """Best beam hypothesis for every id (``Decoded.tokens is None`` where it could not be decoded)."""
         from tqdm import tqdm
 
@@ -211,11 +238,20 @@ class Decoder:
         for i in ids:
             size = int(self.dataset.src_sizes[i])
             if max_src is not None and size > max_src:
-                results[int(i)] = Decoded(None, f"source has {size} tokens, the model takes at most {max_src}")
+                results[int(i)] = Decoded(
+                    None, f"source has {size} tokens, the model takes at most {max_src}"
+                )
             else:
                 todo.append(int(i))
-        bar = tqdm(total=len(ids), desc=desc, unit="sent", file=sys.stderr, disable=not progress,
-                   initial=len(results), dynamic_ncols=True)
+        bar = tqdm(
+            total=len(ids),
+            desc=desc,
+            unit="sent",
+            file=sys.stderr,
+            disable=not progress,
+            initial=len(results),
+            dynamic_ncols=True,
+        )
         for batch in self._batches(todo):
             try:
                 results.update(self._generate(batch))

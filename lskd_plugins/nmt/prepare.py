@@ -49,14 +49,18 @@ class RawSource:
     """One raw file per language; ``pattern`` holds ``{lang}`` (and ``{role}`` = src|ref)."""
 
     pattern: str
-    kind: str = "text"  # text: a sentence a line (.gz read in place); tags: IWSLT train.tags; xml: <seg> lines
+    kind: str = (
+        "text"  # text: a sentence a line (.gz read in place); tags: IWSLT train.tags; xml: <seg> lines
+    )
 
 
 @dataclass(frozen=True)
 class SplitSpec:
     sources: Tuple[RawSource, ...]
     clean: bool = False  # apply the training-pair filter (empty / too long / length ratio)
-    holdout_every: int = 0  # with holdout: keep (1-based) pairs whose index % every == 0 ("keep") or != 0 ("drop")
+    holdout_every: int = (
+        0  # with holdout: keep (1-based) pairs whose index % every == 0 ("keep") or != 0 ("drop")
+    )
     holdout: str = ""
 
 
@@ -84,28 +88,44 @@ _IWSLT_TEST = tuple(
 
 LAYOUTS: Dict[str, Layout] = {
     "multi30k": Layout(
-        "multi30k", "en", "de",
+        "multi30k",
+        "en",
+        "de",
         {"train": _plain("train", clean=True), "valid": _plain("val"), "test": _plain("test_2016_flickr")},
-        subdirs=("", "raw", "data/task1/raw"), vocab_size=8000,
+        subdirs=("", "raw", "data/task1/raw"),
+        vocab_size=8000,
     ),
     "iwslt14": Layout(
-        "iwslt14", "de", "en",
+        "iwslt14",
+        "de",
+        "en",
         {
             "train": SplitSpec((_IWSLT_TAGS,), clean=True, holdout_every=23, holdout="drop"),
             "valid": SplitSpec((_IWSLT_TAGS,), clean=True, holdout_every=23, holdout="keep"),
             "test": SplitSpec(_IWSLT_TEST),
         },
-        subdirs=("de-en", ""), train_max_words=175, train_max_ratio=1.5, vocab_size=10000,
+        subdirs=("de-en", ""),
+        train_max_words=175,
+        train_max_ratio=1.5,
+        vocab_size=10000,
     ),
     "wmt14": Layout(
-        "wmt14", "en", "de",
+        "wmt14",
+        "en",
+        "de",
         {
-            "train": _plain("training/europarl-v7.de-en", "commoncrawl.de-en",
-                            "training/news-commentary-v9.de-en", clean=True),
+            "train": _plain(
+                "training/europarl-v7.de-en",
+                "commoncrawl.de-en",
+                "training/news-commentary-v9.de-en",
+                clean=True,
+            ),
             "valid": _plain("dev/newstest2013"),
             "test": SplitSpec((RawSource("test-full/newstest2014-deen-{role}.{lang}.sgm", "xml"),)),
         },
-        train_max_words=250, train_max_ratio=1.5, vocab_size=32000,
+        train_max_words=250,
+        train_max_ratio=1.5,
+        vocab_size=32000,
     ),
     "plain": Layout("plain", "en", "de", {}),
 }
@@ -178,7 +198,8 @@ def normalize_line(line: str, lowercase: bool = False) -> str:
     """NFKC, control/format characters dropped (but ZWNJ/ZWJ), whitespace runs -> one space, stripped."""
     line = unicodedata.normalize("NFKC", line)
     line = "".join(
-        " " if ch.isspace() else ch for ch in line
+        " " if ch.isspace() else ch
+        for ch in line
         if ch.isspace() or ch in _KEEP_FORMAT or unicodedata.category(ch) not in _CONTROL
     )
     line = " ".join(line.split())
@@ -209,13 +230,19 @@ def resolve_layout(cfg: PrepareConfig) -> Layout:
         splits[name] = _plain(*prefixes, clean=(name == "train"))
     missing = [s for s in SPLITS if s not in splits]
     if missing:
-        raise LskdError(f"layout {cfg.layout} needs --split for {', '.join(missing)} "
-                        "(e.g. --split train=train --split valid=val --split test=test)")
+        raise LskdError(
+            f"layout {cfg.layout} needs --split for {', '.join(missing)} "
+            "(e.g. --split train=train --split valid=val --split test=test)"
+        )
     src, tgt = cfg.src or base.src, cfg.tgt or base.tgt
     if src == tgt:
         raise LskdError(f"--src and --tgt must differ (both {src})")
     return Layout(
-        base.name, src, tgt, splits, base.subdirs,
+        base.name,
+        src,
+        tgt,
+        splits,
+        base.subdirs,
         base.train_max_words if cfg.train_max_words < 0 else cfg.train_max_words,
         base.train_max_ratio if cfg.train_max_ratio < 0 else cfg.train_max_ratio,
         cfg.vocab_size or base.vocab_size,
@@ -242,7 +269,9 @@ def resolve_files(raw_dir: Path, layout: Layout) -> Dict[str, List[Tuple[RawSour
             for lang, role in ((layout.src, "src"), (layout.tgt, "ref")):
                 found = None
                 for root in roots:
-                    found = next((p for p in _candidates(root, source.pattern, lang, role) if p.is_file()), None)
+                    found = next(
+                        (p for p in _candidates(root, source.pattern, lang, role) if p.is_file()), None
+                    )
                     if found:
                         break
                 if found is None:
@@ -279,8 +308,14 @@ def check_line_counts(resolved: Dict[str, List[Tuple[RawSource, Path, Path]]]) -
     return counts
 
 
-def iter_split_pairs(split: str, spec: SplitSpec, files: List[Tuple[RawSource, Path, Path]],
-                     layout: Layout, lowercase: bool, stats: Dict[str, int]) -> Iterator[Tuple[str, str]]:
+def iter_split_pairs(
+    split: str,
+    spec: SplitSpec,
+    files: List[Tuple[RawSource, Path, Path]],
+    layout: Layout,
+    lowercase: bool,
+    stats: Dict[str, int],
+) -> Iterator[Tuple[str, str]]:
     """Normalised (src, tgt) pairs of one split, after cleaning and holdout."""
     index = 0
     for source, src_path, tgt_path in files:
@@ -302,7 +337,6 @@ def iter_split_pairs(split: str, spec: SplitSpec, files: List[Tuple[RawSource, P
 # ---------------------------------------------------------------------------------------------
 
 
-
 def write_text(out: Path, layout: Layout, resolved, cfg: PrepareConfig) -> Dict[str, Dict[str, int]]:
     text_dir = out / "text"
     text_dir.mkdir(parents=True, exist_ok=True)
@@ -311,14 +345,18 @@ def write_text(out: Path, layout: Layout, resolved, cfg: PrepareConfig) -> Dict[
         stats: Dict[str, int] = {}
         src_lines: List[str] = []
         tgt_lines: List[str] = []
-        for s, t in iter_split_pairs(split, layout.splits[split], resolved[split], layout, cfg.lowercase, stats):
+        for s, t in iter_split_pairs(
+            split, layout.splits[split], resolved[split], layout, cfg.lowercase, stats
+        ):
             if cfg.max_lines and len(src_lines) >= cfg.max_lines:
                 break
             src_lines.append(s)
             tgt_lines.append(t)
         if not src_lines:
-            raise LskdError(f"split {split} has no sentence pairs left (files: "
-                            f"{', '.join(str(p) for _, p, _ in resolved[split])})")
+            raise LskdError(
+                f"split {split} has no sentence pairs left (files: "
+                f"{', '.join(str(p) for _, p, _ in resolved[split])})"
+            )
         write_lines_atomic(text_dir / f"{split}.{layout.src}", src_lines)
         write_lines_atomic(text_dir / f"{split}.{layout.tgt}", tgt_lines)
         report[split] = {"lines": len(src_lines), "dropped_by_filter": stats.get("dropped", 0)}
@@ -371,11 +409,24 @@ def binarize(out: Path, layout: Layout, workers: int) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     pref = out / "spm"
     cmd = [
-        sys.executable, "-m", "fairseq_cli.preprocess",
-        "--source-lang", layout.src, "--target-lang", layout.tgt,
-        "--trainpref", str(pref / "train"), "--validpref", str(pref / "valid"),
-        "--testpref", str(pref / "test"), "--destdir", str(tmp),
-        "--joined-dictionary", "--workers", str(max(1, workers)),
+        sys.executable,
+        "-m",
+        "fairseq_cli.preprocess",
+        "--source-lang",
+        layout.src,
+        "--target-lang",
+        layout.tgt,
+        "--trainpref",
+        str(pref / "train"),
+        "--validpref",
+        str(pref / "valid"),
+        "--testpref",
+        str(pref / "test"),
+        "--destdir",
+        str(tmp),
+        "--joined-dictionary",
+        "--workers",
+        str(max(1, workers)),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -389,11 +440,22 @@ def binarize(out: Path, layout: Layout, workers: int) -> Path:
 
 def fingerprint(cfg: PrepareConfig, layout: Layout, resolved) -> dict:
     """What decides the output: the settings and the raw files' names and sizes."""
-    files = sorted({(str(p.name), p.stat().st_size) for entries in resolved.values()
-                    for _, a, b in entries for p in (a, b)})
+    files = sorted(
+        {
+            (str(p.name), p.stat().st_size)
+            for entries in resolved.values()
+            for _, a, b in entries
+            for p in (a, b)
+        }
+    )
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("raw_dir", "out", "workers")}
-    settings.update(src=layout.src, tgt=layout.tgt, vocab_size=layout.vocab_size,
-                    train_max_words=layout.train_max_words, train_max_ratio=layout.train_max_ratio)
+    settings.update(
+        src=layout.src,
+        tgt=layout.tgt,
+        vocab_size=layout.vocab_size,
+        train_max_words=layout.train_max_words,
+        train_max_ratio=layout.train_max_ratio,
+    )
     blob = json.dumps({"settings": settings, "files": files}, sort_keys=True)
     return {"settings": settings, "files": files, "hash": hashlib.sha256(blob.encode()).hexdigest()[:16]}
 
@@ -411,22 +473,31 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print) -> dict:
             log(f"prepare: {out} already holds this preparation ({fp['hash']}); nothing to do")
             return old
         if not force:
-            changed = sorted(k for k in fp["settings"] if old["fingerprint"]["settings"].get(k) != fp["settings"][k])
+            changed = sorted(
+                k for k in fp["settings"] if old["fingerprint"]["settings"].get(k) != fp["settings"][k]
+            )
             what = f"settings {', '.join(changed)}" if changed else "raw files"
             raise LskdError(f"{out} was prepared with different {what}; use another --out or add --force")
     log(f"prepare: checking line counts of {sum(len(v) for v in resolved.values())} file pairs")
     check_line_counts(resolved)
     log("prepare: normalising text")
     lines = write_text(out, layout, resolved, cfg)
-    log(f"prepare: joint sentencepiece ({layout.vocab_size} pieces max) on train.{layout.src}+train.{layout.tgt}")
+    log(
+        f"prepare: joint sentencepiece ({layout.vocab_size} pieces max) on "
+        f"train.{layout.src}+train.{layout.tgt}"
+    )
     model = train_sentencepiece(out, layout, cfg)
     encode_splits(out, layout, model)
     log("prepare: fairseq-preprocess --joined-dictionary")
     data_bin = binarize(out, layout, cfg.workers)
     manifest = {
-        "layout": layout.name, "src": layout.src, "tgt": layout.tgt,
-        "raw_dir": str(Path(cfg.raw_dir).resolve()), "data_bin": str(data_bin.resolve()),
-        "spm_model": str((out / "spm" / "spm.model").resolve()), "lines": lines,
+        "layout": layout.name,
+        "src": layout.src,
+        "tgt": layout.tgt,
+        "raw_dir": str(Path(cfg.raw_dir).resolve()),
+        "data_bin": str(data_bin.resolve()),
+        "spm_model": str((out / "spm" / "spm.model").resolve()),
+        "lines": lines,
         "dictionary_size": sum(1 for _ in open(data_bin / f"dict.{layout.src}.txt", encoding="utf-8")),
         "fingerprint": fp,
     }
@@ -451,24 +522,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--raw-dir", required=True, help="directory holding the raw files of the layout")
     p.add_argument("--out", required=True, help="output directory (text/, spm/, data-bin/, prepare.json)")
-    p.add_argument("--layout", default="multi30k", choices=sorted(LAYOUTS),
-                   help="where the splits live in --raw-dir (default multi30k)")
+    p.add_argument(
+        "--layout",
+        default="multi30k",
+        choices=sorted(LAYOUTS),
+        help="where the splits live in --raw-dir (default multi30k)",
+    )
     p.add_argument("--src", default="", help="source language suffix (default: the layout's)")
     p.add_argument("--tgt", default="", help="target language suffix (default: the layout's)")
-    p.add_argument("--split", action="append", type=_split_override, default=[], metavar="NAME=PREFIX[+PREFIX]",
-                   help="plain-text files PREFIX.{src,tgt}[.gz] (relative to --raw-dir) for split NAME "
-                   "(train, valid or test); overrides the layout; repeatable")
-    p.add_argument("--vocab-size", type=int, default=0,
-                   help="joint sentencepiece vocabulary size (default: multi30k 8000, iwslt14 10000, wmt14 32000)")
-    p.add_argument("--max-lines", type=int, default=0, help="keep only the first N pairs of each split (smoke runs)")
+    p.add_argument(
+        "--split",
+        action="append",
+        type=_split_override,
+        default=[],
+        metavar="NAME=PREFIX[+PREFIX]",
+        help="plain-text files PREFIX.{src,tgt}[.gz] (relative to --raw-dir) for split NAME "
+        "(train, valid or test); overrides the layout; repeatable",
+    )
+    p.add_argument(
+        "--vocab-size",
+        type=int,
+        default=0,
+        help="joint sentencepiece vocabulary size (default: multi30k 8000, iwslt14 10000, wmt14 32000)",
+    )
+    p.add_argument(
+        "--max-lines", type=int, default=0, help="keep only the first N pairs of each split (smoke runs)"
+    )
     p.add_argument("--lowercase", action="store_true", help="lowercase all text")
-    p.add_argument("--train-max-words", type=int, default=-1,
-                   help="drop training pairs with a side longer than N words (default: iwslt14 175, wmt14 250, else none)")
-    p.add_argument("--train-max-ratio", type=float, default=-1.0,
-                   help="drop training pairs whose word-count ratio exceeds R (default: iwslt14/wmt14 1.5, else none)")
-    p.add_argument("--spm-sentences", type=int, default=2_000_000,
-                   help="sentencepiece samples at most this many training sentences (default 2000000)")
-    p.add_argument("--workers", type=int, default=1, help="processes for sentencepiece and fairseq-preprocess")
+    p.add_argument(
+        "--train-max-words",
+        type=int,
+        default=-1,
+        help="drop training pairs with a side longer than N words "
+        "(default: iwslt14 175, wmt14 250, else none)",
+    )
+    p.add_argument(
+        "--train-max-ratio",
+        type=float,
+        default=-1.0,
+        help="drop training pairs whose word-count ratio exceeds R (default: iwslt14/wmt14 1.5, else none)",
+    )
+    p.add_argument(
+        "--spm-sentences",
+        type=int,
+        default=2_000_000,
+        help="sentencepiece samples at most this many training sentences (default 2000000)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes for sentencepiece and fairseq-preprocess"
+    )
     p.add_argument("--force", action="store_true", help="redo the preparation even if OUT holds another one")
     return p
 
@@ -478,10 +580,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.vocab_size < 0 or args.max_lines < 0:
         raise LskdError("--vocab-size and --max-lines must be >= 0")
     cfg = PrepareConfig(
-        raw_dir=args.raw_dir, out=args.out, layout=args.layout, src=args.src, tgt=args.tgt,
-        vocab_size=args.vocab_size, max_lines=args.max_lines, lowercase=args.lowercase,
-        train_max_words=args.train_max_words, train_max_ratio=args.train_max_ratio,
-        spm_sentences=args.spm_sentences, workers=args.workers, split_overrides=dict(args.split),
+        raw_dir=args.raw_dir,
+        out=args.out,
+        layout=args.layout,
+        src=args.src,
+        tgt=args.tgt,
+        vocab_size=args.vocab_size,
+        max_lines=args.max_lines,
+        lowercase=args.lowercase,
+        train_max_words=args.train_max_words,
+        train_max_ratio=args.train_max_ratio,
+        spm_sentences=args.spm_sentences,
+        workers=args.workers,
+        split_overrides=dict(args.split),
     )
     prepare(cfg, force=args.force)
     return 0

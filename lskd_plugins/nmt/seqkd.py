@@ -41,25 +41,54 @@ from lskd_plugins.files import write_text_atomic
 from lskd_plugins.nmt.decode import DecodeOptions, Decoder, add_decode_arguments, options_from_args
 
 # Settings that change the hypotheses: a resumed run must use the same ones.
-_OUTPUT_SETTINGS = ("data", "path", "subset", "beam", "lenpen", "max_len_a", "max_len_b", "shard_size",
-                    "on_empty", "sentences")
+_OUTPUT_SETTINGS = (
+    "data",
+    "path",
+    "subset",
+    "beam",
+    "lenpen",
+    "max_len_a",
+    "max_len_b",
+    "shard_size",
+    "on_empty",
+    "sentences",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_decode_arguments(parser, default_subset="train")
-    parser.add_argument("--out", required=True, help="output directory (texts, shards/, data-bin/, seqkd.json)")
-    parser.add_argument("--shard-size", type=int, default=10000,
-                        help="sentences per resumable shard (default 10000)")
-    parser.add_argument("--max-shards", type=int, default=0,
-                        help="stop after decoding N new shards (0: all); rerun to continue")
-    parser.add_argument("--on-empty", choices=("reference", "keep"), default="reference",
-                        help="an empty or failed hypothesis is replaced by the gold target (reference, "
-                        "default) or kept as an empty line (keep); counted either way")
-    parser.add_argument("--num-workers", type=int, default=1,
-                        help="split the shards over N processes (default 1); see --worker-id")
-    parser.add_argument("--worker-id", type=int, default=0,
-                        help="this process decodes shards k with k %% N == ID; afterwards run once "
-                        "without --num-workers to write the texts and the data-bin")
+    parser.add_argument(
+        "--out", required=True, help="output directory (texts, shards/, data-bin/, seqkd.json)"
+    )
+    parser.add_argument(
+        "--shard-size", type=int, default=10000, help="sentences per resumable shard (default 10000)"
+    )
+    parser.add_argument(
+        "--max-shards",
+        type=int,
+        default=0,
+        help="stop after decoding N new shards (0: all); rerun to continue",
+    )
+    parser.add_argument(
+        "--on-empty",
+        choices=("reference", "keep"),
+        default="reference",
+        help="an empty or failed hypothesis is replaced by the gold target (reference, "
+        "default) or kept as an empty line (keep); counted either way",
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=1,
+        help="split the shards over N processes (default 1); see --worker-id",
+    )
+    parser.add_argument(
+        "--worker-id",
+        type=int,
+        default=0,
+        help="this process decodes shards k with k %% N == ID; afterwards run once "
+        "without --num-workers to write the texts and the data-bin",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -99,7 +128,11 @@ def load_shard(path: Path, ids: range) -> dict | None:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if record.get("start") != ids.start or record.get("end") != ids.stop or len(record.get("hyps", [])) != len(ids):
+    if (
+        record.get("start") != ids.start
+        or record.get("end") != ids.stop
+        or len(record.get("hyps", [])) != len(ids)
+    ):
         return None
     return record
 
@@ -108,15 +141,17 @@ def binarize_lines(lines: Sequence[str], dictionary, prefix: Path) -> None:
     """Lines -> PREFIX.bin/.idx with the given dictionary (what fairseq-preprocess --srcdict does)."""
     from fairseq.data import indexed_dataset
 
-    builder = indexed_dataset.make_builder(indexed_dataset.data_file_path(str(prefix)), impl="mmap",
-                                           vocab_size=len(dictionary))
+    builder = indexed_dataset.make_builder(
+        indexed_dataset.data_file_path(str(prefix)), impl="mmap", vocab_size=len(dictionary)
+    )
     for line in lines:
         builder.add_item(dictionary.encode_line(line, add_if_not_exist=False, append_eos=True).long())
     builder.finalize(indexed_dataset.index_file_path(str(prefix)))
 
 
-def build_data_bin(out: Path, data: Path, decoder: Decoder, subset: str, src_lines: Sequence[str],
-                   tgt_lines: Sequence[str]) -> Path:
+def build_data_bin(
+    out: Path, data: Path, decoder: Decoder, subset: str, src_lines: Sequence[str], tgt_lines: Sequence[str]
+) -> Path:
     """OUT/data-bin: the new <subset> pair plus every other split and file of --data (copied)."""
     for lang in (decoder.src, decoder.tgt):
         if not (data / f"dict.{lang}.txt").is_file():
@@ -127,7 +162,11 @@ def build_data_bin(out: Path, data: Path, decoder: Decoder, subset: str, src_lin
     tmp.mkdir(parents=True)
     for f in sorted(data.iterdir()):
         name = f.name
-        if not f.is_file() or name.startswith(f"{subset}.{src}-{tgt}.") or name.startswith(f"{subset}.{tgt}-{src}."):
+        if (
+            not f.is_file()
+            or name.startswith(f"{subset}.{src}-{tgt}.")
+            or name.startswith(f"{subset}.{tgt}-{src}.")
+        ):
             continue
         shutil.copy2(f, tmp / name)  # dict.*.txt included: the dictionaries the teacher was loaded with
     binarize_lines(src_lines, decoder.src_dict, tmp / f"{subset}.{src}-{tgt}.{src}")
@@ -138,9 +177,20 @@ def build_data_bin(out: Path, data: Path, decoder: Decoder, subset: str, src_lin
     return dest
 
 
-def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, options: DecodeOptions,
-              shard_size: int = 10000, max_shards: int = 0, on_empty: str = "reference",
-              progress: bool = True, log=None, num_workers: int = 1, worker_id: int = 0) -> dict:
+def run_seqkd(
+    data: str | Path,
+    paths: str,
+    out: str | Path,
+    subset: str,
+    options: DecodeOptions,
+    shard_size: int = 10000,
+    max_shards: int = 0,
+    on_empty: str = "reference",
+    progress: bool = True,
+    log=None,
+    num_workers: int = 1,
+    worker_id: int = 0,
+) -> dict:
     """Decode (resuming from finished shards), then write the texts and the data-bin. Returns the report."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if shard_size < 1:
@@ -155,9 +205,16 @@ def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, option
         raise LskdError(f"subset {subset} has no target side to fall back on; use --on-empty keep")
     n = len(decoder)
     settings = {
-        "data": str(data), "path": [str(Path(p).resolve()) for p in decoder.paths], "subset": subset,
-        "beam": options.beam, "lenpen": options.lenpen, "max_len_a": options.max_len_a,
-        "max_len_b": options.max_len_b, "shard_size": shard_size, "on_empty": on_empty, "sentences": n,
+        "data": str(data),
+        "path": [str(Path(p).resolve()) for p in decoder.paths],
+        "subset": subset,
+        "beam": options.beam,
+        "lenpen": options.lenpen,
+        "max_len_a": options.max_len_a,
+        "max_len_b": options.max_len_b,
+        "shard_size": shard_size,
+        "on_empty": on_empty,
+        "sentences": n,
     }
     out.mkdir(parents=True, exist_ok=True)
     shard_dir = out / "shards"
@@ -167,11 +224,14 @@ def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, option
         changed = [k for k in _OUTPUT_SETTINGS if old.get(k) != settings[k]]
         if changed and shard_dir.is_dir() and any(shard_dir.iterdir()):
             raise LskdError(
-                f"{out} holds shards of a different run ({', '.join(f'{k}: {old.get(k)} -> {settings[k]}' for k in changed)}); "
+                f"{out} holds shards of a different run "
+                f"({', '.join(f'{k}: {old.get(k)} -> {settings[k]}' for k in changed)}); "
                 f"use another --out or delete {shard_dir}"
             )
     if num_workers == 1 or not manifest_path.is_file():
-        atomic_write_text(manifest_path, json.dumps({"settings": settings, "complete": False}, indent=2) + "\n")
+        atomic_write_text(
+            manifest_path, json.dumps({"settings": settings, "complete": False}, indent=2) + "\n"
+        )
     shard_dir.mkdir(exist_ok=True)
 
     ranges = shard_ranges(n, shard_size)
@@ -187,17 +247,21 @@ def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, option
         if record is None:
             if max_shards and new >= max_shards:
                 done = sum(1 for j in range(len(ranges)) if (shard_dir / f"{j:05d}.json").is_file())
-                log(f"seqkd: stopped after {new} new shard(s) (--max-shards); {done}/{len(ranges)} shards "
-                    f"done in {shard_dir}; rerun the same command to continue")
+                log(
+                    f"seqkd: stopped after {new} new shard(s) (--max-shards); {done}/{len(ranges)} shards "
+                    f"done in {shard_dir}; rerun the same command to continue"
+                )
                 return {"complete": False, "shards_done": done, "shards": len(ranges)}
             record = decode_shard(decoder, ids, on_empty, progress, desc=f"seqkd shard {k + 1}/{len(ranges)}")
             atomic_write_text(path, json.dumps(record, ensure_ascii=False) + "\n")
             new += 1
         records.append(record)
     if num_workers > 1 or missing:
-        log(f"seqkd: worker {worker_id}/{num_workers}: its shards are done ({new} decoded now); "
+        log(
+            f"seqkd: worker {worker_id}/{num_workers}: its shards are done ({new} decoded now); "
             f"{len(missing)} shard(s) of other workers missing. When every worker has finished, run "
-            "the command without --num-workers to write the texts and the data-bin")
+            "the command without --num-workers to write the texts and the data-bin"
+        )
         return {"complete": False, "shards_done": len(ranges) - len(missing), "shards": len(ranges)}
 
     src_lines = [decoder.source_text(i) for i in range(n)]
@@ -211,17 +275,27 @@ def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, option
     empty = sorted(i for r in records for i in r["empty"])
     failed = {k: v for r in records for k, v in r["failed"].items()}
     report = {
-        "complete": True, "sentences": n, "shards": len(ranges), "shards_decoded_now": new,
-        "empty_hypotheses": len(empty), "failed": len(failed),
+        "complete": True,
+        "sentences": n,
+        "shards": len(ranges),
+        "shards_decoded_now": new,
+        "empty_hypotheses": len(empty),
+        "failed": len(failed),
         "replaced_by_reference": (len(empty) + len(failed)) if on_empty == "reference" else 0,
-        "empty_ids": empty, "failed_ids": failed,
-        "files": {"source": str(out / f"{subset}.{src}"), "target": str(out / f"{subset}.{tgt}"),
-                  "data_bin": str(data_bin)},
+        "empty_ids": empty,
+        "failed_ids": failed,
+        "files": {
+            "source": str(out / f"{subset}.{src}"),
+            "target": str(out / f"{subset}.{tgt}"),
+            "data_bin": str(data_bin),
+        },
     }
     atomic_write_text(manifest_path, json.dumps({"settings": settings, **report}, indent=2) + "\n")
     what = "replaced by the reference" if on_empty == "reference" else "kept empty"
-    log(f"seqkd: {n} sentences; {len(empty)} empty and {len(failed)} failed hypotheses ({what}); "
-        f"wrote {out / f'{subset}.{src}'}, {out / f'{subset}.{tgt}'} and {data_bin}")
+    log(
+        f"seqkd: {n} sentences; {len(empty)} empty and {len(failed)} failed hypotheses ({what}); "
+        f"wrote {out / f'{subset}.{src}'}, {out / f'{subset}.{tgt}'} and {data_bin}"
+    )
     for i, reason in list(failed.items())[:5]:
         log(f"seqkd: sentence {i} not decoded: {reason}")
     return report
@@ -229,7 +303,17 @@ def run_seqkd(data: str | Path, paths: str, out: str | Path, subset: str, option
 
 def main(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    report = run_seqkd(args.data, args.path, args.out, args.subset, options, shard_size=args.shard_size,
-                       max_shards=args.max_shards, on_empty=args.on_empty, progress=not args.no_progress,
-                       num_workers=args.num_workers, worker_id=args.worker_id)
+    report = run_seqkd(
+        args.data,
+        args.path,
+        args.out,
+        args.subset,
+        options,
+        shard_size=args.shard_size,
+        max_shards=args.max_shards,
+        on_empty=args.on_empty,
+        progress=not args.no_progress,
+        num_workers=args.num_workers,
+        worker_id=args.worker_id,
+    )
     return 0 if report["complete"] else 3

@@ -64,8 +64,12 @@ def find_runs(save: Path, checkpoint: str = "checkpoint_best.pt") -> List[Run]:
 
 def row_label(kind: str, temperature: float | None) -> str:
     t = None if temperature is None else f"{temperature:g}"
-    return {"teacher": "teacher", "word": f"word-level KD, T={t}", "seq": "sequence-level KD",
-            "seqword": f"seq-level + word-level KD, T={t}"}[kind]
+    return {
+        "teacher": "teacher",
+        "word": f"word-level KD, T={t}",
+        "seq": "sequence-level KD",
+        "seqword": f"seq-level + word-level KD, T={t}",
+    }[kind]
 
 
 def column_label(alpha: str) -> str:
@@ -78,13 +82,22 @@ def build_table(runs: Sequence[Run], results: Dict[str, dict], subset: str) -> d
     rows: Dict[tuple, dict] = {}
     for run in runs:
         key = run.row_key
-        row = rows.setdefault(key, {"label": row_label(run.kind, run.temperature), "kind": run.kind,
-                                    "T": run.temperature, "cells": {a: None for a in alphas}})
+        row = rows.setdefault(
+            key,
+            {
+                "label": row_label(run.kind, run.temperature),
+                "kind": run.kind,
+                "T": run.temperature,
+                "cells": {a: None for a in alphas},
+            },
+        )
         res = results.get(run.name)
         if res is not None:
             row["cells"][run.alpha] = {
-                "sacrebleu": res["sacrebleu"]["score"], "chrf": res["chrf"]["score"],
-                "tokenized_bleu": res["tokenized_bleu"]["score"], "run": run.name,
+                "sacrebleu": res["sacrebleu"]["score"],
+                "chrf": res["chrf"]["score"],
+                "tokenized_bleu": res["tokenized_bleu"]["score"],
+                "run": run.name,
                 "checkpoint": str(run.checkpoint),
             }
     ordered = [rows[k] for k in sorted(rows)]
@@ -101,8 +114,11 @@ def build_table(runs: Sequence[Run], results: Dict[str, dict], subset: str) -> d
         "columns": [{"alpha": a, "label": column_label(a)} for a in alphas],
         "rows": ordered,
         "best_student": best,
-        "signatures": None if any_result is None else {
-            "sacrebleu": any_result["sacrebleu"]["signature"], "chrf": any_result["chrf"]["signature"],
+        "signatures": None
+        if any_result is None
+        else {
+            "sacrebleu": any_result["sacrebleu"]["signature"],
+            "chrf": any_result["chrf"]["signature"],
             "tokenized_bleu": any_result["tokenized_bleu"]["tokenizer"],
         },
     }
@@ -118,8 +134,13 @@ def render_markdown(table: dict, metrics: Sequence[str] = ("sacrebleu", "chrf", 
         best_row = table["best_student"]
         best_value = None
         if metric != "sacrebleu":  # bold the best student of this metric
-            values = [cell[metric] for row in table["rows"] if row["kind"] != "teacher"
-                      for cell in row["cells"].values() if cell]
+            values = [
+                cell[metric]
+                for row in table["rows"]
+                if row["kind"] != "teacher"
+                for cell in row["cells"].values()
+                if cell
+            ]
             best_value = max(values) if values else None
         for row in table["rows"]:
             cells = []
@@ -130,16 +151,23 @@ def render_markdown(table: dict, metrics: Sequence[str] = ("sacrebleu", "chrf", 
                     continue
                 text = f"{cell[metric]:.2f}"
                 is_best = row["kind"] != "teacher" and (
-                    (metric == "sacrebleu" and best_row and best_row["label"] == row["label"]
-                     and best_row["alpha"] == col["alpha"])
-                    or (metric != "sacrebleu" and best_value is not None and cell[metric] == best_value))
+                    (
+                        metric == "sacrebleu"
+                        and best_row
+                        and best_row["label"] == row["label"]
+                        and best_row["alpha"] == col["alpha"]
+                    )
+                    or (metric != "sacrebleu" and best_value is not None and cell[metric] == best_value)
+                )
                 cells.append(f"**{text}**" if is_best else text)
             out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
         out.append("")
     sig = table.get("signatures")
     if sig:
-        out.append(f"sacreBLEU signature: `{sig['sacrebleu']}`; chrF signature: `{sig['chrf']}`; "
-                   f"tokenized BLEU tokenizer: {sig['tokenized_bleu']}.")
+        out.append(
+            f"sacreBLEU signature: `{sig['sacrebleu']}`; chrF signature: `{sig['chrf']}`; "
+            f"tokenized BLEU tokenizer: {sig['tokenized_bleu']}."
+        )
     return "\n".join(out) + "\n"
 
 
@@ -156,22 +184,37 @@ def cached_result(run: Run, subset: str, options) -> dict | None:
     return result if same else None
 
 
-def evaluate_sweep(save: Path, data: Path, subset: str, options, checkpoint: str = "checkpoint_best.pt",
-                   progress: bool = True, log=None) -> tuple:
+def evaluate_sweep(
+    save: Path,
+    data: Path,
+    subset: str,
+    options,
+    checkpoint: str = "checkpoint_best.pt",
+    progress: bool = True,
+    log=None,
+) -> tuple:
     from lskd_plugins.nmt.bleu import evaluate_checkpoint
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     runs = find_runs(save, checkpoint)
     if not runs:
-        raise LskdError(f"no runs with a {checkpoint} under {save} (expected teacher_a*/, word_a*_T*/, "
-                        "seq_a*/, seqword_a*_T*/ from recipes/nmt)")
+        raise LskdError(
+            f"no runs with a {checkpoint} under {save} (expected teacher_a*/, word_a*_T*/, "
+            "seq_a*/, seqword_a*_T*/ from recipes/nmt)"
+        )
     results: Dict[str, dict] = {}
     for run in runs:
         result = cached_result(run, subset, options)
         if result is None:
             log(f"evaluate: {run.name} ({run.checkpoint})")
-            result = evaluate_checkpoint(str(run.checkpoint), data, subset, options,
-                                         out=run.checkpoint.parent / "eval", progress=progress)
+            result = evaluate_checkpoint(
+                str(run.checkpoint),
+                data,
+                subset,
+                options,
+                out=run.checkpoint.parent / "eval",
+                progress=progress,
+            )
         else:
             log(f"evaluate: {run.name}: reusing {run.checkpoint.parent / 'eval'}")
         results[run.name] = result
@@ -181,8 +224,10 @@ def evaluate_sweep(save: Path, data: Path, subset: str, options, checkpoint: str
 def main(argv: Sequence[str] | None = None) -> int:
     from lskd_plugins.nmt.decode import add_decode_arguments, options_from_args
 
-    p = argparse.ArgumentParser(prog="python -m lskd_plugins.nmt.sweep_table",
-                                description="Score every checkpoint of an NMT sweep and write the paper's table.")
+    p = argparse.ArgumentParser(
+        prog="python -m lskd_plugins.nmt.sweep_table",
+        description="Score every checkpoint of an NMT sweep and write the paper's table.",
+    )
     p.add_argument("--save", required=True, help="the sweep directory (SAVE of recipes/nmt)")
     add_decode_arguments(p, default_subset="test", with_path=False)
     p.add_argument("--checkpoint", default="checkpoint_best.pt", help="checkpoint file name in each run")
@@ -192,8 +237,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     save = Path(args.save)
     if not save.is_dir():
         raise LskdError(f"--save {save} is not a directory")
-    runs, results = evaluate_sweep(save, Path(args.data), args.subset, options_from_args(args),
-                                   args.checkpoint, progress=not args.no_progress)
+    runs, results = evaluate_sweep(
+        save,
+        Path(args.data),
+        args.subset,
+        options_from_args(args),
+        args.checkpoint,
+        progress=not args.no_progress,
+    )
     table = build_table(runs, results, args.subset)
     table["data"] = str(args.data)
     table["beam"] = args.beam

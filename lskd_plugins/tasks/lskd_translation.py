@@ -37,9 +37,11 @@ logger = logging.getLogger(__name__)
 class LskdTranslationConfig(TranslationConfig):
     teacher_path: str = field(
         default="",
-        metadata={"help": "teacher checkpoint for word-level KD; several joined by ':' are an "
-                  "ensemble averaged in probability space. Loaded only by training, only when "
-                  "the criterion uses a teacher (lskd_kd with --kd-alpha > 0)"},
+        metadata={
+            "help": "teacher checkpoint for word-level KD; several joined by ':' are an "
+            "ensemble averaged in probability space. Loaded only by training, only when "
+            "the criterion uses a teacher (lskd_kd with --kd-alpha > 0)"
+        },
     )
 
 
@@ -62,7 +64,7 @@ def dictionary_mismatch(side: str, teacher: Dictionary, student: Dictionary) -> 
     diff = first_difference(teacher.symbols, student.symbols)
     if diff is None:
         return None
-    return (f"{side} dictionary: teacher {len(teacher)} symbols, student {len(student)} symbols; {diff}")
+    return f"{side} dictionary: teacher {len(teacher)} symbols, student {len(student)} symbols; {diff}"
 
 
 def _teacher_dictionaries(task_cfg, src: str, tgt: str):
@@ -84,34 +86,51 @@ def _embedding_rows(model_state: dict, key: str) -> int | None:
     return int(weight.size(0)) if torch.is_tensor(weight) and weight.dim() == 2 else None
 
 
-def check_teacher_dictionaries(path: str, state: dict, src_dict: Dictionary, tgt_dict: Dictionary,
-                               src: str, tgt: str) -> None:
+def check_teacher_dictionaries(
+    path: str, state: dict, src_dict: Dictionary, tgt_dict: Dictionary, src: str, tgt: str
+) -> None:
     """Stop with one line when the teacher at ``path`` was trained on other dictionaries.
 
     Compares symbol by symbol with the teacher's own dictionaries (from the data-bin named in its
     checkpoint); where that data-bin is gone, compares the sizes of its embedding matrices.
     """
-    how_to_fix = ("train the teacher on the student's data-bin, or binarize the student's data with "
-                  "fairseq-preprocess --srcdict/--tgtdict set to the teacher's dictionaries")
+    how_to_fix = (
+        "train the teacher on the student's data-bin, or binarize the student's data with "
+        "fairseq-preprocess --srcdict/--tgtdict set to the teacher's dictionaries"
+    )
     teacher_dicts = _teacher_dictionaries(state["cfg"]["task"], src, tgt)
     if teacher_dicts is not None:
-        problems = [m for m in (dictionary_mismatch("source", teacher_dicts[0], src_dict),
-                                dictionary_mismatch("target", teacher_dicts[1], tgt_dict)) if m]
+        problems = [
+            m
+            for m in (
+                dictionary_mismatch("source", teacher_dicts[0], src_dict),
+                dictionary_mismatch("target", teacher_dicts[1], tgt_dict),
+            )
+            if m
+        ]
     else:
         problems = []
-        for side, key, student in (("source", "encoder.embed_tokens.weight", src_dict),
-                                   ("target", "decoder.embed_tokens.weight", tgt_dict)):
+        for side, key, student in (
+            ("source", "encoder.embed_tokens.weight", src_dict),
+            ("target", "decoder.embed_tokens.weight", tgt_dict),
+        ):
             rows = _embedding_rows(state["model"], key)
             if rows is not None and rows != len(student):
-                problems.append(f"{side} dictionary: teacher {rows} symbols ({key} rows), student "
-                                f"{len(student)} symbols (the teacher's data-bin is not available to "
-                                "name the first differing symbol)")
+                problems.append(
+                    f"{side} dictionary: teacher {rows} symbols ({key} rows), student "
+                    f"{len(student)} symbols (the teacher's data-bin is not available to "
+                    "name the first differing symbol)"
+                )
         if not problems:
-            logger.warning(f"lskd: teacher {path}: its data-bin is not available; only the embedding "
-                           "sizes could be checked against the student's dictionaries")
+            logger.warning(
+                f"lskd: teacher {path}: its data-bin is not available; only the embedding "
+                "sizes could be checked against the student's dictionaries"
+            )
     if problems:
-        raise LskdError(f"teacher {path} does not share the student's dictionaries: "
-                        f"{'; '.join(problems)}. Fix: {how_to_fix}")
+        raise LskdError(
+            f"teacher {path} does not share the student's dictionaries: "
+            f"{'; '.join(problems)}. Fix: {how_to_fix}"
+        )
 
 
 def _first_line(err: Exception) -> str:
@@ -156,8 +175,10 @@ class LskdTranslationTask(TranslationTask):
         if getattr(criterion, "needs_teacher", False):
             self.load_teachers()
         elif self.cfg.teacher_path:
-            logger.warning(f"lskd: --teacher-path is not used by criterion {type(criterion).__name__} "
-                           "(lskd_kd with --kd-alpha > 0 uses it)")
+            logger.warning(
+                f"lskd: --teacher-path is not used by criterion {type(criterion).__name__} "
+                "(lskd_kd with --kd-alpha > 0 uses it)"
+            )
         return criterion
 
     def load_teachers(self) -> List[torch.nn.Module]:
@@ -165,16 +186,21 @@ class LskdTranslationTask(TranslationTask):
         if self._teachers is not None:
             return self._teachers
         if not self.cfg.teacher_path:
-            raise LskdError("--criterion lskd_kd with --kd-alpha > 0 distils from a teacher: pass "
-                            "--teacher-path CKPT (several joined by ':' for an ensemble), or use "
-                            "--kd-alpha 0 for plain label-smoothed training")
+            raise LskdError(
+                "--criterion lskd_kd with --kd-alpha > 0 distils from a teacher: pass "
+                "--teacher-path CKPT (several joined by ':' for an ensemble), or use "
+                "--kd-alpha 0 for plain label-smoothed training"
+            )
         teachers = []
         for path in split_paths(self.cfg.teacher_path):
-            teacher = load_teacher(path, self.src_dict, self.tgt_dict,
-                                   self.cfg.source_lang, self.cfg.target_lang)
+            teacher = load_teacher(
+                path, self.src_dict, self.tgt_dict, self.cfg.source_lang, self.cfg.target_lang
+            )
             n_params = sum(p.numel() for p in teacher.parameters())
-            logger.info(f"lskd: teacher {path}: {type(teacher).__name__}, {n_params} parameters "
-                        "(eval mode, no gradients, not saved with the student)")
+            logger.info(
+                f"lskd: teacher {path}: {type(teacher).__name__}, {n_params} parameters "
+                "(eval mode, no gradients, not saved with the student)"
+            )
             teachers.append(teacher)
         self._teachers = teachers
         return teachers
