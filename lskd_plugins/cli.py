@@ -11,7 +11,8 @@ import importlib
 import sys
 from typing import List
 
-from lskd_plugins.errors import LskdError
+from lskd_plugins import __version__
+from lskd_plugins.errors import LskdError, OneLineParser, report
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
@@ -27,12 +28,13 @@ SUBCOMMANDS = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lskd",
         description="Should the teacher use label smoothing, and at what temperature should you "
         "distil from it? Tools for the LS/KD compatibility study (ICML 2022).",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"lskd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == only:
@@ -53,8 +55,7 @@ def main(argv: List[str] | None = None) -> int:
     try:
         result = args._module.main(args)
     except LskdError as err:
-        print(str(err), file=sys.stderr)
-        return 2
+        return report(err)
     except KeyboardInterrupt:
         print("lskd: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

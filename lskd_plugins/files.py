@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Dict, Iterable
 
 
 def _replace(path: Path, write: Callable[[Path], None]) -> Path:
@@ -26,6 +26,7 @@ def _replace(path: Path, write: Callable[[Path], None]) -> Path:
 
 def write_text_atomic(path: os.PathLike | str, text: str, fsync: bool = False) -> Path:
     """UTF-8 text with '\\n' line ends; ``fsync`` also flushes it to disk before the rename."""
+
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
@@ -46,3 +47,93 @@ def torch_save_atomic(obj: Any, path: os.PathLike | str) -> Path:
     import torch
 
     return _replace(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+# ----------------------------------------------------------------------------- output ownership
+OWNER_FILE = ".lskd-owner.json"
+
+
+def check_writable(folder: os.PathLike | str, option: str = "--output") -> Path:
+    """Create ``folder`` (and parents) and prove a file can be written there, before any work.
+
+    Raises LskdError naming the option when the path is a file or cannot be written."""
+    from lskd_plugins.errors import LskdError
+
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise LskdError(f"{option} {path} is a file, not a folder; give a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".lskd-write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise LskdError(
+            f"{option} {path} is not writable ({err.strerror or err}); choose another folder"
+        ) from None
+    return path
+
+
+def check_file_writable(path: os.PathLike | str, option: str = "--output-file") -> Path:
+    """The folder of ``path`` exists (created) and is writable; ``path`` itself is not a folder."""
+    from lskd_plugins.errors import LskdError
+
+    p = Path(path)
+    if p.is_dir():
+        raise LskdError(f"{option} {p} is a folder; give a file path")
+    check_writable(p.parent if str(p.parent) else Path("."), option)
+    return p
+
+
+def refuse_overlap(
+    output: os.PathLike | str, inputs: Iterable[os.PathLike | str], option: str = "--output"
+) -> None:
+    """Refuse an output folder that is, contains, or lies inside one of the inputs."""
+    from lskd_plugins.errors import LskdError
+
+    out = Path(output).resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        inp = Path(item).resolve()
+        if out == inp or inp.is_relative_to(out) or (inp.is_dir() and out.is_relative_to(inp)):
+            raise LskdError(f"{option} {output} would write over the input {item}; choose a separate folder")
+
+
+def claim_output(
+    folder: os.PathLike | str, owner: Dict[str, Any], overwrite: bool = False, option: str = "--output"
+) -> Path:
+    """Make ``folder`` this command's output, or refuse to touch another command's results.
+
+    ``owner`` names the command and the settings that make its results (a run key where there is
+    one); it is written to ``folder/.lskd-owner.json``. The same owner may reuse and resume the
+    folder; an empty folder is claimed; a folder with other files, or another owner's, is refused
+    unless ``overwrite`` is set (then its old contents are removed first)."""
+    import json
+    import shutil
+
+    from lskd_plugins.errors import LskdError
+
+    path = check_writable(folder, option)
+    marker = path / OWNER_FILE
+    current = None
+    if marker.is_file():
+        try:
+            current = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            current = {"unreadable": True}
+    entries = [p for p in path.iterdir() if not p.name.startswith(".lskd-write-test")]
+    if current == owner:
+        return path
+    if entries and not overwrite:
+        if current is None:
+            why = "holds files that lskd did not write there"
+        else:
+            changed = sorted(k for k in set(owner) | set(current) if owner.get(k) != current.get(k))
+            why = f"holds results made with other settings ({', '.join(changed[:6])})"
+        raise LskdError(f"{option} {path} {why}; choose another folder or pass --overwrite to replace them")
+    if entries and overwrite:
+        for p in entries:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    write_text_atomic(marker, json.dumps(owner, indent=1, sort_keys=True, default=str) + "\n")
+    return path
