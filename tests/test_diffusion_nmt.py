@@ -110,7 +110,7 @@ def test_cli_nmt_writes_all_files(tiny_mt_data, two_checkpoints, tmp_path):
             *map(str, two_checkpoints),
             "--data",
             str(tiny_mt_data.data_bin),
-            "--out",
+            "--out",  # the old name of --output, kept as a hidden alias
             str(out),
             "--tokens",
             "mann,herr,apfel",
@@ -120,7 +120,7 @@ def test_cli_nmt_writes_all_files(tiny_mt_data, two_checkpoints, tmp_path):
             "8",
             "--device",
             "cpu",
-            "--no-progress",
+            "--quiet",  # the old name of --no-progress
         ]
     )
     assert rc == 0

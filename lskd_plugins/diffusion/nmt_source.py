@@ -221,7 +221,10 @@ class NmtSource:
         teacher = str(cfg_get(checkpoint_section(state, "task"), "teacher_path", "") or "")
         teacher_ls = teacher_smoothing(teacher) if teacher else None
         del state
-        models, cfg, task = load_ensemble([path], arg_overrides={"data": str(self.data_bin)})
+        try:
+            models, cfg, task = load_ensemble([path], arg_overrides={"data": str(self.data_bin)})
+        except LskdError as err:  # fairseq's own messages span lines (omegaconf's full_key ...)
+            raise LskdError(str(err.message).strip().splitlines()[0]) from None
         if not self.batches:
             self.read_batches(task)
         return NmtModel(models[0].to(self.device).eval(), nmt_label(cfg, path, teacher_ls), task)

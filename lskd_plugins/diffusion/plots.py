@@ -286,6 +286,12 @@ def plot_all(records: Sequence[dict], projections: Sequence, out_dir: str | Path
 
 
 def plot_numbers(records: Sequence[dict], path: str | Path) -> Path:
+    """numbers.png: eta and J_ab of every model, train and validation (``numbers_figure``)."""
+    save(numbers_figure(records), path)
+    return Path(path)
+
+
+def numbers_figure(records: Sequence[dict]):
     """eta and J_ab of every model, train and validation; the eta = 1 line marks isotropic spread."""
     from matplotlib.ticker import NullFormatter
 
@@ -317,5 +323,4 @@ def plot_numbers(records: Sequence[dict], path: str | Path) -> Path:
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="upper center", ncol=3, fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
-    save(fig, path)
-    return Path(path)
+    return fig
