@@ -57,6 +57,11 @@ def test_grid_of_the_callers_shape_is_at_most_2000_px_wide(tmp_path):
     (w, h), arr = png_size(path)
     assert 1000 < w <= 2000 and h > 500
     assert len(np.unique(arr.reshape(-1, 3), axis=0)) > 50
+    # rows and columns may be given as their labels (the study's call)
+    rows, cols = ["alpha=0", "alpha=0.1"], ["t", "1", "2", "3"]
+    path = plot_projection_grid(projs[:6] + [None], rows, cols, tmp_path / "l.png")
+    (w2, _), _ = png_size(path)
+    assert 1000 < w2 < w
     with pytest.raises(ValueError, match="do not fit"):
         plot_projection_grid(projs, 3, 3, tmp_path / "x.png")
 

@@ -24,7 +24,13 @@ from typing import Callable, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from lskd_plugins.diffusion.core import SPLITS, ModelProjection, analyse_captured
+from lskd_plugins.diffusion.core import (  # noqa: F401  (SplitProjection, positions: their old home)
+    SPLITS,
+    ModelProjection,
+    SplitProjection,
+    analyse_captured,
+    positions,
+)
 from lskd_plugins.diffusion.select import Selection, choose_classes, select_by_names
 from lskd_plugins.errors import LskdError
 

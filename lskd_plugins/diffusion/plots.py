@@ -185,8 +185,8 @@ def figure(rows: int, cols: int, header: str, n_legend: int):
 
 def plot_projection_grid(
     projections: Sequence,
-    rows: int,
-    cols: int,
+    rows: int | Sequence[str],
+    cols: int | Sequence[str],
     path: str | Path,
     *,
     split: str | Sequence[str] = "valid",
@@ -198,10 +198,17 @@ def plot_projection_grid(
 ) -> Path:
     """Draw ``projections`` (row-major, None = empty panel) in a ``rows`` x ``cols`` grid; write PNG.
 
-    ``split`` is the split drawn in every panel, or one per panel; ``titles`` one per panel (default:
-    the model's label); ``row_labels`` / ``col_labels`` go left of each row / above each column;
-    ``header`` (default: what the axes are) above the shared legend. ``kind``: "paper" or "plane".
+    ``rows`` / ``cols`` are counts, or the row / column labels themselves (then their number is
+    the count): ``plot_projection_grid(grid, ["teacher alpha=0", "teacher alpha=0.1"], ["teacher",
+    "T=1", "T=2", "T=3", "T=64"], path)``. ``split`` is the split drawn in every panel, or one per
+    panel; ``titles`` one per panel (default: the model's label); ``row_labels`` / ``col_labels``
+    go left of each row / above each column; ``header`` (default: what the axes are) above the
+    shared legend. ``kind``: "paper" (the PCA) or "plane" (Mueller et al.).
     """
+    if not isinstance(rows, int):
+        row_labels, rows = list(rows), len(rows)
+    if not isinstance(cols, int):
+        col_labels, cols = list(cols), len(cols)
     panels = list(projections)
     if len(panels) > rows * cols:
         raise ValueError(f"{len(panels)} panels do not fit a {rows} x {cols} grid")
