@@ -135,7 +135,9 @@ def test_cli_writes_json_markdown_and_png(image_setup, tmp_path, capsys):
     assert "p(b\\|a)" in md
     from matplotlib.image import imread
 
-    for name in ("projection.png", "projection_plane.png", "numbers.png"):
+    numbers = imread(out / "numbers.png")
+    assert numbers.shape[0] > 200 and 500 < numbers.shape[1] <= 2000 and numbers[..., :3].std() > 0.05
+    for name in ("projection.png", "projection_plane.png"):
         img = imread(out / name)
         assert img.ndim == 3 and img.shape[0] > 300 and 500 < img.shape[1] <= 2000
         assert img[..., :3].std() > 0.05

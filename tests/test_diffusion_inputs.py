@@ -182,6 +182,18 @@ def test_truncated_checkpoints_are_one_line(image_setup, tiny_mt_data, tiny_teac
         )
 
 
+def test_a_truncated_data_bin_index_is_one_line(tiny_mt_data, tiny_teacher, tmp_path, capsys):
+    data = tmp_path / "data-bin"
+    shutil.copytree(tiny_mt_data.data_bin, data)
+    idx = data / "valid.en-de.de.idx"
+    idx.write_bytes(idx.read_bytes()[:-20])
+    assert_fails_one_line(
+        nmt_args([tiny_teacher], data, tmp_path / "o"),
+        capsys,
+        must_contain=["'valid' split", "binarize the data again"],
+    )
+
+
 @pytest.mark.parametrize(
     "modality,option,value",
     [
@@ -246,3 +258,23 @@ def test_the_wrong_kind_of_checkpoint_says_what_it_is(
         must_contain=["is a fairseq translation checkpoint", "expects an image classifier"],
     )
     assert_fails_one_line(image_args([data], data, tmp_path / "c"), capsys, must_contain=["is a folder"])
+
+
+# ------------------------------------------------------------------ timm checkpoints (issue 10)
+def test_a_timm_state_dict_is_analysed_with_model_and_num_classes(image_setup, tmp_path, capsys):
+    """Through image.checkpoint.load_classifier where this version has it; otherwise one line says so."""
+    from lskd_plugins.diffusion.image_source import _load_classifier_fn
+    from lskd_plugins.image.checkpoint import load_model
+
+    data, ckpts = image_setup
+    model, _ = load_model(ckpts[0])
+    plain = tmp_path / "model_best.pth.tar"
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, plain)
+    argv = image_args([plain], data, tmp_path / "o", "--model", "test_resnet", "--num-classes", "4")
+    if _load_classifier_fn() is None:
+        assert_fails_one_line(argv, capsys, must_contain=["--model", "load_classifier"])
+        return
+    assert lskd_main(argv) == 0
+    rec = json.loads((tmp_path / "o" / "diffusion.json").read_text())["records"][0]
+    assert rec["model_name"] == "test_resnet" and rec["label"] == "model_best.pth"
+    assert rec["valid"]["n"] == {"a": 4, "b": 4, "c": 4}  # class names: the folders' order

@@ -25,6 +25,12 @@ NMT_EXPECTED = (
 )
 
 
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """'TypeName: the first line of the message' (libraries' messages span lines; ours are one)."""
+    text = str(getattr(err, "message", err)).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:limit] if text else ''}"
+
+
 def check_checkpoint_path(path: str, option: str = "--checkpoints") -> Path:
     p = Path(path)
     if p.is_dir():
@@ -46,9 +52,8 @@ def peek_checkpoint(path: str, option: str = "--checkpoints") -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=False)
     except Exception as err:
-        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
         raise LskdError(
-            f"{option} {p} cannot be read: truncated or not a PyTorch file ({type(err).__name__}: {first}); "
+            f"{option} {p} cannot be read: truncated or not a PyTorch file ({first_line(err, 120)}); "
             "give a complete checkpoint (copy it again, or use the run's checkpoint_last)"
         ) from None
 

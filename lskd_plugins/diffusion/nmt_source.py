@@ -9,7 +9,10 @@ wrong tokens, silently).
 
 from __future__ import annotations
 
+import gc
+import sys
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
@@ -23,6 +26,7 @@ from lskd_plugins.diffusion.inputs import (
     NMT_EXPECTED,
     checkpoint_kind,
     first_difference,
+    first_line,
     is_fairseq,
     peek_checkpoint,
 )
@@ -167,6 +171,25 @@ def dictionary_problems(path: str, state: Any, data_bin: Path, log) -> List[str]
     return problems
 
 
+@contextmanager
+def quiet_half_built_datasets():
+    """Mute fairseq's MMapIndexedDataset.__del__ failing on a dataset whose truncated index never
+    opened (an 'Exception ignored' traceback after the one-line error already said what is wrong)."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (
+            isinstance(unraisable.exc_value, AttributeError) and "IndexedDataset" in repr(unraisable.object)
+        ):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 @dataclass
 class NmtModel:
     model: torch.nn.Module
@@ -224,7 +247,7 @@ class NmtSource:
         try:
             models, cfg, task = load_ensemble([path], arg_overrides={"data": str(self.data_bin)})
         except LskdError as err:  # fairseq's own messages span lines (omegaconf's full_key ...)
-            raise LskdError(str(err.message).strip().splitlines()[0]) from None
+            raise LskdError(err.message.strip().splitlines()[0]) from None
         if not self.batches:
             self.read_batches(task)
         return NmtModel(models[0].to(self.device).eval(), nmt_label(cfg, path, teacher_ls), task)
@@ -232,16 +255,22 @@ class NmtSource:
     def read_batches(self, task) -> None:
         """The first --max-sentences sentences of each subset, collated once for every model."""
         self.pad = task.target_dictionary.pad()
-        for split, subset in self.subsets.items():
-            try:
-                task.load_dataset(subset)
-                self.batches[split] = nmt_batches(task.dataset(subset), self.max_sentences, self.batch_size)
-            except Exception as err:
-                first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-                raise LskdError(
-                    f"cannot read the {subset!r} split of {self.data_bin} ({type(err).__name__}: {first}); "
-                    "check the subset name, or binarize the data again if its files are truncated"
-                ) from None
+        problem = None
+        with quiet_half_built_datasets():
+            for split, subset in self.subsets.items():
+                try:
+                    task.load_dataset(subset)
+                    self.batches[split] = nmt_batches(
+                        task.dataset(subset), self.max_sentences, self.batch_size
+                    )
+                except Exception as err:
+                    problem = f"cannot read the {subset!r} split of {self.data_bin} ({first_line(err)})"
+                    break
+            gc.collect()  # a half-built dataset goes here, while its __del__'s complaint is muted
+        if problem:
+            raise LskdError(
+                f"{problem}; check the subset name, or binarize the data again if its files are truncated"
+            )
 
     def class_index(self, m: NmtModel) -> Dict[str, int]:
         d = m.task.target_dictionary

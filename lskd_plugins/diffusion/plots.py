@@ -304,12 +304,13 @@ def numbers_figure(records: Sequence[dict]):
 
     plt = _pyplot()
     labels = [textwrap.shorten(r["label"], 48) for r in records]
-    height = 1.6 + 0.35 * len(records)
+    height = 2.0 + 0.35 * len(records)
     fig, axes = plt.subplots(1, 2, figsize=(10, height), sharey=True)
     y = np.arange(len(records))
+    # a large open circle drawn over a small filled square: equal values show both
     styles = {
-        "train": dict(marker="o", mfc="none", color="#555555"),
-        "valid": dict(marker="s", color="#d62728"),
+        "train": dict(marker="o", mfc="none", color="#555555", markersize=10, zorder=3),
+        "valid": dict(marker="s", color="#d62728", markersize=6, zorder=2),
     }
     for ax, key, title in (
         (axes[0], "eta", "η: spread of a toward b ÷ toward c"),
@@ -318,14 +319,16 @@ def numbers_figure(records: Sequence[dict]):
         for split, style in styles.items():
             vals = [r.get(split, {}).get(key) for r in records]
             vals = [np.nan if v is None else v for v in vals]
-            ax.plot(vals, y, linestyle="", markersize=7, label=ROW_TITLES[split], **style)
+            ax.plot(vals, y, linestyle="", label=ROW_TITLES[split], **style)
         ax.set_xlabel(title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].axvline(1.0, color="black", linestyle="--", lw=1, label="η = 1 (isotropic)")
     axes[1].set_xscale("log")
     axes[1].xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log range overlap
     axes[0].set_yticks(y, labels, fontsize=8)
-    axes[0].invert_yaxis()
+    axes[0].set_ylim(len(records) - 0.5, -0.5)  # first model on top, half a row free at each end
+    for ax in axes:
+        ax.margins(x=0.08)
     axes[0].set_ylabel("model", fontsize=9)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="upper center", ncol=3, fontsize=9, frameon=False)
