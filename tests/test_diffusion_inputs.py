@@ -258,6 +258,11 @@ def test_the_wrong_kind_of_checkpoint_says_what_it_is(
         must_contain=["is a fairseq translation checkpoint", "expects an image classifier"],
     )
     assert_fails_one_line(image_args([data], data, tmp_path / "c"), capsys, must_contain=["is a folder"])
+    ref = ["--reference", str(tmp_path / "gone.pth")]
+    argv = image_args(ckpts[:1], data, tmp_path / "d", *ref)
+    argv.remove("--classes")
+    argv.remove("cat,dog,airplane")
+    assert_fails_one_line(argv, capsys, must_contain=["--reference", "gone.pth", "not found"])
 
 
 # ------------------------------------------------------------------ timm checkpoints (issue 10)

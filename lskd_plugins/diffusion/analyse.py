@@ -5,7 +5,7 @@ three classes (by name, or from a reference model's mean soft predictions), then
 checkpoint capture train and validation features, compute the numbers (``core.analyse_captured``)
 and give it a unique label. A *source* knows one modality: ``image_source.ImageSource`` (timm
 classifiers on an ImageFolder root) and ``nmt_source.NmtSource`` (fairseq translation models on a
-data-bin; classes are target tokens). A source provides ``load(path)``, ``class_index(model)``,
+data-bin; classes are target tokens). A source provides ``load(path, option)``, ``class_index(model)``,
 ``confusion(model)``, ``capture(model, selection, split, desc)``, ``templates(model, ids)``,
 ``too_few(name, n, split)``, ``record_extra(model)`` and ``modality``/``unit``/``units``.
 
@@ -106,7 +106,7 @@ def choose_selection(source, first, paths: List[str], classes, reference: str | 
         selection = select_by_names(classes, source.class_index(first), source.unit)
     else:
         ref_path = reference or paths[0]
-        ref = first if ref_path == paths[0] else source.load(ref_path)
+        ref = first if ref_path == paths[0] else source.load(ref_path, "--reference")
         log(f"diffusion: choosing {source.units} with {ref_path}")
         matrix, names, ids = source.confusion(ref)
         selection = choose_classes(matrix, names, ids=ids, reference=f"{ref.label} ({ref_path})")

@@ -57,7 +57,9 @@ def _load_classifier_fn():
     return load_classifier
 
 
-def load_image_model(path: str, timm_options: TimmOptions, device: torch.device) -> ImageModel:
+def load_image_model(
+    path: str, timm_options: TimmOptions, device: torch.device, option: str = "--checkpoints"
+) -> ImageModel:
     """THE call site that loads an image checkpoint (lskd's; timm's through ``load_classifier``)."""
     load_classifier = _load_classifier_fn()
     try:
@@ -67,16 +69,16 @@ def load_image_model(path: str, timm_options: TimmOptions, device: torch.device)
                 model_name=timm_options.model_name,
                 num_classes=timm_options.num_classes,
                 class_file=timm_options.class_file,
-                option="--checkpoints",
+                option=option,
             )
             model, names, config, meta = loaded.model, loaded.class_names, loaded.data_config, loaded.meta
             meta = dict(meta or {}, model_name=loaded.model_name)
         else:
             model, names, config, meta = _load_lskd(path, timm_options)
     except LskdError:
-        kind = checkpoint_kind(peek_checkpoint(path))
+        kind = checkpoint_kind(peek_checkpoint(path, option))
         if kind.startswith("a fairseq"):
-            raise LskdError(f"--checkpoints {path} is {kind}; {IMAGE_EXPECTED}") from None
+            raise LskdError(f"{option} {path} is {kind}; {IMAGE_EXPECTED}") from None
         raise
     label = meta.get("label") or Path(path).stem
     extra = {"model_name": meta.get("model_name"), "args": meta.get("args")}
@@ -195,20 +197,20 @@ class ImageSource:
         self.samples: Dict[tuple, list] = {}
         self.skipped: Dict[str, set] = {"train": set(), "valid": set(), "choice": set()}
 
-    def load(self, path: str) -> ImageModel:
-        m = load_image_model(path, self.timm_options, self.device)
+    def load(self, path: str, option: str = "--checkpoints") -> ImageModel:
+        m = load_image_model(path, self.timm_options, self.device, option)
         if m.class_names is None:  # a timm checkpoint without class names: the folders' order
             m.class_names = self.folder_classes["train"]
-        self.check_classes(path, m)
+        self.check_classes(path, m, option)
         return m
 
-    def check_classes(self, path: str, m: ImageModel) -> None:
+    def check_classes(self, path: str, m: ImageModel, option: str) -> None:
         """The model's classes must be the data's class folders, in the same order."""
         for split, folder in self.dirs.items():
             diff = first_difference(m.class_names, self.folder_classes[split], ("model", "data"))
             if diff:
                 raise LskdError(
-                    f"--checkpoints {path} has {len(m.class_names)} classes that are not the "
+                    f"{option} {path} has {len(m.class_names)} classes that are not the "
                     f"{len(self.folder_classes[split])} class folders of {folder} ({diff}); "
                     "use the data the model was trained on (or --class-file in its output order)"
                 )

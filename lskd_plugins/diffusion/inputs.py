@@ -79,10 +79,6 @@ def checkpoint_kind(obj: Any) -> str:
     return f"a dict with keys {', '.join(sorted(map(str, obj))[:6])}"
 
 
-def wrong_kind(path: str, found: str, expected: str, option: str = "--checkpoints") -> LskdError:
-    return LskdError(f"{option} {path} is {found}; {expected}")
-
-
 def first_difference(expected: Sequence[str], found: Sequence[str], names: Sequence[str]) -> str | None:
     """'first difference at index 3: model 'cat', data 'dog'' (None when the lists are equal)."""
     for i in range(max(len(expected), len(found))):

@@ -149,7 +149,7 @@ def dictionary_problems(path: str, state: Any, data_bin: Path, log) -> List[str]
 
     Where the training data-bin is gone, the embedding sizes are compared (and a warning says so)."""
     trained = Path(str(cfg_get(checkpoint_section(state, "task"), "data", "") or "").split(":")[0])
-    problems = []
+    problems, sizes_only = [], False
     keys = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
     for side, lang, key in zip(("source", "target"), data_bin_languages(data_bin, state), keys):
         here_file, theirs_file = data_bin / f"dict.{lang}.txt", trained / f"dict.{lang}.txt"
@@ -167,7 +167,9 @@ def dictionary_problems(path: str, state: Any, data_bin: Path, log) -> List[str]
             problems.append(
                 f"{side} dictionary: the model has {rows} symbols ({key}), {here_file} {len(here)}"
             )
-        log(f"lskd: warning: {path}: its training data-bin is gone; only dictionary sizes were compared")
+        sizes_only = True
+    if sizes_only:
+        log(f"lskd: warning: {path}: its training data-bin {trained} is gone; only the sizes were compared")
     return problems
 
 
@@ -229,16 +231,16 @@ class NmtSource:
         self.batches: Dict[str, List[dict]] = {}
         self.pad = 1
 
-    def load(self, path: str) -> NmtModel:
+    def load(self, path: str, option: str = "--checkpoints") -> NmtModel:
         from lskd_plugins.fairseq_io import load_ensemble
 
-        state = peek_checkpoint(path)
+        state = peek_checkpoint(path, option)
         if not is_fairseq(state):
-            raise LskdError(f"--checkpoints {path} is {checkpoint_kind(state)}; {NMT_EXPECTED}")
+            raise LskdError(f"{option} {path} is {checkpoint_kind(state)}; {NMT_EXPECTED}")
         problems = dictionary_problems(path, state, self.data_bin, self.log)
         if problems:
             raise LskdError(
-                f"--checkpoints {path} was not trained on the dictionaries of --data {self.data_bin}: "
+                f"{option} {path} was not trained on the dictionaries of --data {self.data_bin}: "
                 f"{'; '.join(problems)}; give the data-bin the model was trained on"
             )
         teacher = str(cfg_get(checkpoint_section(state, "task"), "teacher_path", "") or "")
