@@ -161,20 +161,21 @@ def describe(kind: str) -> str:
     )
 
 
-def figure(rows: int, cols: int, header: str, n_legend: int):
-    """A figure of rows x cols square panels under a wrapped header and a one-row legend."""
+def figure(rows: int, cols: int, header: str, n_legend: int, title_lines: int = 2):
+    """A figure of rows x cols square panels under a wrapped header, a legend and the top row's
+    titles (``title_lines`` lines of them)."""
     plt = _pyplot()
     width_in = PANEL_IN * cols + 1.0
     lines = textwrap.wrap(header, int(width_in * 15)) if header else []
     legend_in = 0.12 + 0.17 * len(lines)
     header_in = legend_in + 0.28 * (-(-n_legend // min(n_legend, max(2, 2 * cols)))) + 0.1
-    height_in = header_in + (PANEL_IN + 0.3) * rows + 0.45
+    height_in = header_in + 0.17 * title_lines + (PANEL_IN + 0.3) * rows + 0.4
     fig, axes = plt.subplots(rows, cols, figsize=(width_in, height_in), squeeze=False)
     fig.subplots_adjust(
         left=0.85 / width_in,
         right=1 - 0.1 / width_in,
         bottom=0.5 / height_in,
-        top=1 - (header_in + 0.4) / height_in,
+        top=1 - (header_in + 0.17 * title_lines + 0.1) / height_in,
         wspace=0.3,
         hspace=0.35,
     )
@@ -215,7 +216,11 @@ def plot_projection_grid(
     splits = [split] * len(panels) if isinstance(split, str) else list(split)
     names = next(p for p in panels if p is not None).class_names
     handles = legend_handles(names)
-    fig, axes, legend_top = figure(rows, cols, describe(kind) if header is None else header, len(handles))
+    titles = list(titles) if titles else [textwrap.fill(p.label, 42) if p is not None else "" for p in panels]
+    n_lines = max(t.count("\n") + 1 for t in titles[:cols]) + (1 if col_labels else 0)
+    fig, axes, legend_top = figure(
+        rows, cols, describe(kind) if header is None else header, len(handles), n_lines
+    )
     fig.legend(
         handles=handles,
         loc="upper center",
@@ -232,7 +237,7 @@ def plot_projection_grid(
             continue
         points, cents = views[id(proj)][splits[i]]
         draw_panel(ax, points, cents, proj.splits[splits[i]].y, *window(views[id(proj)]))
-        ax.set_title(titles[i] if titles else textwrap.fill(proj.label, 42), fontsize=9)
+        ax.set_title(titles[i], fontsize=9)
     label_axes(axes, kind, row_labels, col_labels)
     save(fig, path)
     return Path(path)
