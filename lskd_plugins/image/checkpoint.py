@@ -303,11 +303,10 @@ def _load_pretrained(path: str | None, model_name: str | None, num_classes: int 
         )
     if not timm.is_model(model_name):
         raise LskdError(f"--teacher-model {model_name!r} is not a timm model")
-    overlay = {"file": str(path)} if path else None
-    if path and not Path(path).is_file():
-        raise LskdError(f"{option} {path}: no such file (the weights file for --teacher-pretrained)")
+    if path:
+        return _pretrained_from_file(path, model_name, num_classes, option)
     try:
-        model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay)
+        model = timm.create_model(model_name, pretrained=True)
     except Exception as err:
         raise LskdError(
             f"--teacher-pretrained: timm's weights for {model_name} are not available locally "
@@ -328,3 +327,25 @@ def _imagenet_names(model: torch.nn.Module) -> List[str] | None:
 
     subset = infer_imagenet_subset(model)
     return list(ImageNetInfo(subset).label_names()) if subset else None
+
+
+def _pretrained_from_file(
+    path: str, model_name: str, num_classes: int | None, option: str
+) -> LoadedClassifier:
+    """timm's pretrained loading (its filters and adaptations) from a local file of weights."""
+    import timm
+
+    state, _ = read_state_dict(path, option)
+    probe = timm.create_model(model_name, pretrained=False)
+    n = num_classes or _head_size(probe, state) or probe.num_classes
+    overlay = {"file": str(path), "num_classes": n}
+    try:
+        model = timm.create_model(model_name, pretrained=True, num_classes=n, pretrained_cfg_overlay=overlay)
+    except Exception as err:
+        raise LskdError(
+            f"{option} {path}: timm cannot load it as {model_name} weights "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+        ) from None
+    return LoadedClassifier(
+        model, _imagenet_names(model) if n == 1000 else None, model_name, "timm-pretrained"
+    )
