@@ -443,18 +443,22 @@ def build_optimisation(args, student: nn.Module, device: torch.device):
 
 
 def resume_path(args: argparse.Namespace, out: Path) -> Path | None:
-    """The checkpoint to resume from, None for a fresh run; refuses to restart over a finished epoch."""
+    """The checkpoint to resume from (--resume [FILE]), None for a fresh run."""
     last = out / LAST
-    if args.resume and args.resume != "auto":
+    if args.overwrite or not args.resume:
+        return None
+    if args.resume != "auto":
         return Path(args.resume)
-    if args.resume == "auto":
-        return last if last.is_file() else None
-    if last.is_file() and not args.overwrite:
+    return last if last.is_file() else None
+
+
+def refuse_restart(args: argparse.Namespace, out: Path) -> None:
+    """A fresh run over this run's own finished epochs needs --resume or --overwrite."""
+    if not args.resume and not args.overwrite and (out / LAST).is_file():
         raise LskdError(
             f"{out} already holds {LAST}; pass --resume to continue that run, --overwrite to replace it, "
             "or choose another --output"
         )
-    return None
 
 
 def check_resume_compatible(
@@ -493,18 +497,25 @@ def prepare_output(args, ctx, out: Path, class_names: List[str], log) -> Dict[st
     if args.log_tensorboard:
         refuse_overlap(args.log_tensorboard, [args.data], "--log-tensorboard")
     run_log.check_log_targets(args.log_tensorboard if ctx.is_main else None, args.log_wandb and ctx.is_main)
-    path = resume_path(args, out) if not args.overwrite else None
+    if out.exists() and not out.is_dir():
+        raise LskdError(f"--output {out} is a file, not a folder; give a folder path")
+    path = resume_path(args, out)
     ckpt = read_checkpoint(path, option="--resume") if path else None
     if ckpt is not None:
         check_resume_compatible(ckpt, args, path, class_names, ctx.world_size, log)
-    if ctx.is_main:
-        if ckpt is not None and path == out / LAST and not (out / OWNER_FILE).exists():
-            # A run folder of an earlier lskd (no owner file) that this resume fits: adopt it.
-            write_text_atomic(out / OWNER_FILE, json.dumps(owner_of(args), indent=1, sort_keys=True) + "\n")
-        claim_output(out, owner_of(args), overwrite=args.overwrite, option="--output")
     if ckpt is not None:
         log(f"resuming {path} after epoch {int(ckpt['epoch'])}")
     return ckpt
+
+
+def claim_run_folder(args, ctx, out: Path, resuming_own: bool) -> None:
+    """Make ``out`` this run's (after the inputs proved usable, so a failed start claims nothing)."""
+    if ctx.is_main:
+        if resuming_own and not (out / OWNER_FILE).exists():
+            # A run folder of an earlier lskd (no owner file) that this resume fits: adopt it.
+            write_text_atomic(out / OWNER_FILE, json.dumps(owner_of(args), indent=1, sort_keys=True) + "\n")
+        claim_output(out, owner_of(args), overwrite=args.overwrite, option="--output")
+    refuse_restart(args, out)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -525,6 +536,9 @@ class Run:
         self.label = role_label(args.smoothing, teacher_smoothing(self.teacher_meta), args.kd_temperature)
         student, self.model_kwargs, self.data_config = build_student(
             args, len(self.class_names), resume_ckpt is None, self.log
+        )
+        claim_run_folder(
+            args, ctx, self.out, resume_ckpt is not None and resume_path(args, self.out) == self.out / LAST
         )
         self.data = build_data(args, ctx, train_dir, val_dir, self.class_names, self.data_config)
         self.student = student.to(ctx.device)
