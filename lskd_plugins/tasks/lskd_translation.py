@@ -29,6 +29,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from lskd_plugins.errors import LskdError
 from lskd_plugins.fairseq_io import check_readable, split_paths
+from lskd_plugins.ranks import on_every_rank
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,8 @@ class LskdTranslationTask(TranslationTask):
     def build_criterion(self, cfg, from_checkpoint=False):
         criterion = super().build_criterion(cfg, from_checkpoint)
         if getattr(criterion, "needs_teacher", False):
-            self.load_teachers()
+            # Every rank loads its own teacher; a failure on one rank stops all of them.
+            on_every_rank(self.load_teachers, "loading the teacher")
         elif self.cfg.teacher_path:
             logger.warning(
                 f"lskd: --teacher-path is not used by criterion {type(criterion).__name__} "

@@ -1,0 +1,65 @@
+"""Steps that every rank of a multi-process fairseq run passes together, or fails together.
+
+fairseq 0.12 starts its ranks independently (torchrun, SLURM, or one command per rank with
+``--distributed-init-method``). When a step fails on one rank, the other ranks go on and wait in
+their next collective operation until the process group's timeout (30 minutes), printing nothing.
+``on_every_rank`` runs a step on every rank and exchanges the outcomes, so that a failure on any
+rank stops every rank at once, each with one line that names the rank which failed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+import torch.distributed as dist
+
+from lskd_plugins.errors import LskdError
+
+T = TypeVar("T")
+
+
+def world_size() -> int:
+    """The number of ranks of the initialised default process group; 1 without one."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def describe(err: BaseException) -> str:
+    """One line for ``err``: an LskdError's own message, else the type and first line."""
+    if isinstance(err, LskdError):
+        return err.message
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
+def failure_message(what: str, outcomes: list) -> str | None:
+    """None when every rank succeeded (outcome None), else one line naming the first failed rank."""
+    failed = [(rank, msg) for rank, msg in enumerate(outcomes) if msg is not None]
+    if not failed:
+        return None
+    rank, msg = failed[0]
+    others = f" (and {len(failed) - 1} other rank(s))" if len(failed) > 1 else ""
+    return f"{what} failed on rank {rank} of {len(outcomes)}{others}: {msg}"
+
+
+def on_every_rank(step: Callable[[], T], what: str) -> T:
+    """``step()`` on this rank; when it fails on any rank, every rank stops with one line.
+
+    A collective operation: every rank of the default group must call it, in the same order
+    (fairseq builds task, model and criterion on every rank). The failing rank re-raises its own
+    error; the others raise an LskdError naming it.
+    """
+    if world_size() == 1:
+        return step()
+    result, error = None, None
+    try:
+        result = step()
+    except (Exception, SystemExit) as err:
+        error = err
+    outcomes: list = [None] * world_size()
+    dist.all_gather_object(outcomes, None if error is None else describe(error))
+    if error is not None:
+        raise error
+    message = failure_message(what, outcomes)
+    if message is not None:
+        raise LskdError(message)
+    return result
