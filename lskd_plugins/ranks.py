@@ -5,11 +5,15 @@ fairseq 0.12 starts its ranks independently (torchrun, SLURM, or one command per
 their next collective operation until the process group's timeout (30 minutes), printing nothing.
 ``on_every_rank`` runs a step on every rank and exchanges the outcomes, so that a failure on any
 rank stops every rank at once, each with one line that names the rank which failed.
+
+``check_joined_launcher`` catches the opposite mistake: torchrun started N processes, but fairseq
+did not join them into one run, so N independent trainings write the same ``--save-dir``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+import os
+from typing import Callable, Mapping, TypeVar
 
 import torch.distributed as dist
 
@@ -63,3 +67,32 @@ def on_every_rank(step: Callable[[], T], what: str) -> T:
     if message is not None:
         raise LskdError(message)
     return result
+
+
+def launched_world_size(environ: Mapping[str, str]) -> int:
+    """How many processes torchrun (or torch.distributed.launch) started: its WORLD_SIZE, else 1."""
+    try:
+        return max(1, int(environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def check_joined_launcher(environ: Mapping[str, str] = os.environ) -> None:
+    """Stop with one line when this process is one of torchrun's N but fairseq did not join them.
+
+    fairseq 0.12 reads torchrun's environment only when --distributed-world-size is above 1, and
+    that option defaults to the number of visible GPUs: without GPUs (or with one GPU per node)
+    each of torchrun's processes silently trains alone, all writing the same checkpoints.
+    """
+    launched = launched_world_size(environ)
+    joined = world_size()
+    if launched == 1 or joined == launched:
+        return
+    state = "trains alone" if joined == 1 else f"joined a run of {joined} ranks"
+    raise LskdError(
+        f"torchrun started {launched} processes (WORLD_SIZE={launched}) but this fairseq-train "
+        f"{state}. Fix: on GPUs pass --distributed-world-size {launched}; on CPU (fairseq's torchrun "
+        "path needs GPUs) run torchrun --no-python with --distributed-world-size $WORLD_SIZE "
+        "--distributed-rank $RANK --distributed-init-method env:// --distributed-no-spawn "
+        "(docs/multi_process.md)"
+    )

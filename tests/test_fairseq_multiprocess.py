@@ -326,3 +326,16 @@ def test_rank_failure_messages():
     assert on_every_rank(lambda: 5, "loading") == 5  # no process group: just the step
     with pytest.raises(LskdError, match="^lskd: error: no$"):
         on_every_rank(lambda: (_ for _ in ()).throw(LskdError("no")), "loading")
+
+
+def test_torchrun_processes_that_train_alone_are_stopped():
+    from lskd_plugins.errors import LskdError
+    from lskd_plugins.ranks import check_joined_launcher, launched_world_size
+
+    assert launched_world_size({}) == 1 and launched_world_size({"WORLD_SIZE": "x"}) == 1
+    check_joined_launcher({})  # a plain single-process run
+    check_joined_launcher({"WORLD_SIZE": "1"})
+    with pytest.raises(LskdError) as err:
+        check_joined_launcher({"WORLD_SIZE": "2", "RANK": "1"})  # this test process joined no group
+    assert str(err.value).startswith("lskd: error: torchrun started 2 processes (WORLD_SIZE=2) but this ")
+    assert "trains alone" in str(err.value) and "--distributed-world-size 2" in str(err.value)

@@ -29,7 +29,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from lskd_plugins.errors import LskdError
 from lskd_plugins.fairseq_io import check_readable, split_paths
-from lskd_plugins.ranks import on_every_rank
+from lskd_plugins.ranks import check_joined_launcher, on_every_rank
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ class LskdTranslationTask(TranslationTask):
         self._teacher_placement = None
 
     def build_criterion(self, cfg, from_checkpoint=False):
+        check_joined_launcher()
         criterion = super().build_criterion(cfg, from_checkpoint)
         if getattr(criterion, "needs_teacher", False):
             # Every rank loads its own teacher; a failure on one rank stops all of them.
