@@ -6,15 +6,20 @@ their next collective operation until the process group's timeout (30 minutes), 
 ``on_every_rank`` runs a step on every rank and exchanges the outcomes, so that a failure on any
 rank stops every rank at once, each with one line that names the rank which failed.
 
-``check_joined_launcher`` catches the opposite mistake: torchrun started N processes, but fairseq
+``same_on_every_rank`` stops a run whose ranks loaded different models from the same option
+(``--teacher-path`` naming other files on other nodes), which would otherwise distil each shard
+of the data from another teacher without a word. ``check_joined_launcher`` catches the opposite
+mistake: torchrun started N processes, but fairseq
 did not join them into one run, so N independent trainings write the same ``--save-dir``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import Callable, Mapping, TypeVar
+from typing import Callable, Iterable, Mapping, TypeVar
 
+import torch
 import torch.distributed as dist
 
 from lskd_plugins.errors import LskdError
@@ -67,6 +72,38 @@ def on_every_rank(step: Callable[[], T], what: str) -> T:
     if message is not None:
         raise LskdError(message)
     return result
+
+
+def fingerprint(modules: Iterable[torch.nn.Module]) -> str:
+    """SHA-256 of the modules' state (names, dtypes, shapes and bytes), in order: equal on every
+    machine for the same checkpoint (no floating-point arithmetic involved)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)};".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def difference_message(what: str, values: list) -> str | None:
+    """None when every rank holds the same value, else one line naming the first rank that differs."""
+    for rank, value in enumerate(values):
+        if value != values[0]:
+            return f"{what} differs between ranks: rank 0 has {values[0]}, rank {rank} has {value}"
+    return None
+
+
+def same_on_every_rank(value: Callable[[], str], what: str, fix: str) -> None:
+    """Stop every rank with one line when ``value()`` is not the same on all of them (collective;
+    ``value`` is not computed in a single process)."""
+    if world_size() == 1:
+        return
+    values: list = [None] * world_size()
+    dist.all_gather_object(values, value())
+    message = difference_message(what, values)
+    if message is not None:
+        raise LskdError(f"{message}. Fix: {fix}")
 
 
 def launched_world_size(environ: Mapping[str, str]) -> int:

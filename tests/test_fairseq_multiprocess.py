@@ -107,12 +107,8 @@ def loopback_interface() -> str:
     return names[0] if names else "lo"
 
 
-def launch(cmds: list, env: dict, logs: list, timeout: float = RUN_TIMEOUT_S) -> list:
-    """Start every command at once (own process group, output to its log); wait for all of them.
-
-    Returns each command's exit code and log text. Past ``timeout`` every process group still
-    running is killed and the test fails, naming the commands that hung.
-    """
+def start(cmds: list, env: dict, logs: list) -> list:
+    """Start every command at once, each in its own process group with its output in its log."""
     procs = []
     for cmd, log in zip(cmds, logs):
         with open(log, "w") as out:
@@ -125,31 +121,40 @@ def launch(cmds: list, env: dict, logs: list, timeout: float = RUN_TIMEOUT_S) ->
                     start_new_session=True,
                 )
             )
+    return procs
+
+
+def wait_or_kill(procs: list, timeout: float, grace: float) -> list:
+    """Wait for every process; kill (whole group) those still running at ``timeout``, or ``grace``
+    seconds after another one failed. Returns each exit code, None for a killed process."""
     deadline = time.monotonic() + timeout
-    hung = []
-    for i, proc in enumerate(procs):
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            hung.append(i)
-    for i in hung:
-        os.killpg(procs[i].pid, signal.SIGKILL)
-        procs[i].wait()
-    texts = [Path(log).read_text() for log in logs]
-    if hung:
-        tails = "\n".join(f"--- process {i}:\n{texts[i][-2000:]}" for i in hung)
-        raise AssertionError(f"processes {hung} still ran after {timeout} s and were killed\n{tails}")
-    return [(proc.returncode, text) for proc, text in zip(procs, texts)]
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        if any(p.returncode not in (None, 0) for p in procs):
+            deadline = min(deadline, time.monotonic() + grace)
+        time.sleep(0.2)
+    codes = [p.poll() for p in procs]
+    for proc, code in zip(procs, codes):
+        if code is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return codes
 
 
 def launch_on_free_port(make_cmds, env: dict, logs: list, timeout: float = RUN_TIMEOUT_S) -> list:
-    """``launch(make_cmds(port))`` on a port free at run time; again on another port (twice at
-    most) when some other program took the port between the choice and the bind."""
+    """Run ``make_cmds(port)`` (all at once) on a port free at run time: each command's exit code
+    and log text. Again on another port (twice at most) when some other program took the port
+    between the choice and the bind. Fails the test, with the logs' tails, when a process had to
+    be killed: it still ran at ``timeout``, or 60 s after another process had failed."""
     for _ in range(3):
-        results = launch(make_cmds(free_port()), env, logs, timeout)
-        if not any("Address already in use" in text for _, text in results):
+        codes = wait_or_kill(start(make_cmds(free_port()), env, logs), timeout, grace=60)
+        texts = [Path(log).read_text() for log in logs]
+        if not any("EADDRINUSE" in text for text in texts):
             break
-    return results
+    hung = [i for i, code in enumerate(codes) if code is None]
+    if hung:
+        tails = "\n".join(f"--- process {i} (exit {codes}):\n{texts[i][-2000:]}" for i in hung)
+        raise AssertionError(f"processes {hung} did not finish by themselves and were killed\n{tails}")
+    return list(zip(codes, texts))
 
 
 def rank_command(data_bin, teacher, save_dir, rank: int, world: int, port: int) -> list:
@@ -339,3 +344,23 @@ def test_torchrun_processes_that_train_alone_are_stopped():
         check_joined_launcher({"WORLD_SIZE": "2", "RANK": "1"})  # this test process joined no group
     assert str(err.value).startswith("lskd: error: torchrun started 2 processes (WORLD_SIZE=2) but this ")
     assert "trains alone" in str(err.value) and "--distributed-world-size 2" in str(err.value)
+
+
+def test_teacher_fingerprint_tells_checkpoints_apart():
+    from lskd_plugins.ranks import difference_message, fingerprint, same_on_every_rank
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(3, 2)
+    b = torch.nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    assert fingerprint([a]) == fingerprint([b])
+    with torch.no_grad():
+        b.bias[1] = torch.nextafter(b.bias[1], torch.tensor(1.0))  # one ulp on one weight
+    assert fingerprint([a]) != fingerprint([b])
+    assert fingerprint([a]) != fingerprint([a.to(torch.float64)])
+    assert fingerprint([a, b]) != fingerprint([b, a])  # an ensemble's order matters
+    assert difference_message("the teacher", ["x", "x"]) is None
+    assert difference_message("the teacher", ["x", "x", "y"]) == (
+        "the teacher differs between ranks: rank 0 has x, rank 2 has y"
+    )
+    same_on_every_rank(lambda: 1 / 0, "the teacher", "fix")  # one process: not even computed
