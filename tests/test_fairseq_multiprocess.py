@@ -45,53 +45,17 @@ pytestmark = pytest.mark.fairseq
 
 RUN_TIMEOUT_S = 180  # per launch; a healthy launch takes about 10-30 s on two shared cores
 WEIGHT_ATOL = 1e-6
-COMMON = [
-    *TINY_ARCH,
-    "--cpu",
-    "--num-workers",
-    "0",
-    "--seed",
-    "1",
-    "--optimizer",
-    "sgd",
-    "--momentum",
-    "0",
-    "--weight-decay",
-    "0",
-    "--lr",
-    "0.5",
-    "--lr-scheduler",
-    "fixed",
-    "--dropout",
-    "0",
-    "--attention-dropout",
-    "0",
-    "--activation-dropout",
-    "0",
-    "--max-tokens",
-    "500",
-    "--max-update",
-    "1",
-    "--disable-validation",
-    "--log-format",
-    "simple",
-    "--log-interval",
-    "1",
-    "--no-progress-bar",
-    "--no-epoch-checkpoints",
-    "--user-dir",
-    USER_DIR,
-    "--task",
-    "lskd_translation",
-    "--criterion",
-    "lskd_kd",
-    "--kd-alpha",
-    "0.9",
-    "--kd-temperature",
-    "2",
-    "--label-smoothing",
-    "0.1",
-]
+# One update of plain SGD, no dropout anywhere, no validation; the KD student of the plugins.
+TRAIN_ONE_UPDATE = (
+    "--cpu --num-workers 0 --seed 1 --optimizer sgd --momentum 0 --weight-decay 0 --lr 0.5 "
+    "--lr-scheduler fixed --dropout 0 --attention-dropout 0 --activation-dropout 0 --max-tokens 500 "
+    "--max-update 1 --disable-validation --log-format simple --log-interval 1 --no-progress-bar "
+    "--no-epoch-checkpoints"
+).split()
+KD_STUDENT = (
+    "--task lskd_translation --criterion lskd_kd --kd-alpha 0.9 --kd-temperature 2 --label-smoothing 0.1"
+)
+COMMON = [*TINY_ARCH, *TRAIN_ONE_UPDATE, "--user-dir", USER_DIR, *KD_STUDENT.split()]
 DISTRIBUTED = ["--distributed-no-spawn", "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"]
 COMPARED = ("loss", "nll_loss", "ce_loss", "kd_loss", "teacher_nll_loss", "wpb", "bsz", "gnorm")
 
