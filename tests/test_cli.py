@@ -35,7 +35,7 @@ def test_no_command_prints_help(capsys):
 
 def test_console_script_reports_errors_without_traceback(tmp_path, cli_env):
     proc = subprocess.run(
-        ["lskd", "synth-mt", "--out", str(tmp_path / "x"), "--size", "0"],
+        ["lskd", "synth-mt", "--output", str(tmp_path / "x"), "--src", "en", "--tgt", "en"],
         capture_output=True,
         text=True,
         env=cli_env,
