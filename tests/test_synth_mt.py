@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_fails_one_line, snapshot
 
-from lskd_plugins.nmt import synth_mt
 from lskd_plugins.cli import main as cli_main
 from lskd_plugins.errors import LskdError
+from lskd_plugins.nmt import synth_mt
 
 SPLITS = ("train", "valid", "test")
 # The target grammar's article table, written out independently of the implementation.
@@ -328,7 +328,9 @@ def test_cli_bad_numbers_are_refused_before_any_work(tmp_path, capsys):
         (["--valid", "-1"], "--valid: expected an integer > 0"),
         (["--test", "nan"], "--test: expected an integer > 0"),
     ):
-        assert_fails_one_line(["synth-mt", "--output", str(tmp_path / "o"), *argv], capsys, must_contain=[text])
+        assert_fails_one_line(
+            ["synth-mt", "--output", str(tmp_path / "o"), *argv], capsys, must_contain=[text]
+        )
     assert not (tmp_path / "o").exists()
     assert_fails_one_line(
         ["synth-mt", "--output", str(tmp_path / "o"), "--src", "en", "--tgt", "en"],

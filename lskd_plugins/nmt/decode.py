@@ -173,6 +173,19 @@ def load_models(paths: Sequence[str], data: Path):
     return models, cfg, task
 
 
+def subset_hint(data: Path, known: Sequence[str]) -> str:
+    """What the data-bin has, and where a test set's name could come from."""
+    hint = f"it has {', '.join(known) or 'none'}"
+    if inputs.read_test_sets(data):
+        return f"{hint}; test-set names in {data / inputs.TEST_SETS_FILE}"
+    if (data.parent / "prepare.json").is_file():
+        return (
+            f"{hint} and no {inputs.TEST_SETS_FILE} (prepared by an earlier lskd?); prepare it again "
+            "with the same command plus --overwrite to get every test set and their names"
+        )
+    return hint
+
+
 class Decoder:
     """A loaded model (or ensemble) and one subset of a data-bin, ready to translate ids."""
 
@@ -213,12 +226,7 @@ class Decoder:
                 {p.name.split(".")[0] for p in data.glob(f"*.{self.src}-{self.tgt}.{self.src}.idx")}
             )
             raise LskdError(
-                f"subset {subset!r} not found in {data} ({err}); it has {', '.join(known) or 'none'}"
-                + (
-                    f"; test-set names in {data / inputs.TEST_SETS_FILE}"
-                    if inputs.read_test_sets(data)
-                    else ""
-                )
+                f"subset {subset!r} not found in {data} ({err}); {subset_hint(data, known)}"
             ) from None
         except Exception as err:
             raise LskdError(

@@ -146,6 +146,11 @@ def read_fairseq_state(path: str) -> Dict[str, Any]:
     register_plugins()
     from fairseq import checkpoint_utils
 
+    if Path(path).is_dir():
+        raise LskdError(
+            f"--path {path} is a folder; give a checkpoint file in it "
+            f"(e.g. {Path(path) / 'checkpoint_best.pt'})"
+        )
     check_readable([path], "checkpoint")
     expected = "expected a fairseq translation checkpoint (fairseq-train's checkpoint_*.pt)"
     try:

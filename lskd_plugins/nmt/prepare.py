@@ -425,6 +425,14 @@ def write_text(
     return report
 
 
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
 def train_sentencepiece(out: Path, layout: Layout, cfg: PrepareConfig) -> Path:
     """One joint model on both sides of train; a soft vocabulary limit so tiny corpora work."""
     import sentencepiece as spm
@@ -432,7 +440,21 @@ def train_sentencepiece(out: Path, layout: Layout, cfg: PrepareConfig) -> Path:
     spm_dir = out / "spm"
     spm_dir.mkdir(parents=True, exist_ok=True)
     prefix = spm_dir / "spm.tmp"
+    try:
+        _train_spm(spm, out, layout, cfg, prefix)
+    except (RuntimeError, OSError) as err:
+        raise LskdError(
+            f"sentencepiece could not train on {out / 'text'} ({str(err).strip().splitlines()[-1][:300]}); "
+            "try another --vocab-size"
+        ) from None
+    for ext in ("model", "vocab"):
+        os.replace(f"{prefix}.{ext}", spm_dir / f"spm.{ext}")
+    return spm_dir / "spm.model"
+
+
+def _train_spm(spm, out: Path, layout: Layout, cfg: PrepareConfig, prefix: Path) -> None:
     with open(os.devnull, "w") as devnull:
+        quiet = {"logstream": devnull} if _has_fileno(sys.stderr) else {}  # (not under pytest capsys)
         spm.SentencePieceTrainer.train(
             input=[str(out / "text" / f"train.{lang}") for lang in (layout.src, layout.tgt)],
             model_prefix=str(prefix),
@@ -445,11 +467,8 @@ def train_sentencepiece(out: Path, layout: Layout, cfg: PrepareConfig) -> Path:
             shuffle_input_sentence=True,
             num_threads=max(1, cfg.workers),
             seed_sentencepiece_size=min(1_000_000, max(1000, cfg.spm_sentences)),
-            logstream=devnull,
+            **quiet,
         )
-    for ext in ("model", "vocab"):
-        os.replace(f"{prefix}.{ext}", spm_dir / f"spm.{ext}")
-    return spm_dir / "spm.model"
 
 
 def encode_splits(out: Path, layout: Layout, model_path: Path, splits: Sequence[str], bar: Progress) -> None:
@@ -521,8 +540,7 @@ def fingerprint(cfg: PrepareConfig, layout: Layout, resolved) -> dict:
         train_max_ratio=layout.train_max_ratio,
         splits=list(resolved),
     )
-    blob = json.dumps({"settings": settings, "files": files}, sort_keys=True)
-    settings["raw_files"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    settings["raw_files"] = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
     return settings
 
 
@@ -580,7 +598,7 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool =
     refuse_earlier_version(out, force, "lskd prepare-mt (or the data_prep script) with the same options")
     own = (*RESULTS, PARTIAL, "data-bin.tmp", MANIFEST, "raw", OWNER_FILE)
     if reuse_prepared(out, MANIFEST, settings, force=force, own=own, option="--output") is not None:
-        log(f"prepare: {out} already holds this preparation ({settings['raw_files']}); nothing to do")
+        log(f"prepare: {out} already holds this preparation; nothing to do")
         return read_stamp(out, MANIFEST)
     check_writable(out, "--output")
     skipped = [name for subset, name in layout.test_sets if subset not in resolved]
@@ -601,6 +619,7 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool =
         "raw_dir": str(Path(cfg.raw_dir).resolve()),
         "data_bin": str(data_bin.resolve()),
         "spm_model": str((out / "spm" / "spm.model").resolve()),
+        "lines": lines,  # = counts; the name the earlier version used
         "test_sets": {
             subset: dict(layout.test_sets).get(subset, subset)
             for subset in resolved
