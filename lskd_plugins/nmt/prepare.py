@@ -660,6 +660,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="plain-text files PREFIX.{src,tgt}[.gz] (relative to --raw-dir) for split NAME "
         "(train, valid or test); overrides the layout; repeatable (default: the layout's files)",
     )
+    add_size_arguments(p)
+    add_overwrite_option(p)
+    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)
+    add_progress_option(p)
+
+
+def add_size_arguments(p: argparse.ArgumentParser) -> None:
+    """Vocabulary, slicing, filtering and parallelism of ``lskd prepare-mt``."""
     p.add_argument(
         "--vocab-size",
         type=nonneg_int,
@@ -700,9 +708,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="processes for sentencepiece and fairseq-preprocess (default %(default)s)",
     )
-    add_overwrite_option(p)
-    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)
-    add_progress_option(p)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -195,6 +195,24 @@ def build_data_bin(
     return dest
 
 
+def output_settings(
+    data: Path, decoder: Decoder, options: DecodeOptions, shard_size: int, on_empty: str
+) -> dict:
+    """What makes the hypotheses (a resumed run must use the same; the output folder's owner)."""
+    return {
+        "data": str(data),
+        "path": [str(Path(p).resolve()) for p in decoder.paths],
+        "subset": decoder.subset,
+        "beam": options.beam,
+        "lenpen": options.lenpen,
+        "max_len_a": options.max_len_a,
+        "max_len_b": options.max_len_b,
+        "shard_size": shard_size,
+        "on_empty": on_empty,
+        "sentences": len(decoder),
+    }
+
+
 def check_arguments(shard_size: int, max_shards: int, num_workers: int, worker_id: int) -> None:
     if shard_size < 1:
         raise LskdError(f"--shard-size must be >= 1, got {shard_size}")
@@ -290,18 +308,7 @@ def run_seqkd(
     if decoder.dataset.tgt is None and on_empty == "reference":
         raise LskdError(f"subset {subset} has no target side to fall back on; use --on-empty keep")
     n = len(decoder)
-    settings = {
-        "data": str(data),
-        "path": [str(Path(p).resolve()) for p in decoder.paths],
-        "subset": subset,
-        "beam": options.beam,
-        "lenpen": options.lenpen,
-        "max_len_a": options.max_len_a,
-        "max_len_b": options.max_len_b,
-        "shard_size": shard_size,
-        "on_empty": on_empty,
-        "sentences": n,
-    }
+    settings = output_settings(data, decoder, options, shard_size, on_empty)
     claim(out, data, decoder, settings, overwrite)
     manifest_path = out / "seqkd.json"
     if num_workers == 1 or not manifest_path.is_file():
@@ -314,22 +321,35 @@ def run_seqkd(
     records, missing, new, stopped = decode_missing_shards(
         decoder, shard_dir, ranges, on_empty, progress, max_shards, num_workers, worker_id
     )
+    if stopped or num_workers > 1 or missing:
+        return unfinished(shard_dir, len(ranges), new, missing, stopped, num_workers, worker_id, log)
+    return assemble(out, data, decoder, settings, records, new, allow_failures, log)
+
+
+def unfinished(
+    shard_dir: Path,
+    shards: int,
+    new: int,
+    missing: List[int],
+    stopped: bool,
+    num_workers: int,
+    worker_id: int,
+    log,
+) -> dict:
+    """The report (and the line saying what to do next) of a run that leaves shards to decode."""
     if stopped:
-        done = sum(1 for j in range(len(ranges)) if (shard_dir / f"{j:05d}.json").is_file())
+        done = sum(1 for j in range(shards) if (shard_dir / f"{j:05d}.json").is_file())
         log(
-            f"seqkd: stopped after {new} new shard(s) (--max-shards); {done}/{len(ranges)} shards "
+            f"seqkd: stopped after {new} new shard(s) (--max-shards); {done}/{shards} shards "
             f"done in {shard_dir}; rerun the same command to continue"
         )
-        return {"complete": False, "shards_done": done, "shards": len(ranges)}
-    if num_workers > 1 or missing:
-        log(
-            f"seqkd: worker {worker_id}/{num_workers}: its shards are done ({new} decoded now); "
-            f"{len(missing)} shard(s) of other workers missing. When every worker has finished, run "
-            "the command without --num-workers to write the texts and the data-bin"
-        )
-        return {"complete": False, "shards_done": len(ranges) - len(missing), "shards": len(ranges)}
-    report = assemble(out, data, decoder, settings, records, new, allow_failures, log)
-    return report
+        return {"complete": False, "shards_done": done, "shards": shards}
+    log(
+        f"seqkd: worker {worker_id}/{num_workers}: its shards are done ({new} decoded now); "
+        f"{len(missing)} shard(s) of other workers missing. When every worker has finished, run "
+        "the command without --num-workers to write the texts and the data-bin"
+    )
+    return {"complete": False, "shards_done": shards - len(missing), "shards": shards}
 
 
 def assemble(

@@ -504,6 +504,33 @@ def check_arguments(size: int, seed: int, valid_size: int, test_size: int, src: 
         raise LskdError(f"--src and --tgt are both {src!r}; the two sides need different file suffixes")
 
 
+def _write_splits(out: Path, sizes: Dict[str, int], seed: int, src: str, tgt: str, cfg: GrammarConfig):
+    """Each split's two files; returns (files, vocabulary sets, train target counts, overlap with train)."""
+    files: Dict[str, str] = {}
+    vocab: Dict[str, set] = {"src": set(), "tgt": set()}
+    train_tgt_counts: Counter = Counter()
+    train_src_lines: set = set()
+    overlap = {}
+    for split, n in sizes.items():
+        pairs = generate_pairs(n, seed, split, cfg)
+        src_lines = [" ".join(s) for s, _ in pairs]
+        tgt_lines = [" ".join(t) for _, t in pairs]
+        for s, t in pairs:
+            vocab["src"].update(s)
+            vocab["tgt"].update(t)
+        if split == "train":
+            for _, t in pairs:
+                train_tgt_counts.update(t)
+            train_src_lines = set(src_lines)
+        else:
+            overlap[split] = sum(line in train_src_lines for line in src_lines)
+        for lang, lines in ((src, src_lines), (tgt, tgt_lines)):
+            path = out / f"{split}.{lang}"
+            write_text_atomic(path, "\n".join(lines) + "\n")
+            files[path.name] = str(path)
+    return files, vocab, train_tgt_counts, overlap
+
+
 def generate_corpus(
     out_dir,
     size: int,
@@ -529,28 +556,7 @@ def generate_corpus(
         raise LskdError(f"cannot create --out directory {str(out)!r}: {err.strerror}") from None
 
     sizes = {"train": size, "valid": valid_size, "test": test_size}
-    files: Dict[str, str] = {}
-    vocab: Dict[str, set] = {"src": set(), "tgt": set()}
-    train_tgt_counts: Counter = Counter()
-    train_src_lines: set = set()
-    overlap = {}
-    for split, n in sizes.items():
-        pairs = generate_pairs(n, seed, split, cfg)
-        src_lines = [" ".join(s) for s, _ in pairs]
-        tgt_lines = [" ".join(t) for _, t in pairs]
-        for s, t in pairs:
-            vocab["src"].update(s)
-            vocab["tgt"].update(t)
-        if split == "train":
-            for _, t in pairs:
-                train_tgt_counts.update(t)
-            train_src_lines = set(src_lines)
-        else:
-            overlap[split] = sum(line in train_src_lines for line in src_lines)
-        for lang, lines in ((src, src_lines), (tgt, tgt_lines)):
-            path = out / f"{split}.{lang}"
-            write_text_atomic(path, "\n".join(lines) + "\n")
-            files[path.name] = str(path)
+    files, vocab, train_tgt_counts, overlap = _write_splits(out, sizes, seed, src, tgt, cfg)
 
     groups = synonym_groups()
     triple = suggest_triple(groups, train_tgt_counts)
