@@ -5,7 +5,8 @@
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python}
 
-die() { echo "$(basename "$0"): error: $*" >&2; exit 2; }
+# One line in the project's format (as `lskd` prints it), exit 2: a usage or input error.
+die() { echo "lskd: error: $(basename "$0"): $*" >&2; exit 2; }
 
 # fetch URL FILE: download once (a partial download never counts as done).
 fetch() {
@@ -46,17 +47,31 @@ unpack() {
   tar -xzf "$archive" -C "$dir" || die "cannot unpack $archive (delete it to download again)"
 }
 
+# check_number OPTION VALUE: the numeric options, range-checked before any download (the same
+# ranges as `lskd prepare-mt`, which checks them again).
+check_number() {
+  case "$1" in
+    --vocab-size|--max-lines|--train-max-words)
+      [[ "$2" =~ ^[0-9]+$ ]] || die "$1: expected an integer >= 0, got '$2'" ;;
+    --workers|--spm-sentences)
+      [[ "$2" =~ ^[0-9]+$ && "$2" -gt 0 ]] || die "$1: expected an integer > 0, got '$2'" ;;
+    --train-max-ratio)
+      [[ "$2" =~ ^[0-9]+([.][0-9]*)?$ ]] || die "$1: expected a finite number >= 0, got '$2'" ;;
+  esac
+}
+
 main() {
   local out="" raw_dir="" extra=()
   while [ $# -gt 0 ]; do
     case "$1" in
       -h|--help) usage; exit 0 ;;
+      --output|--out|--raw-dir) [ $# -ge 2 ] || die "$1 needs a value (see --help)" ;;&
       --output|--out) out=${2:-}; shift 2 ;;
       --output=*|--out=*) out=${1#*=}; shift ;;
       --raw-dir) raw_dir=${2:-}; shift 2 ;;
       --raw-dir=*) raw_dir=${1#*=}; shift ;;
       --vocab-size|--src|--tgt|--max-lines|--workers|--train-max-words|--train-max-ratio|--spm-sentences|--split)
-        [ $# -ge 2 ] || die "$1 needs a value"; extra+=("$1" "$2"); shift 2 ;;
+        [ $# -ge 2 ] || die "$1 needs a value"; check_number "$1" "$2"; extra+=("$1" "$2"); shift 2 ;;
       --lowercase|--overwrite|--no-progress) extra+=("$1"); shift ;;
       --force) extra+=(--overwrite); shift ;;
       --quiet) extra+=(--no-progress); shift ;;

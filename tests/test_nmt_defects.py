@@ -229,3 +229,39 @@ def test_half_done_preparation_starts_clean(tiny_mt_data, tmp_path, capsys):
     assert_fails_one_line(
         [*argv, "--vocab-size", "200"], capsys, unchanged=[out], must_contain=["vocab_size", "--overwrite"]
     )
+
+
+def test_truncated_raw_files_are_named(tiny_mt_data, tmp_path, capsys):
+    """A cut download (.gz) or a file that is not UTF-8 in --raw-dir: one line naming it, no output."""
+    import gzip
+
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_mt_data.text_dir, raw)
+    data = gzip.compress((raw / "valid.de").read_bytes())
+    (raw / "valid.de").unlink()
+    (raw / "valid.de.gz").write_bytes(data[: len(data) // 2])
+    argv = ["prepare-mt", "--layout", "plain", "--raw-dir", str(raw), "--output", str(tmp_path / "out")]
+    argv += ["--split", "train=train", "--split", "valid=valid", "--split", "test=test", "--no-progress"]
+    assert_fails_one_line(
+        argv, capsys, must_contain=["valid.de.gz is truncated or corrupt", "download it again"]
+    )
+    (raw / "valid.de.gz").unlink()
+    (raw / "valid.de").write_bytes(b"\xff\xfe\xfa latin-1 bytes\n" * 40)
+    assert_fails_one_line(argv, capsys, must_contain=["valid.de is truncated or corrupt"])
+    assert not (tmp_path / "out" / "data-bin").exists()
+
+
+@pytest.mark.parametrize("script", ["prepare_multi30k.sh", "prepare_iwslt14.sh", "prepare_wmt14_en_de.sh"])
+def test_preparation_scripts_fail_in_one_line(script, tmp_path, cli_env):
+    from cli_helpers import assert_cmd_fails_one_line
+
+    path = Path(__file__).resolve().parents[1] / "data_prep" / script
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    for args, text in (
+        (["--raw-dir"], "--raw-dir needs a value"),
+        (["--output", a_file, "--raw-dir", tmp_path], "is a file, not a folder"),
+        (["--output", tmp_path / "o", "--vocab-size", "-3"], "--vocab-size"),
+        (["--output", tmp_path / "o", "--raw-dir", tmp_path / "nope"], "raw directory not found"),
+    ):
+        assert_cmd_fails_one_line(["bash", path, *args], cli_env, unchanged=[a_file], must_contain=[text])
