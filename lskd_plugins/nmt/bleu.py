@@ -136,11 +136,18 @@ def read_reference(path: str | Path, n: int) -> List[str]:
     return refs
 
 
-def check_output(out: str | Path, subset: str, identity: Dict, inputs: Sequence, overwrite: bool) -> Path:
-    """Before decoding: OUTPUT is a writable folder, not an input, and its <subset>.* files (if
-    any) are this checkpoint's own results on this data, unless ``overwrite``."""
+def check_output(
+    out: str | Path, subset: str, identity: Dict, inputs: Sequence, overwrite: bool, reference=None
+) -> Path:
+    """Before decoding: OUTPUT is a writable folder, neither is, holds nor lies inside the data-bin,
+    writes no file over the reference, and its <subset>.* files (if any) are this checkpoint's own
+    results on this data, unless ``overwrite``. (A checkpoint's folder is fine: only <subset>.*
+    files are written there.)"""
     refuse_overlap(out, inputs, "--output")
     out = check_writable(out, "--output")
+    written = {(out / f"{subset}.{kind}").resolve() for kind in OUTPUT_SUFFIXES}
+    if reference and Path(reference).resolve() in written:
+        raise LskdError(f"--output {out} would write over --ref {reference}; choose another folder")
     old = out / f"{subset}.bleu.json"
     if overwrite or not old.is_file():
         return out
@@ -241,9 +248,7 @@ def main(args: argparse.Namespace) -> int:
     out = None
     if args.output is not None:
         identity = {"checkpoint": [str(p) for p in decoder.paths], "data": str(decoder.data)}
-        out = check_output(
-            args.output, decoder.subset, identity, [args.data, args.ref, *decoder.paths], args.overwrite
-        )
+        out = check_output(args.output, decoder.subset, identity, [args.data], args.overwrite, args.ref)
     result, texts = decode_and_score(decoder, options, args.remove_bpe, args.ref, not args.no_progress)
     if out is not None:
         result["files"] = output_files(out, decoder.subset)
