@@ -200,9 +200,10 @@ def test_each_rank_loads_its_own_teacher(runs):
     assert f"lskd: teacher {runs['teachers'][0]}: TransformerModel" in rank0
     assert str(runs["teachers"][1]) not in rank0  # rank 0 never reads rank 1's path
     assert "initialized host" in rank1 and "as rank 1" in rank1
-    # Rank 1 logs only warnings (fairseq lowers non-master ranks to WARNING): its KD term
-    # entering the aggregated kd_loss is checked above; test_rank_without_teacher_* shows it reads
-    # its own --teacher-path.
+    # Rank 1 logs only warnings (fairseq lowers non-master ranks to WARNING). Its teacher shows
+    # in three places: its KD term enters the aggregated kd_loss compared above; the run would
+    # have stopped had its teacher's fingerprint differed from rank 0's; and
+    # test_rank_without_teacher_stops_every_rank shows that it reads its own --teacher-path.
 
 
 def _student_weights(ckpt: Path) -> dict:
