@@ -2,15 +2,16 @@
 
 fairseq 0.12 starts its ranks independently (torchrun, SLURM, or one command per rank with
 ``--distributed-init-method``). When a step fails on one rank, the other ranks go on and wait in
-their next collective operation until the process group's timeout (30 minutes), printing nothing.
+their next collective operation until the process group's timeout (torch 2.14: 30 minutes for
+gloo, 10 for NCCL), printing nothing.
 ``on_every_rank`` runs a step on every rank and exchanges the outcomes, so that a failure on any
 rank stops every rank at once, each with one line that names the rank which failed.
 
 ``same_on_every_rank`` stops a run whose ranks loaded different models from the same option
 (``--teacher-path`` naming other files on other nodes), which would otherwise distil each shard
 of the data from another teacher without a word. ``check_joined_launcher`` catches the opposite
-mistake: torchrun started N processes, but fairseq
-did not join them into one run, so N independent trainings write the same ``--save-dir``.
+mistake: torchrun started N processes, but fairseq did not join them into one run, so N
+independent trainings write the same ``--save-dir``.
 """
 
 from __future__ import annotations

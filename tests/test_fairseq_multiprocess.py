@@ -16,7 +16,9 @@ it; the trainer then multiplies by world size / total sample size: (g0 + g1) / S
 one process accumulating g0 + g1 and dividing by S. For two ranks the halving and doubling are
 exact in floating point, so the weights agree to the last bit in practice (observed: max
 difference 0.0); the test allows 1e-6 absolute. With all dropouts 0 and the same ``--seed``
-both runs start from the same weights. Logged values are compared to the printed precision.
+both runs start from the same weights. Logged values are compared to one unit of the last
+printed digit. The validation after the update (``--eval-bleu``, an odd number of batches, so
+that rank 1 runs fairseq's dummy batch for the last one) must equal one process's too.
 
 The optimiser is plain SGD (lr 0.5, no momentum), so the weights after the update are
 w0 - lr * g: their distance from the initial weights, divided by lr, must equal the logged
@@ -28,6 +30,7 @@ port free at run time are used (gloo's own connections are kept on the loopback 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -45,19 +48,36 @@ pytestmark = pytest.mark.fairseq
 
 RUN_TIMEOUT_S = 180  # per launch; a healthy launch takes about 10-30 s on two shared cores
 WEIGHT_ATOL = 1e-6
-# One update of plain SGD, no dropout anywhere, no validation; the KD student of the plugins.
+# One update of plain SGD, no dropout anywhere, then one validation with --eval-bleu in batches
+# of 8 sentences; the KD student of the plugins.
+VALID_BATCH = 8
 TRAIN_ONE_UPDATE = (
     "--cpu --num-workers 0 --seed 1 --optimizer sgd --momentum 0 --weight-decay 0 --lr 0.5 "
     "--lr-scheduler fixed --dropout 0 --attention-dropout 0 --activation-dropout 0 --max-tokens 500 "
-    "--max-update 1 --disable-validation --log-format simple --log-interval 1 --no-progress-bar "
-    "--no-epoch-checkpoints"
-).split()
+    f"--max-update 1 --batch-size-valid {VALID_BATCH} --eval-bleu --log-format simple --log-interval 1 "
+    "--no-progress-bar --no-epoch-checkpoints"
+).split() + ["--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 5}']
 KD_STUDENT = (
     "--task lskd_translation --criterion lskd_kd --kd-alpha 0.9 --kd-temperature 2 --label-smoothing 0.1"
 )
 COMMON = [*TINY_ARCH, *TRAIN_ONE_UPDATE, "--user-dir", USER_DIR, *KD_STUDENT.split()]
 DISTRIBUTED = ["--distributed-no-spawn", "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"]
-COMPARED = ("loss", "nll_loss", "ce_loss", "kd_loss", "teacher_nll_loss", "wpb", "bsz", "gnorm")
+# One unit of the last digit fairseq prints (the round= of lskd_kd's reduce_metrics, of fairseq's
+# trainer for gnorm, of its task for wpb/bsz, of the translation task for bleu): two equal values
+# print the same or, at a rounding boundary, one unit apart.
+PRINTED_UNIT = {
+    "loss": 1e-3,
+    "nll_loss": 1e-3,
+    "ce_loss": 1e-3,
+    "kd_loss": 1e-4,
+    "teacher_nll_loss": 1e-3,
+    "gnorm": 1e-3,
+    "wpb": 0.1,
+    "bsz": 0.1,
+    "bleu": 1e-2,
+}
+TRAIN_COMPARED = ("loss", "nll_loss", "ce_loss", "kd_loss", "teacher_nll_loss", "wpb", "bsz", "gnorm")
+VALID_COMPARED = ("loss", "nll_loss", "ce_loss", "kd_loss", "teacher_nll_loss", "bleu")
 
 
 def free_port() -> int:
@@ -148,10 +168,11 @@ def first_update(log: str) -> dict:
     raise AssertionError(f"no train_inner line for update 1 in:\n{log[-3000:]}")
 
 
-def decimals(log: str, key: str) -> int:
-    """How many decimals fairseq printed for ``key`` (the comparison's tolerance)."""
-    m = re.search(rf"\b{key}=-?\d+(?:\.(\d+))?", log)
-    return len(m.group(1)) if m and m.group(1) else 0
+def valid_stats(log: str) -> dict:
+    """The ``key value`` pairs of the last ``valid`` line."""
+    lines = [line for line in log.splitlines() if "| valid |" in line]
+    assert lines, f"no valid line in:\n{log[-3000:]}"
+    return {k: float(v) for k, v in re.findall(r"\| (\w+) ([-\d.]+)(?= \||$)", lines[-1])}
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +210,24 @@ def test_two_ranks_log_what_one_process_logs(runs):
     rank0, _, one = runs["logs"]
     assert "distributed init (rank 0): tcp://127.0.0.1:" in rank0
     two_stats, one_stats = first_update(rank0), first_update(one)
-    for key in COMPARED:
-        tol = 10.0 ** -decimals(rank0, key)
-        assert two_stats[key] == pytest.approx(one_stats[key], abs=tol * 1.01), key
+    for key in TRAIN_COMPARED:
+        assert two_stats[key] == pytest.approx(one_stats[key], abs=PRINTED_UNIT[key] * 1.01), key
     assert two_stats["kd_loss"] > 0
+
+
+def test_validation_on_two_ranks_equals_one_process(runs, tiny_mt_data):
+    """Validation sums over all ranks: the same losses and BLEU as one process. With an odd number
+    of validation batches, rank 1 runs fairseq's dummy batch for the last one (counted as 0)."""
+    n_valid = len((tiny_mt_data.text_dir / "valid.en").read_text().splitlines())
+    batches = math.ceil(n_valid / VALID_BATCH)
+    assert batches % 2 == 1, "the fixture should give rank 1 a dummy validation batch"
+    two, one = valid_stats(runs["logs"][0]), valid_stats(runs["logs"][2])
+    for key in VALID_COMPARED:
+        assert two[key] == pytest.approx(one[key], abs=PRINTED_UNIT[key] * 1.01), key
+    assert two["kd_loss"] > 0
+    # bsz is per validation step: 2 ranks take ceil(batches / 2) steps, one process takes batches.
+    assert two["bsz"] == pytest.approx(n_valid / math.ceil(batches / 2), abs=0.051)
+    assert one["bsz"] == pytest.approx(n_valid / batches, abs=0.051)
 
 
 def test_each_rank_loads_its_own_teacher(runs):
@@ -200,9 +235,10 @@ def test_each_rank_loads_its_own_teacher(runs):
     assert f"lskd: teacher {runs['teachers'][0]}: TransformerModel" in rank0
     assert str(runs["teachers"][1]) not in rank0  # rank 0 never reads rank 1's path
     assert "initialized host" in rank1 and "as rank 1" in rank1
-    # Rank 1 logs only warnings (fairseq lowers non-master ranks to WARNING): its KD term
-    # entering the aggregated kd_loss is checked above; test_rank_without_teacher_* shows it reads
-    # its own --teacher-path.
+    # Rank 1 logs only warnings (fairseq lowers non-master ranks to WARNING). Its teacher shows
+    # in three places: its KD term enters the aggregated kd_loss compared above; the run would
+    # have stopped had its teacher's fingerprint differed from rank 0's; and
+    # test_rank_without_teacher_stops_every_rank shows that it reads its own --teacher-path.
 
 
 def _student_weights(ckpt: Path) -> dict:

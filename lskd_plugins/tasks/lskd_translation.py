@@ -179,7 +179,7 @@ class LskdTranslationTask(TranslationTask):
             # rank, stops all of them.
             teachers = on_every_rank(self.load_teachers, "loading the teacher")
             same_on_every_rank(
-                lambda: f"teacher sha256 {fingerprint(teachers)[:16]}",
+                lambda: f"teacher sha256 {fingerprint(teachers or ())[:16]}",
                 "the teacher (--teacher-path)",
                 "give every rank the same teacher checkpoint",
             )
