@@ -148,7 +148,7 @@ def test_a_class_folder_list_that_is_not_the_models_is_refused(image_setup, tmp_
     assert_fails_one_line(
         image_args(ckpts[:1], other, tmp_path / "o"),
         capsys,
-        must_contain=["first difference at index 3", "'frog'", "'horse'"],
+        must_contain=["first difference at position 3", "'frog'", "'horse'"],
     )
 
 
@@ -167,6 +167,12 @@ def test_corrupt_images_are_skipped_and_counted(image_setup, tmp_path, capsys):
     assert rec["train"]["n"]["a"] == 6 and rec["valid"]["n"]["b"] == 4  # the readable ones only
     err = capsys.readouterr().err
     assert "skipped 1 unreadable image(s)" in err and "bad.jpg" in err and "Traceback" not in err
+    # --bad-images error refuses them instead (image-train's and image-eval's policy option)
+    assert_fails_one_line(
+        image_args(ckpts[:1], bad, tmp_path / "e", "--per-class", "20", "--bad-images", "error"),
+        capsys,
+        must_contain=["cannot read image", "--bad-images skip"],
+    )
 
 
 def test_truncated_checkpoints_are_one_line(image_setup, tiny_mt_data, tiny_teacher, tmp_path, capsys):
@@ -190,7 +196,7 @@ def test_a_truncated_data_bin_index_is_one_line(tiny_mt_data, tiny_teacher, tmp_
     assert_fails_one_line(
         nmt_args([tiny_teacher], data, tmp_path / "o"),
         capsys,
-        must_contain=["'valid' split", "binarize the data again"],
+        must_contain=["valid.en-de.de.idx", "truncated", "binarize the data again"],
     )
 
 
@@ -267,8 +273,7 @@ def test_the_wrong_kind_of_checkpoint_says_what_it_is(
 
 # ------------------------------------------------------------------ timm checkpoints (issue 10)
 def test_a_timm_state_dict_is_analysed_with_model_and_num_classes(image_setup, tmp_path, capsys):
-    """Through image.checkpoint.load_classifier where this version has it; otherwise one line says so."""
-    from lskd_plugins.diffusion.image_source import _load_classifier_fn
+    """Through image.checkpoint.load_classifier, the loader of image-train's teacher and image-eval."""
     from lskd_plugins.image.checkpoint import load_model
 
     data, ckpts = image_setup
@@ -276,9 +281,6 @@ def test_a_timm_state_dict_is_analysed_with_model_and_num_classes(image_setup, t
     plain = tmp_path / "model_best.pth.tar"
     torch.save({"state_dict": model.state_dict(), "epoch": 3}, plain)
     argv = image_args([plain], data, tmp_path / "o", "--model", "test_resnet", "--num-classes", "4")
-    if _load_classifier_fn() is None:
-        assert_fails_one_line(argv, capsys, must_contain=["--model", "load_classifier"])
-        return
     assert lskd_main(argv) == 0
     rec = json.loads((tmp_path / "o" / "diffusion.json").read_text())["records"][0]
     assert rec["model_name"] == "test_resnet" and rec["label"] == "model_best.pth"

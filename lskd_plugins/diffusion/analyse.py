@@ -183,10 +183,12 @@ def analyse_image_checkpoints(
     model_name: str | None = None,
     num_classes: int | None = None,
     class_file: str | None = None,
+    bad_images: str = "skip",
 ) -> Tuple[List[dict], List[ModelProjection]]:
     """Diffusion records of image classifiers on ``data_dir``/{train,val} (3 classes).
 
-    lskd image checkpoints by default; ``model_name``/``num_classes``/``class_file`` read timm ones."""
+    lskd image checkpoints by default; ``model_name``/``num_classes``/``class_file`` read timm ones;
+    ``bad_images``: "skip" (count) or "error" for unreadable image files (image/data.py's policy)."""
     from lskd_plugins.diffusion.image_source import ImageSource, TimmOptions
 
     if per_class < 2:
@@ -203,6 +205,7 @@ def analyse_image_checkpoints(
         progress=progress,
         log=log,
         timm_options=TimmOptions(model_name, num_classes, class_file),
+        bad_images=bad_images,
     )
     return analyse_checkpoints(source, paths, classes, labels, reference, log)
 

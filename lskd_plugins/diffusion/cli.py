@@ -87,6 +87,12 @@ def _image_options(img: argparse.ArgumentParser) -> None:
         "--workers", type=nonneg_int, default=0, help="data-loader workers (default: %(default)s)"
     )
     img.add_argument(
+        "--bad-images",
+        choices=("skip", "error"),
+        default="skip",
+        help="unreadable image files: skip and count them, or stop at the first (default: %(default)s)",
+    )
+    img.add_argument(
         "--model",
         metavar="NAME",
         help="timm model name of timm checkpoints that do not name it (default: from the checkpoint)",
@@ -209,6 +215,7 @@ def analyse(args: argparse.Namespace):
             model_name=args.model,
             num_classes=args.num_classes,
             class_file=args.class_file,
+            bad_images=args.bad_images,
             **common,
         )
     return analyse_nmt_checkpoints(

@@ -4,9 +4,11 @@ The data layout and its rules (``train/`` and ``val/``, one folder per class, so
 are ``lskd_plugins.image.data``'s, the same as the image trainer's. Every model sees the same
 seeded sample of files; each model's own data config makes its evaluation transform.
 
-Unreadable images (corrupt or truncated files) are skipped and counted (``skipped_images`` in each
-record and a warning line), the image trainer's default policy: one bad file in a
-thousand should not stop an analysis whose numbers are means over the rest.
+Unreadable images (corrupt or truncated files) follow the image commands' ``--bad-images`` policy
+(``image/data.py``): ``skip`` (the default) leaves them out and counts them (``skipped_images`` in
+each record and a warning line), ``error`` stops at the first with one line. Skipping is the
+default because the numbers are means over a sample: one bad file in a thousand should not stop
+the analysis.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import numpy as np
 import torch
 
 from lskd_plugins.diffusion.capture import Captured, capture_timm, timm_templates
-from lskd_plugins.diffusion.inputs import IMAGE_EXPECTED, checkpoint_kind, first_difference, peek_checkpoint
+from lskd_plugins.diffusion.inputs import IMAGE_EXPECTED, checkpoint_kind, peek_checkpoint
 from lskd_plugins.diffusion.select import mean_probability_matrix
 from lskd_plugins.errors import LskdError
+from lskd_plugins.image.checkpoint import first_difference
+from lskd_plugins.image.data import BadImageCounter, collate_checked
 
 
 @dataclass
@@ -44,58 +48,32 @@ class TimmOptions:
     num_classes: int | None = None
     class_file: str | None = None
 
-    def given(self) -> bool:
-        return any(v is not None for v in (self.model_name, self.num_classes, self.class_file))
-
-
-def _load_classifier_fn():
-    """The image package's loader of lskd and timm checkpoints, where this version has it."""
-    try:
-        from lskd_plugins.image.checkpoint import load_classifier
-    except ImportError:
-        return None
-    return load_classifier
-
 
 def load_image_model(
     path: str, timm_options: TimmOptions, device: torch.device, option: str = "--checkpoints"
 ) -> ImageModel:
-    """THE call site that loads an image checkpoint (lskd's; timm's through ``load_classifier``)."""
-    load_classifier = _load_classifier_fn()
+    """An lskd or timm checkpoint through ``image.checkpoint.load_classifier`` (the loader of
+    image-train's teacher and image-eval); a fairseq checkpoint is named as such."""
+    from lskd_plugins.image.checkpoint import load_classifier
+
     try:
-        if load_classifier is not None:
-            loaded = load_classifier(
-                path,
-                model_name=timm_options.model_name,
-                num_classes=timm_options.num_classes,
-                class_file=timm_options.class_file,
-                option=option,
-            )
-            model, names, config, meta = loaded.model, loaded.class_names, loaded.data_config, loaded.meta
-            meta = dict(meta or {}, model_name=loaded.model_name)
-        else:
-            model, names, config, meta = _load_lskd(path, timm_options)
+        loaded = load_classifier(
+            path,
+            model_name=timm_options.model_name,
+            num_classes=timm_options.num_classes,
+            class_file=timm_options.class_file,
+            option=option,
+        )
     except LskdError:
         kind = checkpoint_kind(peek_checkpoint(path, option))
         if kind.startswith("a fairseq"):
             raise LskdError(f"{option} {path} is {kind}; {IMAGE_EXPECTED}") from None
         raise
+    meta = dict(loaded.meta or {}, model_name=loaded.model_name)
     label = meta.get("label") or Path(path).stem
-    extra = {"model_name": meta.get("model_name"), "args": meta.get("args")}
-    return ImageModel(model.to(device).eval(), names and [str(c) for c in names], label, config or {}, extra)
-
-
-def _load_lskd(path: str, timm_options: TimmOptions):
-    from lskd_plugins.image.checkpoint import load_model
-
-    if timm_options.given():
-        raise LskdError(
-            "--model/--num-classes/--class-file read timm checkpoints through "
-            "lskd_plugins.image.checkpoint.load_classifier, which this version lacks; give lskd image "
-            "checkpoints (lskd image-train)"
-        )
-    model, ckpt = load_model(path)
-    return model, ckpt["class_names"], ckpt.get("data_config"), ckpt
+    extra = {"model_name": loaded.model_name, "args": meta.get("args")}
+    names = loaded.class_names and [str(c) for c in loaded.class_names]
+    return ImageModel(loaded.model.to(device).eval(), names, label, loaded.data_config or {}, extra)
 
 
 def eval_transform(m: ImageModel):
@@ -132,7 +110,7 @@ def sample_files(
 
 
 class ImageList(torch.utils.data.Dataset):
-    """(path, label) items; an unreadable file gives (None, label, path) instead of an exception."""
+    """(path, label) items; an unreadable file gives image/data.py's ``BadImage`` instead of raising."""
 
     def __init__(self, items: List[Tuple[str, int]], transform):
         self.items = items
@@ -144,27 +122,21 @@ class ImageList(torch.utils.data.Dataset):
     def __getitem__(self, i):
         from PIL import Image
 
+        from lskd_plugins.image.data import BadImage
+
         path, label = self.items[i]
         try:
             with Image.open(path) as img:
-                return self.transform(img.convert("RGB")), label, ""
-        except (OSError, SyntaxError, ValueError):  # PIL's errors for corrupt or truncated files
-            return None, label, path
+                return self.transform(img.convert("RGB")), label
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for corrupt or truncated files
+            return BadImage(path, f"{type(err).__name__}: {err}".splitlines()[0])
 
 
-def collate_readable(batch):
-    """Stack the readable images; pass the unreadable files' paths on for the count."""
-    good = [(x, y) for x, y, _ in batch if x is not None]
-    bad = [p for x, _, p in batch if x is None]
-    if not good:
-        return None, None, bad
-    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), bad
-
-
-def readable_batches(loader, skipped: List[str]):
+def readable_batches(loader, counter):
+    """(images, labels) of each batch's readable images; the unreadable go to the policy's counter."""
     for images, labels, bad in loader:
-        skipped.extend(bad)
-        if images is not None:
+        counter.add(bad)
+        if len(labels):
             yield images, labels
 
 
@@ -185,6 +157,7 @@ class ImageSource:
         progress: bool = True,
         log=print,
         timm_options: TimmOptions | None = None,
+        bad_images: str = "skip",
     ):
         from lskd_plugins.image.data import class_names, split_dir
 
@@ -195,7 +168,7 @@ class ImageSource:
         self.device = device or torch.device("cpu")
         self.timm_options = timm_options or TimmOptions()
         self.samples: Dict[tuple, list] = {}
-        self.skipped: Dict[str, set] = {"train": set(), "valid": set(), "choice": set()}
+        self.counters = {key: BadImageCounter(bad_images) for key in ("train", "valid", "choice")}
 
     def load(self, path: str, option: str = "--checkpoints") -> ImageModel:
         m = load_image_model(path, self.timm_options, self.device, option)
@@ -207,8 +180,8 @@ class ImageSource:
     def check_classes(self, path: str, m: ImageModel, option: str) -> None:
         """The model's classes must be the data's class folders, in the same order."""
         for split, folder in self.dirs.items():
-            diff = first_difference(m.class_names, self.folder_classes[split], ("model", "data"))
-            if diff:
+            if m.class_names != self.folder_classes[split]:
+                diff = first_difference(m.class_names, self.folder_classes[split])
                 raise LskdError(
                     f"{option} {path} has {len(m.class_names)} classes that are not the "
                     f"{len(self.folder_classes[split])} class folders of {folder} ({diff}); "
@@ -221,28 +194,24 @@ class ImageSource:
     def describe_first(self, m: ImageModel, path: str) -> str:
         return f"{m.label} ({path})"
 
-    def loader(self, m: ImageModel, items, skipped: List[str]):
+    def loader(self, m: ImageModel, items, counter):
         loader = torch.utils.data.DataLoader(
             ImageList(items, eval_transform(m)),
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.workers,
-            collate_fn=collate_readable,
+            collate_fn=collate_checked,
         )
-        return readable_batches(loader, skipped), len(loader)
+        return readable_batches(loader, counter), len(loader)
 
     def capture_items(self, m, items, prob_ids, split, desc, keep_features=True, key=None) -> Captured:
         """Capture on ``items``; unreadable files are counted under ``key`` (default: the split)."""
-        skipped: List[str] = []
-        batches, total = self.loader(m, items, skipped)
+        counter = self.counters[key or split]
+        before = len(counter.files)
+        batches, total = self.loader(m, items, counter)
         cap = capture_timm(m.model, batches, prob_ids, desc, self.progress, keep_features, total)
-        new = sorted(set(skipped) - self.skipped[key or split])
-        if new:
-            self.skipped[key or split].update(new)
-            self.log(
-                f"lskd: warning: skipped {len(new)} unreadable image(s) in {self.dirs[split]} "
-                f"(corrupt or truncated; first: {new[0]}); the numbers rest on the others"
-            )
+        if len(counter.files) > before:  # the first model to meet them says so; the others see the same
+            self.log(f"lskd: {counter.warning(str(self.dirs[split]))}")
         return cap
 
     def confusion(self, m: ImageModel) -> Tuple[np.ndarray, List[str], List[int]]:
@@ -273,5 +242,5 @@ class ImageSource:
         return timm_templates(m.model, ids)
 
     def record_extra(self, m: ImageModel) -> dict:
-        skipped = {s: len(self.skipped[s]) for s in self.dirs}
+        skipped = {s: len(self.counters[s].files) for s in self.dirs}
         return dict(m.extra, skipped_images=skipped)

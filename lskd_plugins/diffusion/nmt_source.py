@@ -9,10 +9,7 @@ wrong tokens, silently).
 
 from __future__ import annotations
 
-import gc
-import sys
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
@@ -25,7 +22,6 @@ from lskd_plugins.diffusion.core import positions
 from lskd_plugins.diffusion.inputs import (
     NMT_EXPECTED,
     checkpoint_kind,
-    first_difference,
     first_line,
     is_fairseq,
     peek_checkpoint,
@@ -133,63 +129,24 @@ def data_bin_languages(data_bin: Path, state: Any) -> Tuple[str, str]:
     return src, tgt
 
 
-def load_dictionary(path: Path):
-    from fairseq.data import Dictionary
+def dictionary_check(path: str, state: Any, data_bin: Path, log, option: str) -> None:
+    """The checkpoint's training dictionaries against the data-bin's, symbol by symbol (nmt/inputs.py);
+    where its training data-bin is gone, the embedding sizes (and a warning says so)."""
+    from lskd_plugins.nmt.inputs import dictionary_problems
 
-    try:
-        return Dictionary.load(str(path))
-    except Exception as err:
+    src, tgt = data_bin_languages(data_bin, state)
+    for lang in (src, tgt):
+        if not (data_bin / f"dict.{lang}.txt").is_file():
+            raise LskdError(f"--data {data_bin} has no dict.{lang}.txt; give the fairseq data-bin folder")
+    trained = str(cfg_get(checkpoint_section(state, "task"), "data", "") or "")
+    problems, compared = dictionary_problems(trained, state.get("model") or {}, data_bin, src, tgt)
+    if problems:
         raise LskdError(
-            f"dictionary {path} is corrupt ({type(err).__name__}); binarize the data again"
-        ) from None
-
-
-def dictionary_problems(path: str, state: Any, data_bin: Path, log) -> List[str]:
-    """Differences between the checkpoint's training dictionaries and the data-bin's, symbol by symbol.
-
-    Where the training data-bin is gone, the embedding sizes are compared (and a warning says so)."""
-    trained = Path(str(cfg_get(checkpoint_section(state, "task"), "data", "") or "").split(":")[0])
-    problems, sizes_only = [], False
-    keys = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
-    for side, lang, key in zip(("source", "target"), data_bin_languages(data_bin, state), keys):
-        here_file, theirs_file = data_bin / f"dict.{lang}.txt", trained / f"dict.{lang}.txt"
-        if not here_file.is_file():
-            raise LskdError(f"--data {data_bin} has no {here_file.name}; give the fairseq data-bin folder")
-        here = load_dictionary(here_file)
-        if str(trained) not in ("", ".") and theirs_file.is_file():
-            diff = first_difference(load_dictionary(theirs_file).symbols, here.symbols, ("model", "data"))
-            if diff:
-                problems.append(f"{side} dictionary ({theirs_file} vs {here_file}): {diff}")
-            continue
-        weight = (state.get("model") or {}).get(key)
-        rows = int(weight.shape[0]) if torch.is_tensor(weight) and weight.dim() == 2 else None
-        if rows is not None and rows != len(here):
-            problems.append(
-                f"{side} dictionary: the model has {rows} symbols ({key}), {here_file} {len(here)}"
-            )
-        sizes_only = True
-    if sizes_only:
+            f"{option} {path} was not trained on the dictionaries of --data {data_bin}: "
+            f"{'; '.join(problems)}; give the data-bin the model was trained on"
+        )
+    if not compared:
         log(f"lskd: warning: {path}: its training data-bin {trained} is gone; only the sizes were compared")
-    return problems
-
-
-@contextmanager
-def quiet_half_built_datasets():
-    """Mute fairseq's MMapIndexedDataset.__del__ failing on a dataset whose truncated index never
-    opened (an 'Exception ignored' traceback after the one-line error already said what is wrong)."""
-    previous = sys.unraisablehook
-
-    def hook(unraisable):
-        if not (
-            isinstance(unraisable.exc_value, AttributeError) and "IndexedDataset" in repr(unraisable.object)
-        ):
-            previous(unraisable)
-
-    sys.unraisablehook = hook
-    try:
-        yield
-    finally:
-        sys.unraisablehook = previous
 
 
 @dataclass
@@ -237,12 +194,7 @@ class NmtSource:
         state = peek_checkpoint(path, option)
         if not is_fairseq(state):
             raise LskdError(f"{option} {path} is {checkpoint_kind(state)}; {NMT_EXPECTED}")
-        problems = dictionary_problems(path, state, self.data_bin, self.log)
-        if problems:
-            raise LskdError(
-                f"{option} {path} was not trained on the dictionaries of --data {self.data_bin}: "
-                f"{'; '.join(problems)}; give the data-bin the model was trained on"
-            )
+        dictionary_check(path, state, self.data_bin, self.log, option)
         teacher = str(cfg_get(checkpoint_section(state, "task"), "teacher_path", "") or "")
         teacher_ls = teacher_smoothing(teacher) if teacher else None
         del state
@@ -256,23 +208,21 @@ class NmtSource:
 
     def read_batches(self, task) -> None:
         """The first --max-sentences sentences of each subset, collated once for every model."""
+        from lskd_plugins.nmt.inputs import check_indexed_dataset
+
         self.pad = task.target_dictionary.pad()
-        problem = None
-        with quiet_half_built_datasets():
-            for split, subset in self.subsets.items():
-                try:
-                    task.load_dataset(subset)
-                    self.batches[split] = nmt_batches(
-                        task.dataset(subset), self.max_sentences, self.batch_size
-                    )
-                except Exception as err:
-                    problem = f"cannot read the {subset!r} split of {self.data_bin} ({first_line(err)})"
-                    break
-            gc.collect()  # a half-built dataset goes here, while its __del__'s complaint is muted
-        if problem:
-            raise LskdError(
-                f"{problem}; check the subset name, or binarize the data again if its files are truncated"
-            )
+        src, tgt = task.cfg.source_lang, task.cfg.target_lang
+        for split, subset in self.subsets.items():
+            for lang in (src, tgt):
+                check_indexed_dataset(self.data_bin / f"{subset}.{src}-{tgt}.{lang}")
+            try:
+                task.load_dataset(subset)
+                self.batches[split] = nmt_batches(task.dataset(subset), self.max_sentences, self.batch_size)
+            except Exception as err:
+                raise LskdError(
+                    f"cannot read the {subset!r} split of {self.data_bin} ({first_line(err)}); "
+                    "check the subset name, or binarize the data again if its files are truncated"
+                ) from None
 
     def class_index(self, m: NmtModel) -> Dict[str, int]:
         d = m.task.target_dictionary
