@@ -24,7 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="CKPT",
-        help="checkpoints to compare (one plot column each)",
+        help="checkpoints to compare, one plot column each (required)",
     )
     p.add_argument(
         "--output",
@@ -62,7 +62,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _image_options(img: argparse.ArgumentParser) -> None:
-    img.add_argument("--data", required=True, metavar="DIR", help="ImageFolder root with train/ and val/")
+    img.add_argument(
+        "--data", required=True, metavar="DIR", help="ImageFolder root with train/ and val/ (required)"
+    )
     img.add_argument(
         "--classes", metavar="A,B,C", help="a,b similar, c dissimilar (default: chosen automatically)"
     )
@@ -116,7 +118,7 @@ def _nmt_options(nmt: argparse.ArgumentParser) -> None:
         "--data",
         required=True,
         metavar="DATA_BIN",
-        help="fairseq-preprocess output the models were trained on",
+        help="fairseq-preprocess output the models were trained on (required)",
     )
     nmt.add_argument(
         "--tokens",
