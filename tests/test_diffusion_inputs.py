@@ -281,6 +281,9 @@ def test_a_timm_state_dict_is_analysed_with_model_and_num_classes(image_setup, t
     plain = tmp_path / "model_best.pth.tar"
     torch.save({"state_dict": model.state_dict(), "epoch": 3}, plain)
     argv = image_args([plain], data, tmp_path / "o", "--model", "test_resnet", "--num-classes", "4")
+    # without --model: one line naming this command's option (load_classifier's says --teacher-model)
+    line = assert_fails_one_line(argv[:-4], capsys, must_contain=["does not name its model", "--model NAME"])
+    assert "--teacher" not in line
     assert lskd_main(argv) == 0
     rec = json.loads((tmp_path / "o" / "diffusion.json").read_text())["records"][0]
     assert rec["model_name"] == "test_resnet" and rec["label"] == "model_best.pth"

@@ -49,6 +49,20 @@ class TimmOptions:
     class_file: str | None = None
 
 
+# load_classifier names image-train's teacher options; this command's are these
+OPTION_NAMES = {
+    "--teacher-model": "--model",
+    "--teacher-num-classes": "--num-classes",
+    "--class-files": "--class-file",
+}
+
+
+def our_option_names(message: str) -> str:
+    for theirs, ours in OPTION_NAMES.items():
+        message = message.replace(theirs, ours)
+    return message
+
+
 def load_image_model(
     path: str, timm_options: TimmOptions, device: torch.device, option: str = "--checkpoints"
 ) -> ImageModel:
@@ -64,11 +78,11 @@ def load_image_model(
             class_file=timm_options.class_file,
             option=option,
         )
-    except LskdError:
+    except LskdError as err:
         kind = checkpoint_kind(peek_checkpoint(path, option))
         if kind.startswith("a fairseq"):
             raise LskdError(f"{option} {path} is {kind}; {IMAGE_EXPECTED}") from None
-        raise
+        raise LskdError(our_option_names(err.message)) from None
     meta = dict(loaded.meta or {}, model_name=loaded.model_name)
     label = meta.get("label") or Path(path).stem
     extra = {"model_name": loaded.model_name, "args": meta.get("args")}
