@@ -255,7 +255,12 @@ def main(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     sys.stdout.flush()
     if out is not None:
-        write_outputs(out, result, texts)
+        try:
+            write_outputs(out, result, texts)
+        except OSError as err:
+            raise LskdError(
+                f"could not write --output {out} ({err.strerror or err}); the result is printed above"
+            ) from None
     n = result["counts"]["sentences"]
     report_failures(
         result["counts"]["failed"], n, "sentences", args.allow_failures, "scored as empty hypotheses"
