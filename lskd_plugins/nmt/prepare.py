@@ -594,6 +594,12 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool =
     if out.exists() and not out.is_dir():
         raise LskdError(f"--output {out} is a file, not a folder; give a folder path")
     resolved = resolve_files(Path(cfg.raw_dir), layout)
+    for name in (*RESULTS, PARTIAL):  # the folders a run replaces must not hold the raw files
+        if Path(cfg.raw_dir).resolve().is_relative_to((out / name).resolve()):
+            raise LskdError(
+                f"--raw-dir {cfg.raw_dir} lies in {out / name}, which the preparation replaces; "
+                "move the raw files or choose another --output"
+            )
     settings = fingerprint(cfg, layout, resolved)
     refuse_earlier_version(out, force, "lskd prepare-mt (or the data_prep script) with the same options")
     own = (*RESULTS, PARTIAL, "data-bin.tmp", MANIFEST, "raw", OWNER_FILE)
