@@ -170,6 +170,10 @@ def decode_and_score(
     subset, n = decoder.subset, len(decoder)
     post = detect_post_process(decoder.tgt_dict) if remove_bpe == "auto" else remove_bpe
     refs = read_reference(ref, n) if ref is not None else None  # checked before decoding
+    if refs is None and decoder.dataset.tgt is None:
+        raise LskdError(
+            f"subset {subset} of {decoder.data} has no target side; give the references with --ref"
+        )
     results = decoder.translate(list(range(n)), progress=progress, desc=f"bleu {decoder.subset_name}")
     hyps = [
         "" if results[i].tokens is None else decoder.hypothesis_text(results[i].tokens, post)
