@@ -1,21 +1,27 @@
-"""Raw parallel text -> a fairseq data-bin: normalise, joint sentencepiece, fairseq-preprocess.
+"""``lskd prepare-mt``: raw parallel text -> a fairseq data-bin (normalise, joint sentencepiece,
+fairseq-preprocess).
 
-``python -m lskd_plugins.nmt.prepare --layout multi30k --raw-dir RAW --out OUT`` writes
+``lskd prepare-mt --layout multi30k --raw-dir RAW --output OUT`` writes
 
-- ``OUT/text/{train,valid,test}.{src,tgt}``: normalised, untokenised text (the BLEU references);
+- ``OUT/text/{train,valid,test,test1,...}.{src,tgt}``: normalised, untokenised text (the BLEU
+  references);
 - ``OUT/spm/spm.model`` (+ ``.vocab``): ONE sentencepiece model trained on both sides of train;
 - ``OUT/spm/{split}.{lang}``: the pieces, space separated;
-- ``OUT/data-bin``: ``fairseq-preprocess --joined-dictionary`` of the pieces (plus ``spm.model``);
-- ``OUT/prepare.json``: the settings, the raw files' sizes and the line counts. A second run with
-  the same settings and raw files does nothing; different settings stop with an error unless
-  ``--force``.
+- ``OUT/data-bin``: ``fairseq-preprocess --joined-dictionary`` of the pieces (plus ``spm.model``),
+  every test set of the layout (fairseq's test, test1, ...) and ``test_sets.tsv`` naming them;
+- ``OUT/prepare.json``: the stamp (``lskd_plugins.prepared``): settings, raw files, line counts.
+  A second run with the same settings and raw files does nothing; other settings, a folder
+  holding other files, or one prepared by an earlier lskd stop with an error unless
+  ``--overwrite``. The work happens in ``OUT/.partial`` and is moved into place at the end; a
+  killed run's leftovers are removed by the next run, which starts clean.
+  (``python -m lskd_plugins.nmt.prepare ARGS`` still works: it runs ``lskd prepare-mt ARGS``.)
 
 Layouts say where each split's lines live in a raw directory (``LAYOUTS``): ``multi30k``
 (github.com/multi30k/dataset task1 ``raw/``), ``iwslt14`` (the ``de-en.tgz`` fairseq's
 ``prepare-iwslt14.sh`` uses: TED ``train.tags`` with every 23rd pair held out as valid, the
 concatenated dev/tst xml files as test), ``wmt14`` (Europarl v7 + Common Crawl + News Commentary
 v9, newstest2013 valid, newstest2014 test), and ``plain`` (``--split train=PREFIX`` etc.).
-The shell wrappers in ``data_prep/`` download the raw files and call this module.
+The shell wrappers in ``data_prep/`` download the raw files and call ``lskd prepare-mt``.
 
 Normalisation is Unicode NFKC, control characters removed, whitespace collapsed (optionally
 lowercased); no Moses tokenisation: sentencepiece works on raw text and its pieces decode back
