@@ -229,6 +229,9 @@ def test_half_done_preparation_starts_clean(tiny_mt_data, tmp_path, capsys):
     assert_fails_one_line(
         [*argv, "--vocab-size", "200"], capsys, unchanged=[out], must_contain=["vocab_size", "--overwrite"]
     )
+    shutil.rmtree(out / "data-bin")  # a stamp whose results are gone is no reason to do nothing
+    assert lskd([*argv, "--no-progress"]) == 0
+    assert (out / "data-bin" / "train.en-de.en.bin").is_file()
 
 
 def test_truncated_raw_files_are_named(tiny_mt_data, tmp_path, capsys):

@@ -295,7 +295,7 @@ def resolve_layout(cfg: PrepareConfig) -> Layout:
         base.train_max_words if cfg.train_max_words < 0 else cfg.train_max_words,
         base.train_max_ratio if cfg.train_max_ratio < 0 else cfg.train_max_ratio,
         cfg.vocab_size or base.vocab_size,
-        base.test_sets if "test" not in cfg.split_overrides else (),
+        tuple((k, v) for k, v in base.test_sets if k not in cfg.split_overrides),
     )
 
 
@@ -590,6 +590,28 @@ def move_results(work: Path, out: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def stamp_facts(out: Path, cfg: PrepareConfig, layout: Layout, resolved, lines: dict) -> dict:
+    """What prepare.json records beside the settings and counts (paths, test sets, dictionary size)."""
+    data_bin = out / "data-bin"
+    return {
+        "layout": layout.name,
+        "src": layout.src,
+        "tgt": layout.tgt,
+        "raw_dir": str(Path(cfg.raw_dir).resolve()),
+        "data_bin": str(data_bin.resolve()),
+        "spm_model": str((out / "spm" / "spm.model").resolve()),
+        "lines": lines,  # = counts; the name the earlier version used
+        "test_sets": {
+            subset: dict(layout.test_sets).get(subset, subset)
+            for subset in resolved
+            if subset.startswith("test")
+        },
+        "dictionary_size": len(
+            (data_bin / f"dict.{layout.src}.txt").read_text(encoding="utf-8").splitlines()
+        ),
+    }
+
+
 def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool = False) -> dict:
     """Run every step (or nothing, when OUT already holds the same preparation).
 
@@ -610,8 +632,12 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool =
     refuse_earlier_version(out, force, "lskd prepare-mt (or the data_prep script) with the same options")
     own = (*RESULTS, PARTIAL, "data-bin.tmp", MANIFEST, "raw", OWNER_FILE)
     if reuse_prepared(out, MANIFEST, settings, force=force, own=own, option="--output") is not None:
-        log(f"prepare: {out} already holds this preparation; nothing to do")
-        return read_stamp(out, MANIFEST)
+        if all((out / name).is_dir() for name in RESULTS):
+            log(f"prepare: {out} already holds this preparation; nothing to do")
+            return read_stamp(out, MANIFEST)
+        log(
+            f"prepare: {out} has the stamp of this preparation but lacks some of its results; preparing again"
+        )
     check_writable(out, "--output")
     skipped = [name for subset, name in layout.test_sets if subset not in resolved]
     if skipped:
@@ -623,22 +649,8 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool =
     shutil.rmtree(work, ignore_errors=True)  # a killed run's leftovers: start clean
     lines = run_steps(work, layout, resolved, cfg, raw_pairs, log, progress)
     move_results(work, out)
+    manifest = stamp_facts(out, cfg, layout, resolved, lines)
     data_bin = out / "data-bin"
-    manifest = {
-        "layout": layout.name,
-        "src": layout.src,
-        "tgt": layout.tgt,
-        "raw_dir": str(Path(cfg.raw_dir).resolve()),
-        "data_bin": str(data_bin.resolve()),
-        "spm_model": str((out / "spm" / "spm.model").resolve()),
-        "lines": lines,  # = counts; the name the earlier version used
-        "test_sets": {
-            subset: dict(layout.test_sets).get(subset, subset)
-            for subset in resolved
-            if subset.startswith("test")
-        },
-        "dictionary_size": sum(1 for _ in open(data_bin / f"dict.{layout.src}.txt", encoding="utf-8")),
-    }
     write_stamp(out, MANIFEST, settings, lines, **manifest)
     counts = ", ".join(f"{s} {v['lines']}" for s, v in lines.items())
     log(f"prepare: wrote {data_bin} ({counts} pairs; dictionary {manifest['dictionary_size']} entries)")
