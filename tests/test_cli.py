@@ -95,7 +95,7 @@ def _options_without_help(name):
 
 # Subcommands whose owners add the missing help in their own branches (issue 10 item 4); the lead
 # removes an entry when that branch lands (the test then checks it; XPASS says it is ready).
-HELP_PENDING = {"image-train", "image-eval", "study"}
+HELP_PENDING = {"study"}
 
 
 @pytest.mark.parametrize(
