@@ -23,7 +23,8 @@ REQUIREMENTS = {
     "omegaconf": "omegaconf",
     "PIL": "pillow",
     "sacrebleu": "sacrebleu",
-    "sacremoses": "sacremoses",
+    "safetensors": "safetensors",
+    "sacremoses": "sacremoses",  # optional in the code (13a fallback), required for Tan et al.'s BLEU
     "sentencepiece": "sentencepiece",
     "sklearn": "scikit-learn",
     "submitit": "submitit",

@@ -229,6 +229,9 @@ def test_half_done_preparation_starts_clean(tiny_mt_data, tmp_path, capsys):
     assert_fails_one_line(
         [*argv, "--vocab-size", "200"], capsys, unchanged=[out], must_contain=["vocab_size", "--overwrite"]
     )
+    shutil.rmtree(out / "data-bin")  # a stamp whose results are gone is no reason to do nothing
+    assert lskd([*argv, "--no-progress"]) == 0
+    assert (out / "data-bin" / "train.en-de.en.bin").is_file()
 
 
 def test_truncated_raw_files_are_named(tiny_mt_data, tmp_path, capsys):
@@ -265,3 +268,22 @@ def test_preparation_scripts_fail_in_one_line(script, tmp_path, cli_env):
         (["--output", tmp_path / "o", "--raw-dir", tmp_path / "nope"], "raw directory not found"),
     ):
         assert_cmd_fails_one_line(["bash", path, *args], cli_env, unchanged=[a_file], must_contain=[text])
+
+
+def test_bleu_prints_the_result_before_writing_it(tiny_mt_data, tiny_teacher, tmp_path, capsys, monkeypatch):
+    """Class 4: when the files cannot be written after all (disk full), the scores are not lost."""
+    import json
+
+    from lskd_plugins.nmt import bleu
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bleu, "write_text_atomic", disk_full)
+    monkeypatch.setattr(bleu, "write_lines_atomic", disk_full)
+    argv = _bleu(tiny_mt_data.data_bin, tiny_teacher, "--max-len-b", "5", "--output", str(tmp_path / "o"))
+    capsys.readouterr()
+    assert lskd(argv) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["counts"]["sentences"] == 40
+    assert "No space left on device); the result is printed above" in captured.err

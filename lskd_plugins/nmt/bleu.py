@@ -170,6 +170,10 @@ def decode_and_score(
     subset, n = decoder.subset, len(decoder)
     post = detect_post_process(decoder.tgt_dict) if remove_bpe == "auto" else remove_bpe
     refs = read_reference(ref, n) if ref is not None else None  # checked before decoding
+    if refs is None and decoder.dataset.tgt is None:
+        raise LskdError(
+            f"subset {subset} of {decoder.data} has no target side; give the references with --ref"
+        )
     results = decoder.translate(list(range(n)), progress=progress, desc=f"bleu {decoder.subset_name}")
     hyps = [
         "" if results[i].tokens is None else decoder.hypothesis_text(results[i].tokens, post)
@@ -255,7 +259,12 @@ def main(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     sys.stdout.flush()
     if out is not None:
-        write_outputs(out, result, texts)
+        try:
+            write_outputs(out, result, texts)
+        except OSError as err:
+            raise LskdError(
+                f"could not write --output {out} ({err.strerror or err}); the result is printed above"
+            ) from None
     n = result["counts"]["sentences"]
     report_failures(
         result["counts"]["failed"], n, "sentences", args.allow_failures, "scored as empty hypotheses"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Tuple
 
 from lskd_plugins.errors import LskdError
 
@@ -118,25 +118,21 @@ def check_indexed_dataset(prefix: Path) -> None:
 
 # ----------------------------------------------------------------------------- checkpoints
 def describe_foreign_checkpoint(path: str) -> str | None:
-    """What a checkpoint that fairseq cannot use is, in words (None: it looks like fairseq's)."""
+    """What a checkpoint that fairseq cannot use is, in words (None: it looks like fairseq's).
+
+    The words come from the diffusion analysis's ``checkpoint_kind``: one description of
+    checkpoint kinds for every command (imported here: the diffusion package is heavy for --help)."""
     import torch
+
+    from lskd_plugins.diffusion.inputs import FAIRSEQ, checkpoint_kind
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
         first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         return f"not a readable PyTorch file, truncated or corrupt ({type(err).__name__}: {first})"
-    if not isinstance(obj, dict):
-        return f"a pickled {type(obj).__name__}, not a checkpoint dict"
-    if str(obj.get("format", "")).startswith("lskd-image"):
-        return "an lskd image checkpoint (lskd image-train)"
-    if "state_dict" in obj or "state_dict_ema" in obj:
-        return "a timm/PyTorch image checkpoint (state_dict)"
-    if obj and all(torch.is_tensor(v) for v in obj.values()):
-        return "a bare PyTorch state dict (no fairseq cfg)"
-    if "model" not in obj or ("cfg" not in obj and "args" not in obj):
-        return f"a dict without fairseq's 'model' and 'cfg' (keys: {', '.join(sorted(map(str, obj))[:6])})"
-    return None
+    kind = checkpoint_kind(obj)
+    return None if kind == FAIRSEQ else kind
 
 
 def read_fairseq_state(path: str) -> Dict[str, Any]:
@@ -170,16 +166,6 @@ def describe_foreign_checkpoint_state(state: Any) -> str | None:
     return None
 
 
-def _first_difference(expected: Sequence[str], found: Sequence[str], names: Tuple[str, str]) -> str | None:
-    for i in range(max(len(expected), len(found))):
-        a = expected[i] if i < len(expected) else None
-        b = found[i] if i < len(found) else None
-        if a != b:
-            show = lambda s: "<none>" if s is None else repr(s)  # noqa: E731
-            return f"first difference at index {i}: {names[0]} {show(a)}, {names[1]} {show(b)}"
-    return None
-
-
 def dictionary_problems(
     trained_data: str, model_state: Dict[str, Any], data: Path, src: str, tgt: str
 ) -> Tuple[List[str], bool]:
@@ -187,6 +173,8 @@ def dictionary_problems(
 
     Returns (problems, symbols_compared). The model's dictionaries are those of the data-bin its
     checkpoint names (``trained_data``); where that is gone, only the embedding sizes are compared."""
+    from lskd_plugins.diffusion.inputs import first_difference  # the one symbol-list comparison
+
     trained = str(trained_data or "").split(":")[0]
     problems: List[str] = []
     sides = (("source", src, "encoder.embed_tokens.weight"), ("target", tgt, "decoder.embed_tokens.weight"))
@@ -196,7 +184,7 @@ def dictionary_problems(
         for (side, lang, _), path in zip(sides, theirs):
             if path.resolve() == (data / f"dict.{lang}.txt").resolve():
                 continue
-            diff = _first_difference(
+            diff = first_difference(
                 load_dictionary(path).symbols, here[lang].symbols, ("model", f"--data {data}")
             )
             if diff:

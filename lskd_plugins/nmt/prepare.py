@@ -1,21 +1,27 @@
-"""Raw parallel text -> a fairseq data-bin: normalise, joint sentencepiece, fairseq-preprocess.
+"""``lskd prepare-mt``: raw parallel text -> a fairseq data-bin (normalise, joint sentencepiece,
+fairseq-preprocess).
 
-``python -m lskd_plugins.nmt.prepare --layout multi30k --raw-dir RAW --out OUT`` writes
+``lskd prepare-mt --layout multi30k --raw-dir RAW --output OUT`` writes
 
-- ``OUT/text/{train,valid,test}.{src,tgt}``: normalised, untokenised text (the BLEU references);
+- ``OUT/text/{train,valid,test,test1,...}.{src,tgt}``: normalised, untokenised text (the BLEU
+  references);
 - ``OUT/spm/spm.model`` (+ ``.vocab``): ONE sentencepiece model trained on both sides of train;
 - ``OUT/spm/{split}.{lang}``: the pieces, space separated;
-- ``OUT/data-bin``: ``fairseq-preprocess --joined-dictionary`` of the pieces (plus ``spm.model``);
-- ``OUT/prepare.json``: the settings, the raw files' sizes and the line counts. A second run with
-  the same settings and raw files does nothing; different settings stop with an error unless
-  ``--force``.
+- ``OUT/data-bin``: ``fairseq-preprocess --joined-dictionary`` of the pieces (plus ``spm.model``),
+  every test set of the layout (fairseq's test, test1, ...) and ``test_sets.tsv`` naming them;
+- ``OUT/prepare.json``: the stamp (``lskd_plugins.prepared``): settings, raw files, line counts.
+  A second run with the same settings and raw files does nothing; other settings, a folder
+  holding other files, or one prepared by an earlier lskd stop with an error unless
+  ``--overwrite``. The work happens in ``OUT/.partial`` and is moved into place at the end; a
+  killed run's leftovers are removed by the next run, which starts clean.
+  (``python -m lskd_plugins.nmt.prepare ARGS`` still works: it runs ``lskd prepare-mt ARGS``.)
 
 Layouts say where each split's lines live in a raw directory (``LAYOUTS``): ``multi30k``
 (github.com/multi30k/dataset task1 ``raw/``), ``iwslt14`` (the ``de-en.tgz`` fairseq's
 ``prepare-iwslt14.sh`` uses: TED ``train.tags`` with every 23rd pair held out as valid, the
 concatenated dev/tst xml files as test), ``wmt14`` (Europarl v7 + Common Crawl + News Commentary
 v9, newstest2013 valid, newstest2014 test), and ``plain`` (``--split train=PREFIX`` etc.).
-The shell wrappers in ``data_prep/`` download the raw files and call this module.
+The shell wrappers in ``data_prep/`` download the raw files and call ``lskd prepare-mt``.
 
 Normalisation is Unicode NFKC, control characters removed, whitespace collapsed (optionally
 lowercased); no Moses tokenisation: sentencepiece works on raw text and its pieces decode back
@@ -289,7 +295,7 @@ def resolve_layout(cfg: PrepareConfig) -> Layout:
         base.train_max_words if cfg.train_max_words < 0 else cfg.train_max_words,
         base.train_max_ratio if cfg.train_max_ratio < 0 else cfg.train_max_ratio,
         cfg.vocab_size or base.vocab_size,
-        base.test_sets if "test" not in cfg.split_overrides else (),
+        tuple((k, v) for k, v in base.test_sets if k not in cfg.split_overrides),
     )
 
 
@@ -584,35 +590,10 @@ def move_results(work: Path, out: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool = False) -> dict:
-    """Run every step (or nothing, when OUT already holds the same preparation).
-
-    The work happens in OUT/.partial, moved into OUT at the end, the stamp written last: a killed
-    run leaves no result that looks finished, and its leftovers are removed by the next run."""
-    layout = resolve_layout(cfg)
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise LskdError(f"--output {out} is a file, not a folder; give a folder path")
-    resolved = resolve_files(Path(cfg.raw_dir), layout)
-    settings = fingerprint(cfg, layout, resolved)
-    refuse_earlier_version(out, force, "lskd prepare-mt (or the data_prep script) with the same options")
-    own = (*RESULTS, PARTIAL, "data-bin.tmp", MANIFEST, "raw", OWNER_FILE)
-    if reuse_prepared(out, MANIFEST, settings, force=force, own=own, option="--output") is not None:
-        log(f"prepare: {out} already holds this preparation; nothing to do")
-        return read_stamp(out, MANIFEST)
-    check_writable(out, "--output")
-    skipped = [name for subset, name in layout.test_sets if subset not in resolved]
-    if skipped:
-        log(f"prepare: test sets without raw files, left out: {', '.join(skipped)}")
-    log(f"prepare: checking line counts of {sum(len(v) for v in resolved.values())} file pairs")
-    counts = check_line_counts(resolved)
-    raw_pairs = sum(counts[str(src)] for entries in resolved.values() for _, src, _ in entries)
-    work = out / PARTIAL
-    shutil.rmtree(work, ignore_errors=True)  # a killed run's leftovers: start clean
-    lines = run_steps(work, layout, resolved, cfg, raw_pairs, log, progress)
-    move_results(work, out)
+def stamp_facts(out: Path, cfg: PrepareConfig, layout: Layout, resolved, lines: dict) -> dict:
+    """What prepare.json records beside the settings and counts (paths, test sets, dictionary size)."""
     data_bin = out / "data-bin"
-    manifest = {
+    return {
         "layout": layout.name,
         "src": layout.src,
         "tgt": layout.tgt,
@@ -625,8 +606,51 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool =
             for subset in resolved
             if subset.startswith("test")
         },
-        "dictionary_size": sum(1 for _ in open(data_bin / f"dict.{layout.src}.txt", encoding="utf-8")),
+        "dictionary_size": len(
+            (data_bin / f"dict.{layout.src}.txt").read_text(encoding="utf-8").splitlines()
+        ),
     }
+
+
+def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool = False) -> dict:
+    """Run every step (or nothing, when OUT already holds the same preparation).
+
+    The work happens in OUT/.partial, moved into OUT at the end, the stamp written last: a killed
+    run leaves no result that looks finished, and its leftovers are removed by the next run."""
+    layout = resolve_layout(cfg)
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise LskdError(f"--output {out} is a file, not a folder; give a folder path")
+    resolved = resolve_files(Path(cfg.raw_dir), layout)
+    for name in (*RESULTS, PARTIAL):  # the folders a run replaces must not hold the raw files
+        if Path(cfg.raw_dir).resolve().is_relative_to((out / name).resolve()):
+            raise LskdError(
+                f"--raw-dir {cfg.raw_dir} lies in {out / name}, which the preparation replaces; "
+                "move the raw files or choose another --output"
+            )
+    settings = fingerprint(cfg, layout, resolved)
+    refuse_earlier_version(out, force, "lskd prepare-mt (or the data_prep script) with the same options")
+    own = (*RESULTS, PARTIAL, "data-bin.tmp", MANIFEST, "raw", OWNER_FILE)
+    if reuse_prepared(out, MANIFEST, settings, force=force, own=own, option="--output") is not None:
+        if all((out / name).is_dir() for name in RESULTS):
+            log(f"prepare: {out} already holds this preparation; nothing to do")
+            return read_stamp(out, MANIFEST)
+        log(
+            f"prepare: {out} has the stamp of this preparation but lacks some of its results; preparing again"
+        )
+    check_writable(out, "--output")
+    skipped = [name for subset, name in layout.test_sets if subset not in resolved]
+    if skipped:
+        log(f"prepare: test sets without raw files, left out: {', '.join(skipped)}")
+    log(f"prepare: checking line counts of {sum(len(v) for v in resolved.values())} file pairs")
+    counts = check_line_counts(resolved)
+    raw_pairs = sum(counts[str(src)] for entries in resolved.values() for _, src, _ in entries)
+    work = out / PARTIAL
+    shutil.rmtree(work, ignore_errors=True)  # a killed run's leftovers: start clean
+    lines = run_steps(work, layout, resolved, cfg, raw_pairs, log, progress)
+    move_results(work, out)
+    manifest = stamp_facts(out, cfg, layout, resolved, lines)
+    data_bin = out / "data-bin"
     write_stamp(out, MANIFEST, settings, lines, **manifest)
     counts = ", ".join(f"{s} {v['lines']}" for s, v in lines.items())
     log(f"prepare: wrote {data_bin} ({counts} pairs; dictionary {manifest['dictionary_size']} entries)")
