@@ -148,7 +148,7 @@ def test_a_class_folder_list_that_is_not_the_models_is_refused(image_setup, tmp_
     assert_fails_one_line(
         image_args(ckpts[:1], other, tmp_path / "o"),
         capsys,
-        must_contain=["first difference at position 3", "'frog'", "'horse'"],
+        must_contain=["first difference at index 3", "'frog'", "'horse'"],
     )
 
 

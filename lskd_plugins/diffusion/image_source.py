@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 from lskd_plugins.diffusion.capture import Captured, capture_timm, timm_templates
-from lskd_plugins.diffusion.inputs import IMAGE_EXPECTED, checkpoint_kind, peek_checkpoint
+from lskd_plugins.diffusion.inputs import IMAGE_EXPECTED, checkpoint_kind, first_difference, peek_checkpoint
 from lskd_plugins.diffusion.select import mean_probability_matrix
 from lskd_plugins.errors import LskdError
-from lskd_plugins.image.checkpoint import first_difference
 from lskd_plugins.image.data import BadImageCounter, collate_checked
 
 
@@ -194,8 +193,8 @@ class ImageSource:
     def check_classes(self, path: str, m: ImageModel, option: str) -> None:
         """The model's classes must be the data's class folders, in the same order."""
         for split, folder in self.dirs.items():
-            if m.class_names != self.folder_classes[split]:
-                diff = first_difference(m.class_names, self.folder_classes[split])
+            diff = first_difference(m.class_names, self.folder_classes[split], ("model", "data"))
+            if diff:
                 raise LskdError(
                     f"{option} {path} has {len(m.class_names)} classes that are not the "
                     f"{len(self.folder_classes[split])} class folders of {folder} ({diff}); "
@@ -204,9 +203,6 @@ class ImageSource:
 
     def class_index(self, m: ImageModel) -> Dict[str, int]:
         return {n: i for i, n in enumerate(m.class_names)}
-
-    def describe_first(self, m: ImageModel, path: str) -> str:
-        return f"{m.label} ({path})"
 
     def loader(self, m: ImageModel, items, counter):
         loader = torch.utils.data.DataLoader(
