@@ -42,6 +42,13 @@ def write_lines_atomic(path: os.PathLike | str, lines: Iterable[str]) -> Path:
     return write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
+def save_figure_atomic(fig, path: os.PathLike | str, dpi: int | None = None) -> Path:
+    """A matplotlib figure as PNG, written atomically (the figure stays open: the caller closes it)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return _replace(target, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+
+
 def torch_save_atomic(obj: Any, path: os.PathLike | str) -> Path:
     """torch.save, so that a kill never leaves a truncated checkpoint."""
     import torch

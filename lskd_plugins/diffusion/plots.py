@@ -47,12 +47,10 @@ def _pyplot():
 
 def save(fig, path: str | Path) -> None:
     """PNG written atomically (files.py's temp file + rename), then the figure closed."""
-    from lskd_plugins.files import _replace  # the module's one atomic-rename step (no public bytes writer)
+    from lskd_plugins.files import save_figure_atomic
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _replace(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+        save_figure_atomic(fig, path, dpi=DPI)
     finally:
         _pyplot().close(fig)
 
