@@ -9,19 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
+from tests import test_image_train as shared
 from tests.cli_helpers import assert_cmd_fails_one_line, assert_fails_one_line, snapshot
+
+few_threads = shared.few_threads  # the shared fixture
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--model", "test_resnet", "--img-size", "16", "--aug", "none", "--batch-size", "8", "--workers", "0"]
 FAST += ["--epochs", "1", "--lr", "0.05", "--device", "cpu", "--no-progress"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_folder(root: Path, per_class: int = 6) -> Path:
@@ -117,8 +112,8 @@ def test_truncated_checkpoint_and_file_for_folder(data, tmp_path, capsys):
     whole = (tmp_path / "t" / "checkpoint_last.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(whole[: len(whole) // 2])
     for argv, text in (
-        (["--teacher-checkpoint", str(tmp_path / "cut.pth")], "truncated or not a torch file"),
-        (["--pretrained-checkpoint", str(tmp_path / "cut.pth")], "truncated or not a torch file"),
+        (["--teacher-checkpoint", str(tmp_path / "cut.pth")], "truncated, corrupt or not a torch file"),
+        (["--pretrained-checkpoint", str(tmp_path / "cut.pth")], "truncated, corrupt or not a torch file"),
     ):
         assert_fails_one_line(
             ["image-train", "--data", str(data), "--output", str(tmp_path / "s"), *FAST, *argv],

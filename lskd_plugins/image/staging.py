@@ -20,13 +20,18 @@ from lskd_plugins.files import check_writable, write_text_atomic
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a killed one that is not yet reaped, a zombie, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def clean_stale(out: Path) -> int:
@@ -79,11 +84,11 @@ def prepare_staged(
 ) -> Dict[str, Any]:
     """Run ``build(tmp_folder) -> counts`` unless already done; move the result to ``out`` atomically."""
     out = Path(out)
+    clean_stale(out)
     done = finished(out, stamp, settings, overwrite, option)
     if done is not None:
         return done
     check_writable(out.parent if str(out.parent) else Path("."), option)
-    clean_stale(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

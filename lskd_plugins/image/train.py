@@ -416,9 +416,11 @@ def build_student(args, num_classes: int, fresh: bool, log) -> Tuple[nn.Module, 
 
 def build_optimisation(args, student: nn.Module, device: torch.device):
     """(optimizer, scheduler or None, grad scaler) from timm's factories."""
-    from timm.optim import create_optimizer_v2
+    from timm.optim import create_optimizer_v2, list_optimizers
     from timm.scheduler import create_scheduler_v2
 
+    if args.opt.lower().removeprefix("lookahead_") not in list_optimizers():
+        raise LskdError(f"--opt {args.opt!r} is not a timm optimiser (e.g. momentum, sgd, adamw)")
     optimizer = create_optimizer_v2(
         student,
         opt=args.opt,
