@@ -59,6 +59,8 @@ def test_output_holding_other_results_is_refused(data, tmp_path, capsys):
         must_contain=["would write over the input"],
     )
     assert train(data, out, "--smoothing", "0.1", "--resume") == 0  # the same run still resumes
+    assert train(data, out, "--lr", "0.01", "--overwrite") == 0  # replacing it is explicit
+    assert json.loads((out / "summary.json").read_text())["args"]["lr"] == 0.01
 
 
 # 2. silently wrong results: numbers that cannot be meant

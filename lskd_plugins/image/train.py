@@ -536,6 +536,11 @@ class Run:
         resume_ckpt = prepare_output(args, ctx, self.out, self.class_names, self.log)
         teacher, self.teacher_meta = load_teacher(args, self.class_names, train_dir, ctx.device)
         self.label = role_label(args.smoothing, teacher_smoothing(self.teacher_meta), args.kd_temperature)
+        if self.teacher_meta and not self.teacher_meta["classes_named"]:
+            self.log(
+                f"note: the teacher names no classes; its outputs are taken in the order of {train_dir}'s "
+                "sorted class folders (--teacher-class-file checks the order)"
+            )
         student, self.model_kwargs, self.data_config = build_student(
             args, len(self.class_names), resume_ckpt is None, self.log
         )
