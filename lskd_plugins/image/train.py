@@ -544,9 +544,6 @@ class Run:
         student, self.model_kwargs, self.data_config = build_student(
             args, len(self.class_names), resume_ckpt is None, self.log
         )
-        claim_run_folder(
-            args, ctx, self.out, resume_ckpt is not None and resume_path(args, self.out) == self.out / LAST
-        )
         self.data = build_data(args, ctx, train_dir, val_dir, self.class_names, self.data_config)
         self.student = student.to(ctx.device)
         self.optimizer, self.scheduler, self.scaler = build_optimisation(args, self.student, ctx.device)
@@ -564,6 +561,10 @@ class Run:
             self.task.prepare_distributed(
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
             )
+        # Every input proved usable: only now the folder becomes this run's (a failed start claims nothing).
+        claim_run_folder(
+            args, ctx, self.out, resume_ckpt is not None and resume_path(args, self.out) == self.out / LAST
+        )
         self.bad = {
             "train": image_data.BadImageCounter(args.bad_images),
             "val": image_data.BadImageCounter(args.bad_images),
