@@ -42,12 +42,17 @@ def timm_files(lskd_teacher, tmp_path_factory):
     )
     saver.save_checkpoint(epoch=0, metric=1.0)
     torch.save(model.state_dict(), folder / "bare.pth")
-    return {"saver": folder / "model_best.pth.tar", "bare": folder / "bare.pth", "model": model}
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), folder / "model.safetensors")
+    files = {"saver": "model_best.pth.tar", "bare": "bare.pth", "safetensors": "model.safetensors"}
+    return {**{k: folder / v for k, v in files.items()}, "model": model}
 
 
 def test_timm_checkpoints_load_with_the_same_weights(timm_files):
     reference = timm_files["model"].state_dict()
-    for path, name in ((timm_files["saver"], None), (timm_files["bare"], "test_resnet")):
+    named = ((timm_files["saver"], None), (timm_files["bare"], "test_resnet"))
+    for path, name in (*named, (timm_files["safetensors"], "test_resnet")):
         loaded = load_classifier(str(path), model_name=name)
         assert loaded.source == "timm-checkpoint" and loaded.model_name == "test_resnet"
         assert loaded.class_names is None and not loaded.model.training

@@ -44,13 +44,15 @@ def _torch_load(path: Path, option: str, map_location="cpu") -> Any:
         raise LskdError(f"{option} {path} is a folder; give the checkpoint file (e.g. checkpoint_best.pth)")
     if not path.is_file():
         raise LskdError(f"{option} {path}: checkpoint not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    if path.suffix == ".safetensors":  # timm's reader (safetensors comes with timm)
+        import timm
 
         try:
-            return load_file(str(path), device=str(map_location))
+            return timm.models.load_state_dict(str(path), use_ema=False, device=str(map_location))
         except Exception as err:
-            raise LskdError(f"{option} {path}: cannot read this .safetensors file ({err})") from None
+            raise LskdError(
+                f"{option} {path}: cannot read this .safetensors file ({type(err).__name__})"
+            ) from None
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # corrupt, truncated, not a torch file
