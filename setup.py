@@ -18,6 +18,7 @@ def read_version() -> str:
 
 # import name -> distribution, for every third-party module lskd_plugins imports (fairseq excepted)
 REQUIREMENTS = {
+    "huggingface_hub": "huggingface_hub",  # timm's own dependency; lskd looks up its cache offline
     "matplotlib": "matplotlib",
     "numpy": "numpy",
     "omegaconf": "omegaconf",

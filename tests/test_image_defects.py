@@ -9,19 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
+from tests import test_image_train as shared
 from tests.cli_helpers import assert_cmd_fails_one_line, assert_fails_one_line, snapshot
+
+few_threads = shared.few_threads  # the shared fixture
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--model", "test_resnet", "--img-size", "16", "--aug", "none", "--batch-size", "8", "--workers", "0"]
 FAST += ["--epochs", "1", "--lr", "0.05", "--device", "cpu", "--no-progress"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_folder(root: Path, per_class: int = 6) -> Path:
@@ -64,6 +59,8 @@ def test_output_holding_other_results_is_refused(data, tmp_path, capsys):
         must_contain=["would write over the input"],
     )
     assert train(data, out, "--smoothing", "0.1", "--resume") == 0  # the same run still resumes
+    assert train(data, out, "--lr", "0.01", "--overwrite") == 0  # replacing it is explicit
+    assert json.loads((out / "summary.json").read_text())["args"]["lr"] == 0.01
 
 
 # 2. silently wrong results: numbers that cannot be meant
@@ -117,8 +114,8 @@ def test_truncated_checkpoint_and_file_for_folder(data, tmp_path, capsys):
     whole = (tmp_path / "t" / "checkpoint_last.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(whole[: len(whole) // 2])
     for argv, text in (
-        (["--teacher-checkpoint", str(tmp_path / "cut.pth")], "truncated or not a torch file"),
-        (["--pretrained-checkpoint", str(tmp_path / "cut.pth")], "truncated or not a torch file"),
+        (["--teacher-checkpoint", str(tmp_path / "cut.pth")], "truncated, corrupt or not a torch file"),
+        (["--pretrained-checkpoint", str(tmp_path / "cut.pth")], "truncated, corrupt or not a torch file"),
     ):
         assert_fails_one_line(
             ["image-train", "--data", str(data), "--output", str(tmp_path / "s"), *FAST, *argv],

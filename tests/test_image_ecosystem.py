@@ -12,32 +12,13 @@ from lskd_plugins.cli import main as lskd_main
 from lskd_plugins.errors import LskdError
 from lskd_plugins.image import train as train_module
 from lskd_plugins.image.checkpoint import load_classifier, load_model
-from lskd_plugins.image.digits import write_digits
+from tests import test_image_train as shared
 from tests.cli_helpers import assert_fails_one_line
+
+digits, few_threads, run_train = shared.digits, shared.few_threads, shared.run_train  # shared fixtures
 
 FAST = ["--img-size", "16", "--aug", "none", "--batch-size", "64", "--lr", "0.05", "--workers", "0"]
 FAST += ["--sched", "cosine", "--device", "cpu", "--limit-train", "256", "--limit-val", "100"]
-
-
-def run_train(argv):
-    parser = argparse.ArgumentParser()
-    train_module.add_arguments(parser)
-    return train_module.main(parser.parse_args(argv))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    root = tmp_path_factory.mktemp("digits") / "d"
-    write_digits(root)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +42,17 @@ def timm_files(lskd_teacher, tmp_path_factory):
     )
     saver.save_checkpoint(epoch=0, metric=1.0)
     torch.save(model.state_dict(), folder / "bare.pth")
-    return {"saver": folder / "model_best.pth.tar", "bare": folder / "bare.pth", "model": model}
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), folder / "model.safetensors")
+    files = {"saver": "model_best.pth.tar", "bare": "bare.pth", "safetensors": "model.safetensors"}
+    return {**{k: folder / v for k, v in files.items()}, "model": model}
 
 
 def test_timm_checkpoints_load_with_the_same_weights(timm_files):
     reference = timm_files["model"].state_dict()
-    for path, name in ((timm_files["saver"], None), (timm_files["bare"], "test_resnet")):
+    named = ((timm_files["saver"], None), (timm_files["bare"], "test_resnet"))
+    for path, name in (*named, (timm_files["safetensors"], "test_resnet")):
         loaded = load_classifier(str(path), model_name=name)
         assert loaded.source == "timm-checkpoint" and loaded.model_name == "test_resnet"
         assert loaded.class_names is None and not loaded.model.training

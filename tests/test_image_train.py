@@ -342,7 +342,7 @@ def test_teacher_with_another_class_count(digits, digits_teacher, tmp_path):
     eval_args = parser.parse_args(
         ["--checkpoint", str(digits_teacher / "checkpoint_last.pth"), "--data", str(three), "--workers", "0"]
     )
-    with pytest.raises(LskdError, match=r"checkpoint_last.pth predicts 10 classes but .*three/val has 3 class"):
+    with pytest.raises(LskdError, match=r"last.pth predicts 10 classes but .*three/val has 3 class"):
         evaluate_module.main(eval_args)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NOT_REQUIRED = {"fairseq", "fairseq_cli"}  # built by `make install`; `lskd` names it when missing
+NOT_REQUIRED |= {"wandb"}  # optional: image-train --log-wandb says in one line when it is absent
 
 
 def _setup_module():

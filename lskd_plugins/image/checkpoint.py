@@ -23,6 +23,7 @@ a ``model_best.pth.tar`` of timm's ``train.py`` (``state_dict`` / ``state_dict_e
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,19 +44,21 @@ def _torch_load(path: Path, option: str, map_location="cpu") -> Any:
         raise LskdError(f"{option} {path} is a folder; give the checkpoint file (e.g. checkpoint_best.pth)")
     if not path.is_file():
         raise LskdError(f"{option} {path}: checkpoint not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    if path.suffix == ".safetensors":  # timm's reader (safetensors comes with timm)
+        import timm
 
         try:
-            return load_file(str(path), device=str(map_location))
+            return timm.models.load_state_dict(str(path), use_ema=False, device=str(map_location))
         except Exception as err:
-            raise LskdError(f"{option} {path}: cannot read this .safetensors file ({err})") from None
+            raise LskdError(
+                f"{option} {path}: cannot read this .safetensors file ({type(err).__name__})"
+            ) from None
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # corrupt, truncated, not a torch file
         raise LskdError(
-            f"{option} {path}: cannot read checkpoint (truncated or not a torch file: "
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            f"{option} {path}: cannot read checkpoint: truncated, corrupt or not a torch file "
+            f"({type(err).__name__}); give a complete checkpoint file"
         ) from None
 
 
@@ -183,7 +186,7 @@ def check_classes(
     if num_outputs != len(data_names):
         raise LskdError(
             f"{what} predicts {num_outputs} classes but {folder} has {len(data_names)} class folders; "
-            "use the data the model was trained on (or --teacher-num-classes / a class file that fits)"
+            "use the data the model was trained on"
         )
     if loaded.class_names is not None and list(loaded.class_names) != list(data_names):
         raise LskdError(
@@ -270,27 +273,32 @@ def _from_timm_state(
     import timm
 
     model_name = model_name or _timm_args(obj).get("model")
+    model_option = "--teacher-model" if option.startswith("--teacher") else "--model"
     if not model_name:
         raise LskdError(
             f"{option} {path} is {describe(obj)} that does not name its model; "
-            "pass --teacher-model NAME (the timm model it was trained as)"
+            f"pass {model_option} NAME (the timm model it was trained as)"
         )
     if not timm.is_model(model_name):
-        raise LskdError(f"--teacher-model {model_name!r} is not a timm model")
+        raise LskdError(f"{model_option} {model_name!r} is not a timm model")
     probe = timm.create_model(model_name, pretrained=False)
     stored = _head_size(probe, state)
     if num_classes is not None and stored is not None and stored != num_classes:
         raise LskdError(
-            f"{option} {path} has a {stored}-class classifier but --teacher-num-classes is {num_classes}"
+            f"{option} {path} has a {stored}-class classifier but "
+            f"{model_option.replace('model', 'num-classes')} is {num_classes}"
         )
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes or stored or 1000)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
         raise LskdError(
-            f"{option} {path} does not fit a {model_name} ({str(err).splitlines()[1].strip()[:160]}); "
-            "pass the --teacher-model it was trained as"
-        ) from None
+            f"{option} {path} does not fit a {model_name} (missing {len(missing)} weights, e.g. "
+            f"{(missing or ['-'])[0]}; unexpected {len(unexpected)}, e.g. {(unexpected or ['-'])[0]}; "
+            f"other shape {len(shapes)}); pass the {model_option} it was trained as"
+        )
+    model.load_state_dict(state, strict=True)
     return LoadedClassifier(model, None, model_name, "timm-checkpoint")
 
 
@@ -306,7 +314,8 @@ def _load_pretrained(path: str | None, model_name: str | None, num_classes: int 
     if path:
         return _pretrained_from_file(path, model_name, num_classes, option)
     try:
-        model = timm.create_model(model_name, pretrained=True)
+        with hub_offline():
+            model = timm.create_model(model_name, pretrained=True)
     except Exception as err:
         raise LskdError(
             f"--teacher-pretrained: timm's weights for {model_name} are not available locally "
@@ -319,6 +328,23 @@ def _load_pretrained(path: str | None, model_name: str | None, num_classes: int 
             f"--teacher-num-classes is {num_classes}"
         )
     return LoadedClassifier(model, _imagenet_names(model), model_name, "timm-pretrained")
+
+
+@contextlib.contextmanager
+def hub_offline():
+    """Look up timm's pretrained weights in the local Hugging Face cache only: no network retries
+    (minutes of them, and many lines of log, on a machine without internet)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # no hub: timm's own cache only
+        yield
+        return
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def _imagenet_names(model: torch.nn.Module) -> List[str] | None:

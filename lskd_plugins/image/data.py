@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as tv_transforms
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
+from torchvision.datasets.folder import find_classes
 
 from lskd_plugins.errors import LskdError
 
@@ -74,6 +74,10 @@ class CheckedImageFolder(ImageFolder):
         try:
             return super().__getitem__(index)
         except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for unreadable files
+            from PIL import UnidentifiedImageError
+
+            if isinstance(err, UnidentifiedImageError):
+                return BadImage(self.samples[index][0], "not an image file PIL can read")
             return BadImage(self.samples[index][0], f"{type(err).__name__}: {err}".splitlines()[0])
 
 
@@ -127,7 +131,7 @@ def image_folder(folder: Path, transform, expected_classes: List[str] | None = N
     try:
         return CheckedImageFolder(str(folder), transform=transform)
     except FileNotFoundError as err:  # a class folder without any image
-        raise LskdError(f"{folder}: {err} (image extensions: {', '.join(IMG_EXTENSIONS)})") from None
+        raise LskdError(f"{folder}: {err}") from None
 
 
 def strided_subset(dataset: Dataset, limit: int | None) -> Dataset:

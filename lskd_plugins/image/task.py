@@ -68,6 +68,7 @@ def load_teacher(args: Any, data_classes: List[str], folder, device: torch.devic
         "source": loaded.source,
         "smoothing": float(smoothing) if smoothing is not None else None,
         "label": loaded.meta.get("label", ""),
+        "classes_named": loaded.class_names is not None,
     }
     return make_teacher(loaded.model, cfg["mean"], cfg["std"], device), meta
 

@@ -416,9 +416,11 @@ def build_student(args, num_classes: int, fresh: bool, log) -> Tuple[nn.Module, 
 
 def build_optimisation(args, student: nn.Module, device: torch.device):
     """(optimizer, scheduler or None, grad scaler) from timm's factories."""
-    from timm.optim import create_optimizer_v2
+    from timm.optim import create_optimizer_v2, list_optimizers
     from timm.scheduler import create_scheduler_v2
 
+    if args.opt.lower().removeprefix("lookahead_") not in list_optimizers():
+        raise LskdError(f"--opt {args.opt!r} is not a timm optimiser (e.g. momentum, sgd, adamw)")
     optimizer = create_optimizer_v2(
         student,
         opt=args.opt,
@@ -534,11 +536,13 @@ class Run:
         resume_ckpt = prepare_output(args, ctx, self.out, self.class_names, self.log)
         teacher, self.teacher_meta = load_teacher(args, self.class_names, train_dir, ctx.device)
         self.label = role_label(args.smoothing, teacher_smoothing(self.teacher_meta), args.kd_temperature)
+        if self.teacher_meta and not self.teacher_meta["classes_named"]:
+            self.log(
+                f"note: the teacher names no classes; its outputs are taken in the order of {train_dir}'s "
+                "sorted class folders (--teacher-class-file checks the order)"
+            )
         student, self.model_kwargs, self.data_config = build_student(
             args, len(self.class_names), resume_ckpt is None, self.log
-        )
-        claim_run_folder(
-            args, ctx, self.out, resume_ckpt is not None and resume_path(args, self.out) == self.out / LAST
         )
         self.data = build_data(args, ctx, train_dir, val_dir, self.class_names, self.data_config)
         self.student = student.to(ctx.device)
@@ -557,6 +561,10 @@ class Run:
             self.task.prepare_distributed(
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
             )
+        # Every input proved usable: only now the folder becomes this run's (a failed start claims nothing).
+        claim_run_folder(
+            args, ctx, self.out, resume_ckpt is not None and resume_path(args, self.out) == self.out / LAST
+        )
         self.bad = {
             "train": image_data.BadImageCounter(args.bad_images),
             "val": image_data.BadImageCounter(args.bad_images),
