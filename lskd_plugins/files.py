@@ -88,6 +88,11 @@ def check_file_writable(path: os.PathLike | str, option: str = "--output-file") 
     p = Path(path)
     if p.is_dir():
         raise LskdError(f"{option} {p} is a folder; give a file path")
+    blocking = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
+    if blocking is not None:
+        raise LskdError(
+            f"{option} {p}: {blocking} is a file, so no folder can be made there; choose another path"
+        )
     check_writable(p.parent if str(p.parent) else Path("."), option)
     return p
 
@@ -128,7 +133,12 @@ def claim_output(
         try:
             current = json.loads(marker.read_text())
         except (OSError, ValueError):
-            current = {"unreadable": True}
+            if not overwrite:
+                raise LskdError(
+                    f"{marker} (the record of which command made {path}'s files) is unreadable or cut short; "
+                    "delete it if you know the files are this command's, or pass --overwrite to replace them"
+                ) from None
+            current = None
     entries = [p for p in path.iterdir() if not p.name.startswith(".lskd-write-test")]
     if current == owner:
         return path

@@ -63,6 +63,10 @@ def test_claim_output_reuses_own_refuses_others(tmp_path):
     with pytest.raises(LskdError, match="lskd did not write"):
         claim_output(foreign, {"command": "x"})
     assert (foreign / "notes.txt").read_text() == "user's"
+    (out / OWNER_FILE).write_text('{"command": "x", "se')  # cut short
+    with pytest.raises(LskdError, match="unreadable or cut short"):
+        claim_output(out, {"command": "x", "seed": 2})
+    claim_output(out, {"command": "x", "seed": 2}, overwrite=True)
 
 
 def test_writable_and_overlap_checks(tmp_path):
@@ -77,6 +81,8 @@ def test_writable_and_overlap_checks(tmp_path):
         check_writable(afile / "sub", "--output")
     with pytest.raises(LskdError, match="is a folder"):
         check_file_writable(tmp_path, "--output-file")
+    with pytest.raises(LskdError, match=r"afile is a file, so no folder can be made there"):
+        check_file_writable(afile / "x.json", "--output-file")
     assert check_writable(tmp_path / "new" / "deep").is_dir()
     data = tmp_path / "data"
     (data / "bin").mkdir(parents=True)
