@@ -154,3 +154,26 @@ def claim_output(
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     write_text_atomic(marker, json.dumps(owner, indent=1, sort_keys=True, default=str) + "\n")
     return path
+
+
+def claim_output_file(
+    path: os.PathLike | str, owner: Dict[str, Any], overwrite: bool = False, option: str = "--output-file"
+) -> Path:
+    """A JSON result file: writable, and either absent or an earlier result of this same ``owner``
+    (stored under the file's ``"owner"`` key); anything else is refused unless ``overwrite``."""
+    import json
+
+    from lskd_plugins.errors import LskdError
+
+    p = check_file_writable(path, option)
+    if p.exists() and not overwrite:
+        try:
+            earlier = json.loads(p.read_text(encoding="utf-8")).get("owner")
+        except (OSError, ValueError, AttributeError):
+            earlier = None
+        if earlier != owner:
+            raise LskdError(
+                f"{option} {p} exists and is not an earlier result of this command with these inputs; "
+                "choose another file or pass --overwrite to replace it"
+            )
+    return p

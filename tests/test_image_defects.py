@@ -63,6 +63,29 @@ def test_output_holding_other_results_is_refused(data, tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["args"]["lr"] == 0.01
 
 
+def test_eval_output_file_never_replaces_results_it_did_not_make(data, tmp_path, capsys):
+    assert train(data, tmp_path / "t") == 0
+    ckpt = str(tmp_path / "t" / "checkpoint_last.pth")
+    base = ["image-eval", "--checkpoint", ckpt, "--data", str(data), "--workers", "0", "--no-progress"]
+    assert_fails_one_line(  # the training run's own summary.json
+        [*base, "--output-file", str(tmp_path / "t" / "summary.json")],
+        capsys,
+        unchanged=[tmp_path / "t"],
+        must_contain=["--output-file", "not an earlier result", "--overwrite"],
+    )
+    from lskd_plugins.cli import main
+
+    out = tmp_path / "eval.json"
+    assert main([*base, "--output-file", str(out)]) == 0
+    assert main([*base, "--output-file", str(out)]) == 0  # its own earlier result: replaced
+    assert json.loads(out.read_text())["owner"]["checkpoint"] == ckpt
+    assert_fails_one_line(  # the same file for another split
+        [*base, "--split", "train", "--output-file", str(out)], capsys, unchanged=[out]
+    )
+    assert main([*base, "--split", "train", "--output-file", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["split"] == "train"
+
+
 # 2. silently wrong results: numbers that cannot be meant
 @pytest.mark.parametrize(
     "option,value",

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from lskd_plugins.errors import LskdError, finite_float, int_at_least, nonneg_int, positive_int
-from lskd_plugins.files import check_file_writable, refuse_overlap, write_text_atomic
+from lskd_plugins.files import claim_output_file, refuse_overlap, write_text_atomic
 from lskd_plugins.image import data as image_data
 from lskd_plugins.image.checkpoint import check_classes, load_classifier, num_outputs
 from lskd_plugins.image.distributed import ShardSampler, resolve_device
@@ -92,6 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--bad-images", choices=image_data.BAD_IMAGE_POLICIES, default="skip", help=help_default(BAD_HELP))
     add("--output-file", default=None, help=help_default("also write the JSON to this file"))
     add("--output", dest="output_file", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
+    add(
+        "--overwrite",
+        action="store_true",
+        help=help_default("replace an --output-file that is not an earlier result of this evaluation"),
+    )
     add("--no-progress", action="store_true", help=help_default("no progress display"))
     add("--quiet", dest="no_progress", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -123,6 +128,18 @@ def report(result: Dict, loaded, args: argparse.Namespace, bad: image_data.BadIm
         "split": args.split,
         "data": str(args.data),
         "bad_images": len(bad.files),
+        "owner": result_owner(args),
+    }
+
+
+def result_owner(args: argparse.Namespace) -> Dict:
+    """What an --output-file result is of: an earlier file of the same owner may be replaced."""
+    return {
+        "command": "lskd image-eval",
+        "checkpoint": str(args.checkpoint),
+        "data": str(args.data),
+        "split": args.split,
+        "limit": args.limit,
     }
 
 
@@ -130,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.output_file:  # before the work: a result that cannot be written is not computed
         refuse_overlap(args.output_file, [args.checkpoint, args.data], "--output-file")
-        check_file_writable(args.output_file, "--output-file")
+        claim_output_file(args.output_file, result_owner(args), args.overwrite, "--output-file")
     loaded = load_classifier(
         args.checkpoint,
         model_name=args.model,
