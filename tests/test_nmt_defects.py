@@ -74,6 +74,13 @@ def test_outputs_never_replace_inputs(tiny_mt_data, tiny_teacher, tmp_path, caps
         unchanged=[foreign],
         must_contain=["holds files that lskd did not write", "--overwrite"],
     )
+    (foreign / "test.hyp").write_text("a hypothesis file of another tool\n")
+    assert_fails_one_line(
+        _bleu(data, tiny_teacher, "--output", str(foreign)),
+        capsys,
+        unchanged=[foreign],
+        must_contain=["holds test.hyp", "--overwrite"],
+    )
 
 
 # ----------------------------------------------------------------------------- 2. silently wrong results

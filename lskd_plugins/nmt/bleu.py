@@ -149,7 +149,15 @@ def check_output(
     if reference and Path(reference).resolve() in written:
         raise LskdError(f"--output {out} would write over --ref {reference}; choose another folder")
     old = out / f"{subset}.bleu.json"
-    if overwrite or not old.is_file():
+    if overwrite:
+        return out
+    if not old.is_file():
+        foreign = sorted(p.name for p in written if p.exists())
+        if foreign:
+            raise LskdError(
+                f"--output {out} holds {', '.join(foreign)}, which no lskd bleu run of this checkpoint "
+                "wrote; choose another folder or pass --overwrite to replace them"
+            )
         return out
     try:
         previous = json.loads(old.read_text(encoding="utf-8"))
