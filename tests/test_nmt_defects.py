@@ -261,6 +261,15 @@ def test_truncated_raw_files_are_named(tiny_mt_data, tmp_path, capsys):
     assert not (tmp_path / "out" / "data-bin").exists()
 
 
+def test_preparation_output_inside_the_raw_corpus_is_refused(tiny_mt_data, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_mt_data.text_dir, raw)
+    argv = ["prepare-mt", "--layout", "plain", "--raw-dir", str(raw), "--output", str(raw / "prepared")]
+    argv += ["--split", "train=train", "--split", "valid=valid", "--split", "test=test", "--no-progress"]
+    assert_fails_one_line(argv, capsys, unchanged=[raw], must_contain=["lies inside --raw-dir"])
+    assert not (raw / "prepared").exists()
+
+
 @pytest.mark.parametrize("script", ["prepare_multi30k.sh", "prepare_iwslt14.sh", "prepare_wmt14_en_de.sh"])
 def test_preparation_scripts_fail_in_one_line(script, tmp_path, cli_env):
     from cli_helpers import assert_cmd_fails_one_line

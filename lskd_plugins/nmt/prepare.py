@@ -622,6 +622,11 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool =
     if out.exists() and not out.is_dir():
         raise LskdError(f"--output {out} is a file, not a folder; give a folder path")
     resolved = resolve_files(Path(cfg.raw_dir), layout)
+    if out.resolve().is_relative_to(Path(cfg.raw_dir).resolve()):
+        raise LskdError(
+            f"--output {out} lies inside --raw-dir {cfg.raw_dir}; keep the raw corpus apart: choose "
+            "another --output"
+        )
     for name in (*RESULTS, PARTIAL):  # the folders a run replaces must not hold the raw files
         if Path(cfg.raw_dir).resolve().is_relative_to((out / name).resolve()):
             raise LskdError(
