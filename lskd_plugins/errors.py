@@ -90,5 +90,15 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return _number(int, lambda v: v >= low, f"an integer >= {low}")
 
 
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """An integer in [low, high]: for options whose huge values exhaust memory or never finish."""
+    return _number(int, lambda v: low <= v <= high, f"an integer from {low} to {high}")
+
+
+MAX_IMG_SIZE = 4096  # pixels per side; a larger input exhausts memory before the first step
+MAX_BEAM = 1000
+MAX_SENTENCES = 10_000_000
+
+
 def fail(message: str) -> NoReturn:
     raise LskdError(message)

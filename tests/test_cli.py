@@ -159,3 +159,22 @@ def test_version_is_the_package_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"lskd {lskd_plugins.__version__}"
+
+
+@pytest.mark.parametrize(
+    "argv,option",
+    [
+        (["synth-mt", "--output", "{tmp}/c", "--valid", "99999999999"], "--valid"),
+        (["digits", "--output", "{tmp}/d", "--scale", "100000"], "--scale"),
+        (["image-train", "--data", "{tmp}", "--output", "{tmp}/r", "--img-size", "100000"], "--img-size"),
+        (["bleu", "--data", "{tmp}", "--path", "{tmp}/x.pt", "--beam", "100000"], "--beam"),
+    ],
+)
+def test_huge_values_are_refused_before_any_work(argv, option, tmp_path, capsys):
+    """Numbers that would exhaust memory or never finish get an upper bound, not a hang."""
+    from cli_helpers import assert_fails_one_line
+
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_fails_one_line(argv, capsys, must_contain=[option, "expected an integer from 1 to"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

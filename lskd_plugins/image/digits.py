@@ -14,7 +14,7 @@ from typing import Dict
 
 import numpy as np
 
-from lskd_plugins.errors import LskdError, nonneg_int, positive_int, unit_float
+from lskd_plugins.errors import LskdError, int_between, nonneg_int, unit_float
 from lskd_plugins.image.staging import prepare_staged
 
 STAMP = ".lskd-digits.json"
@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=nonneg_int, default=0, help="seed of the stratified split (default: %(default)s)")
     add(
         "--scale",
-        type=positive_int,
+        type=int_between(1, 64),
         default=1,
         help="upscale factor: 1 -> 8x8 PNGs, 4 -> 32x32 (default: %(default)s)",
     )

@@ -17,7 +17,15 @@ from typing import Callable, Dict
 import torch
 from torch import nn
 
-from lskd_plugins.errors import LskdError, finite_float, int_at_least, nonneg_int, positive_int
+from lskd_plugins.errors import (
+    MAX_IMG_SIZE,
+    LskdError,
+    finite_float,
+    int_at_least,
+    int_between,
+    nonneg_int,
+    positive_int,
+)
 from lskd_plugins.files import claim_output_file, refuse_overlap, write_text_atomic
 from lskd_plugins.image import data as image_data
 from lskd_plugins.image.checkpoint import check_classes, load_classifier, num_outputs
@@ -80,7 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--model", default=None, help=help_default("timm model of a timm checkpoint or state dict"))
     add("--num-classes", type=int_at_least(2), default=None, help=help_default("its class count"))
     add("--class-file", default=None, help=help_default("its class names, one per line in output order"))
-    add("--img-size", type=positive_int, default=None, help=help_default("input size; none: the model's"))
+    add(
+        "--img-size",
+        type=int_between(1, MAX_IMG_SIZE),
+        default=None,
+        help=help_default("input size; none: the model's"),
+    )
     add("--crop-pct", type=finite_float, default=None, help=help_default("centre-crop fraction in (0, 1]"))
     add("--batch-size", type=positive_int, default=256, help=help_default("images per step"))
     add("--workers", type=nonneg_int, default=4, help=help_default("data-loader processes (0: in-process)"))

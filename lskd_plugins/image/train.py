@@ -30,8 +30,10 @@ import torch
 from torch import nn
 
 from lskd_plugins.errors import (
+    MAX_IMG_SIZE,
     LskdError,
     int_at_least,
+    int_between,
     nonneg_float,
     nonneg_int,
     positive_float,
@@ -100,7 +102,10 @@ def _add_data_arguments(g) -> None:
     )
     g.add_argument("--model", default="resnet18", help=helped("timm model name"))
     g.add_argument(
-        "--img-size", type=positive_int, default=None, help=helped("input size; none: the model's")
+        "--img-size",
+        type=int_between(1, MAX_IMG_SIZE),
+        default=None,
+        help=helped("input size; none: the model's"),
     )
     g.add_argument(
         "--crop-pct",

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from lskd_plugins.errors import LskdError, finite_float, nonneg_float, nonneg_int, positive_int
+from lskd_plugins.errors import (
+    MAX_BEAM,
+    LskdError,
+    finite_float,
+    int_between,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+)
 from lskd_plugins.fairseq_io import split_paths
 from lskd_plugins.nmt import inputs
 from lskd_plugins.progress import Progress
@@ -78,7 +86,10 @@ def add_decode_arguments(parser, default_subset: str, with_path: bool = True) ->
         "DATA/test_sets.tsv (e.g. test_2017_mscoco) (default %(default)s)",
     )
     parser.add_argument(
-        "--beam", type=positive_int, default=4, help="beam size (default %(default)s, as Tan et al.)"
+        "--beam",
+        type=int_between(1, MAX_BEAM),
+        default=4,
+        help="beam size (default %(default)s, as Tan et al.)",
     )
     parser.add_argument(
         "--max-tokens", type=positive_int, default=4096, help="source tokens per batch (default %(default)s)"

@@ -21,7 +21,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from lskd_plugins.errors import LskdError, positive_int
+from lskd_plugins.errors import MAX_SENTENCES, LskdError, int_between
 from lskd_plugins.files import claim_output, write_text_atomic
 from lskd_plugins.nmt.options import add_output_option, add_overwrite_option, require_output
 
@@ -590,16 +590,25 @@ def generate_corpus(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_option(parser, "train/valid/test.{src,tgt}, synonyms.json, README.md")
     parser.add_argument(
-        "--size", type=positive_int, default=20000, help="training sentences (default %(default)s)"
+        "--size",
+        type=int_between(1, MAX_SENTENCES),
+        default=20000,
+        help="training sentences (default %(default)s)",
     )
     parser.add_argument(
         "--seed", type=int, default=1, help="random seed (default %(default)s); same seed, same bytes"
     )
     parser.add_argument(
-        "--valid", type=positive_int, default=1000, help="validation sentences (default %(default)s)"
+        "--valid",
+        type=int_between(1, MAX_SENTENCES),
+        default=1000,
+        help="validation sentences (default %(default)s)",
     )
     parser.add_argument(
-        "--test", type=positive_int, default=1000, help="test sentences (default %(default)s)"
+        "--test",
+        type=int_between(1, MAX_SENTENCES),
+        default=1000,
+        help="test sentences (default %(default)s)",
     )
     parser.add_argument("--src", default="en", help="source file suffix (default %(default)s)")
     parser.add_argument("--tgt", default="de", help="target file suffix (default %(default)s)")
