@@ -83,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-shards",
         type=nonneg_int,
         default=0,
-        help="stop after decoding N new shards (default %(default)s: all); rerun to continue",
+        help="stop after decoding N new shards (default %(default)s: all); the command then exits 3 "
+        "(not finished: neither success nor failure, so a job script can loop on it); rerun to continue",
     )
     parser.add_argument(
         "--on-empty",
