@@ -55,6 +55,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_library_noise() -> None:
+    """torch's, fairseq's and hydra's deprecation chatter at import is not for lskd's users: stderr
+    keeps lskd's own lines (a user error is then the one line it should be). ``PYTHONWARNINGS`` or
+    ``-W`` still show everything."""
+    import logging
+    import warnings
+
+    if sys.warnoptions:
+        return
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+    logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)  # "install tensorboardX"
+
+
 def main(argv: List[str] | None = None) -> int:
     try:
         return run(argv)
@@ -68,6 +83,7 @@ def main(argv: List[str] | None = None) -> int:
 def run(argv: List[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
+    quiet_library_noise()
     parser = build_parser(command if command in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     if getattr(args, "_module", None) is None:

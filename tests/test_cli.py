@@ -178,3 +178,22 @@ def test_huge_values_are_refused_before_any_work(argv, option, tmp_path, capsys)
     before = sorted(p.name for p in tmp_path.iterdir())
     assert_fails_one_line(argv, capsys, must_contain=[option, "expected an integer from 1 to"])
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_user_error_is_the_only_line_on_stderr(tiny_mt_data, tmp_path, cli_env):
+    """No import-time chatter of torch, fairseq or hydra around the one error line (subprocess, as a user)."""
+    import torch
+
+    junk = tmp_path / "junk.pt"
+    torch.save({"a": 1}, junk)
+    for cmd in (["bleu"], ["seqkd", "--output", str(tmp_path / "kd")]):
+        proc = subprocess.run(
+            ["lskd", *cmd, "--data", str(tiny_mt_data.data_bin), "--path", str(junk), "--no-progress"],
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in cli_env.items() if k != "PYTHONWARNINGS"},
+            timeout=300,
+        )
+        assert proc.returncode == 2
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("lskd: error: --path"), proc.stderr
