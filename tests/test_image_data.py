@@ -99,6 +99,9 @@ def test_transforms_give_model_sized_tensors(aug):
 def test_data_folder_errors(tmp_path):
     with pytest.raises(LskdError, match="no such directory"):
         image_data.split_dir(tmp_path / "missing", "train")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(LskdError, match="afile is a file, not a folder"):
+        image_data.split_dir(tmp_path / "afile", "train")
     (tmp_path / "d" / "val").mkdir(parents=True)
     with pytest.raises(LskdError, match=r"has no train/ folder"):
         image_data.split_dir(tmp_path / "d", "train")

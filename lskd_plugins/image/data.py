@@ -35,6 +35,10 @@ DEFAULT_CROP_PCT = {"none": 1.0, "cifar": 1.0, "imagenet": 0.875, "cub": 0.875}
 def split_dir(root: os.PathLike | str, split: str) -> Path:
     """ROOT/SPLIT, or an error saying what the folder must contain."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise LskdError(
+            f"--data {root} is a file, not a folder; give an ImageFolder root with train/ and val/"
+        )
     if not root.is_dir():
         raise LskdError(
             f"--data {root}: no such directory (expected an ImageFolder root with train/ and val/)"
