@@ -14,6 +14,7 @@ The same ids and options give the same batches, hence the same output bytes on t
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -217,6 +218,8 @@ class Decoder:
         self.dataset = self._load_subset(data, subset)
         self.subset, self.data = subset, data
         use_fp16 = options.fp16 and self.device.type == "cuda"
+        if options.fp16 and not use_fp16:
+            print(f"lskd: note: --fp16 is for GPUs; decoding in float32 on {self.device}", file=sys.stderr)
         for m in models:
             m.eval()
             if use_fp16:
