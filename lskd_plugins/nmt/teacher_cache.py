@@ -220,7 +220,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--path", required=True, help="the teacher's fairseq checkpoint (one; ensembles are refused)"
     )
-    parser.add_argument("--output", required=True, help="the cache folder (created; resumable)")
+    parser.add_argument("--output", help="the cache folder (required; created; a killed run resumes there)")
     parser.add_argument("--out", dest="output", help=argparse.SUPPRESS)
     parser.add_argument(
         "--topk", type=positive_int, default=8, help="teacher tokens kept per position (default %(default)s)"
@@ -425,6 +425,8 @@ def main(args: argparse.Namespace) -> int:
     register_plugins()
     from lskd_plugins.tasks.lskd_translation import load_teacher
 
+    if not args.output:
+        raise LskdError("lskd cache-teacher: --output DIR is required (the cache folder)")
     paths = split_paths(args.path)
     if len(paths) > 1:
         raise LskdError(
