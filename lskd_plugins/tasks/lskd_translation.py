@@ -229,6 +229,13 @@ class LskdTranslationTask(TranslationTask):
             )
         return self._cache
 
+    def use_cache(self, folder: str, subset: str) -> None:
+        """Distil from a cache of ``subset`` already built (benchmarks, tests) instead of --teacher-cache."""
+        from lskd_plugins.nmt.teacher_cache import TeacherCache
+
+        self.cfg.teacher_cache = str(folder)
+        self._cache, self._cache_checked = TeacherCache(folder, subset), False
+
     def _checked_cache(self):
         """The cache, once its data identity has been compared with the loaded subset's."""
         from lskd_plugins.nmt.teacher_cache import data_identity
