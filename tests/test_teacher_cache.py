@@ -238,3 +238,32 @@ def test_killed_run_resumes_to_the_same_arrays(
         a, b = np.load(out / f"train.{name}.npy"), np.load(clean / f"train.{name}.npy")
         assert np.array_equal(a, b), name
     assert lskd(argv) == 0  # complete: nothing to do
+
+
+def test_benchmark_report_ends_with_the_summary_line(repo_root, capsys):
+    """benchmarks/teacher_cache.py prints its table, then the one-line summary as its last line."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_teacher_cache", repo_root / "benchmarks" / "teacher_cache.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    steps = {"plain": 1.0, "teacher_fwd": 0.3, "online": 1.4, "cached_k8": 1.05}
+    rows = [
+        dict(teacher="LS", k=8, T=2.0, online=10.0, cached=10.1, rel_err_of_sum=0.01, rel_err_per_token=0.02)
+    ]
+    summary = dict(X=1.05, W=1.4, F=1.3, M=1.2, Z=0.02)
+    result = dict(
+        device="cpu", threads=2, setting="s", s_per_step=steps, peak_bytes={k: 2**20 for k in steps}
+    )
+    bench.report(dict(result, kl=rows, disk_bytes_per_token={8: 64.5}, summary=summary))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == (
+        "ratio_cached_vs_plain=1.050 ratio_online_vs_plain=1.400 floor=1.300 "
+        "mem_online_vs_plain=1.200 kl_rel_err=0.02000"
+    )
+    assert any(re.match(r"cached_k8\s+1050\.0\s+1\.050", line) for line in lines)
+    mean, low, high = bench.paired_interval([0.5, -0.2, 0.3])
+    assert low < mean < high and mean == pytest.approx(0.2)
