@@ -176,17 +176,18 @@ class TeacherCache:
         import torch
 
         ids = sample_ids.cpu().numpy()
-        stored = np.diff(self.offsets)[ids]
+        starts = self.offsets[ids]
+        stored = self.offsets[ids + 1] - starts
         lengths = lengths.cpu().numpy()
         if not np.array_equal(stored, lengths + prefix):
-            bad = int(ids[np.flatnonzero(stored != lengths + prefix)[0]])
+            i = int(np.flatnonzero(stored != lengths + prefix)[0])
             raise LskdError(
-                f"--teacher-cache {self.folder}: sentence {bad} has {int(np.diff(self.offsets)[bad])} cached "
-                "tokens but the batch holds another number: the cache is not aligned with this data"
+                f"--teacher-cache {self.folder}: sentence {int(ids[i])} has {int(stored[i])} cached tokens "
+                f"but the batch holds {int(lengths[i] + prefix)}: the cache is not aligned with this data"
             )
         cols = np.arange(width)
         mask = cols[None, :] < lengths[:, None]
-        rows = (self.offsets[ids][:, None] + prefix + cols[None, :])[mask]
+        rows = (starts[:, None] + prefix + cols[None, :])[mask]
         return torch.from_numpy(rows.astype(np.int64)), torch.from_numpy(mask.reshape(-1))
 
     def teacher_for(self, sample_ids, target, pad: int, prefix: int = 0):
@@ -272,9 +273,9 @@ def load_data(data: str, subset: str, src: str | None, tgt: str | None):
             )
         )
         task.load_dataset(subset, combine=True, epoch=1)
-    except (FileNotFoundError, KeyError, ValueError, Exception) as err:
-        if isinstance(err, LskdError):
-            raise
+    except LskdError:
+        raise
+    except Exception as err:  # a missing split, a corrupt .idx/.bin: one line naming the data-bin
         raise LskdError(
             f"--data {data}: cannot load subset {subset!r} ({type(err).__name__}: {err})"
         ) from None
@@ -339,7 +340,8 @@ class PartialCache:
             "lprobs": ((n, topk), np.float16),
             "logz": ((n, n_temps), np.float32),
         }
-        self.done = self._read_done()
+        # a run killed while publishing may have moved some arrays out already: start that subset over
+        self.done = self._read_done() if all(self.path(n).is_file() for n in ARRAYS) else 0
         mode = "r+" if self.done else "w+"
         self.arrays = {
             name: np.lib.format.open_memmap(
