@@ -29,6 +29,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from lskd_plugins.errors import LskdError
 from lskd_plugins.fairseq_io import check_readable, split_paths, wrong_kind_error
+from lskd_plugins.ranks import check_joined_launcher, fingerprint, on_every_rank, same_on_every_rank
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class LskdTranslationTask(TranslationTask):
         self._cache_checked = False
 
     def build_criterion(self, cfg, from_checkpoint=False):
+        check_joined_launcher()
         criterion = super().build_criterion(cfg, from_checkpoint)
         if self.cfg.teacher_path and self.cfg.teacher_cache:
             raise LskdError(
@@ -205,13 +207,31 @@ class LskdTranslationTask(TranslationTask):
                 "(--teacher-path) or from its cache (--teacher-cache), not both"
             )
         if getattr(criterion, "needs_teacher", False):
-            self.load_cache() if self.cfg.teacher_cache else self.load_teachers()
+            self._load_teacher_on_every_rank()
         elif self.cfg.teacher_path or self.cfg.teacher_cache:
             logger.warning(
                 f"lskd: --teacher-path/--teacher-cache is not used by criterion {type(criterion).__name__} "
                 "(lskd_kd with --kd-alpha > 0 uses it)"
             )
         return criterion
+
+    def _load_teacher_on_every_rank(self) -> None:
+        """Every rank loads its own teacher (or opens the cache); a failure on one rank, or another
+        teacher on one rank, stops all of them."""
+        if self.cfg.teacher_cache:
+            cache = on_every_rank(self.load_cache, "opening the teacher cache")
+            same_on_every_rank(
+                lambda: f"teacher cache of teacher sha256 {cache.header['teacher']['sha256'][:16]}",
+                "the teacher cache (--teacher-cache)",
+                "give every rank the same cache folder",
+            )
+            return
+        teachers = on_every_rank(self.load_teachers, "loading the teacher")
+        same_on_every_rank(
+            lambda: f"teacher sha256 {fingerprint(teachers or ())[:16]}",
+            "the teacher (--teacher-path)",
+            "give every rank the same teacher checkpoint",
+        )
 
     def load_cache(self):
         """Open --teacher-cache (memory-mapped); its data is checked when the subset is loaded."""
