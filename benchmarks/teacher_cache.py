@@ -103,12 +103,12 @@ def run(cmd, log: Path) -> None:
 
 
 def prepare_data(args) -> Path:
-    from lskd_plugins.nmt.prepare import main as prepare
+    """The repository's own Multi30k preparation (``lskd prepare-mt``), reused when done."""
+    from lskd_plugins.cli import main as lskd
 
     out = Path(args.cache_root) / "multi30k_spm8000"
-    if prepare(
-        ["--layout", "multi30k", "--raw-dir", args.raw_dir, "--out", str(out), "--vocab-size", "8000"]
-    ):
+    argv = ["prepare-mt", "--layout", "multi30k", "--raw-dir", args.raw_dir, "--output", str(out)]
+    if lskd(argv + ["--vocab-size", "8000", "--no-progress"]):
         raise SystemExit("Multi30k preparation failed")
     return out / "data-bin"
 
