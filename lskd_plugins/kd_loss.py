@@ -35,7 +35,7 @@ from typing import Callable, Dict, List, Sequence, Union
 import torch
 
 CONVENTIONS = ("fairseq", "uniform")
-_KL_CHUNK_ELEMENTS = 1 << 22  # 16 MB of float32 per chunk temporary
+_KL_CHUNK_ELEMENTS = 1 << 20  # 4 MB of float32 per chunk temporary (a few are alive at once)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
