@@ -62,6 +62,44 @@ def check_readable(paths: Sequence[str], what: str = "checkpoint") -> None:
             raise LskdError(f"{what} is not readable: {p}")
 
 
+def describe_object(obj: Any) -> str:
+    """What kind of checkpoint a loaded object is, in a few words (for 'found X, expected Y')."""
+    if not isinstance(obj, dict):
+        return f"a pickled {type(obj).__name__}, not a checkpoint dict"
+    if str(obj.get("format", "")).startswith("lskd-image"):
+        return f"an lskd image checkpoint (timm model {obj.get('model_name', '?')})"
+    if "cfg" in obj and "model" in obj:
+        return "a fairseq checkpoint"
+    for key in ("state_dict", "state_dict_ema", "model_state"):
+        if isinstance(obj.get(key), dict):
+            return f"a timm/PyTorch training checkpoint (weights under {key!r}, no fairseq cfg)"
+    if obj and all(hasattr(v, "shape") for v in obj.values()):
+        return f"a bare state dict of {len(obj)} tensors (no fairseq cfg)"
+    keys = ", ".join(sorted(map(str, obj))[:5])
+    return f"a dict with keys {keys or '(none)'}, not a fairseq checkpoint"
+
+
+def describe_checkpoint_file(path: str) -> str:
+    """Read ``path`` with torch.load and describe it; a file torch cannot read is named as such."""
+    import torch
+
+    trust_checkpoints()
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        return f"not a readable PyTorch file (truncated or corrupt? {type(err).__name__}: {first})"
+    return describe_object(obj)
+
+
+def wrong_kind_error(path: str, what: str) -> LskdError:
+    """The one-line error for a file that is not the fairseq checkpoint expected as ``what``."""
+    return LskdError(
+        f"{what} {path} is {describe_checkpoint_file(path)}; expected a fairseq translation "
+        "checkpoint (checkpoint_best.pt / checkpoint_last.pt written by fairseq-train)"
+    )
+
+
 def load_ensemble(
     paths: Union[str, Sequence[str]],
     arg_overrides: dict | None = None,
@@ -83,6 +121,9 @@ def load_ensemble(
         except LskdError:
             raise
         except Exception as err:
+            kind = describe_checkpoint_file(f)
+            if kind != "a fairseq checkpoint":
+                raise wrong_kind_error(f, what) from None
             raise LskdError(f"cannot load {what} {f}: {type(err).__name__}: {err}") from None
         models.extend(m)
     return models, cfg, loaded_task

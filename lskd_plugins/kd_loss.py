@@ -4,9 +4,21 @@
 
 Plain torch tensors in, a dict of summed loss parts out: no fairseq, no timm. Logits may be
 ``(N, V)`` or ``(B, L, V)``; positions whose target equals ``ignore_index`` contribute nothing.
-The softmaxes are computed in float32 for half-precision inputs (as fairseq does); at most three
-N x V float tensors are alive at once (student log-probs at T=1, at T when T != 1, and the
-teacher's log-probs at T): the KL's temporaries are made in row chunks of a few MB.
+
+With a teacher, the loss is ONE custom autograd function (``_ChunkedKD``, the idea of the fused
+chunked distillation losses of Liger-Kernel): the forward walks the non-padding rows in chunks of
+a few MB, computes the CE, the KL and their gradient with respect to the student's logits chunk by
+chunk, and keeps only that gradient (one N x V tensor in the logits' dtype) for the backward. No
+student log-probabilities at T=1 or T, no teacher log-probabilities and no KL temporaries outlive
+their chunk; padding rows are never computed. The teacher is a ``TeacherSource``: full logits
+(``LogitsTeacher``), decoder features plus the output projection applied chunk by chunk
+(``FeatureTeacher``: the teacher's N x V logits never exist), or a top-k cache with a flat tail
+(``CachedTeacher``, see ``lskd_plugins.nmt.teacher_cache``). The arithmetic is float32 for half
+inputs (float64 stays float64); the KL is summed element-wise (not as two dot products, whose
+float32 cancellation costs ~2% of the KL at T=64 with V=10k).
+
+The gradient stored is the closed form d/dz_s L = (1 - a) (p_s - q) + a * s_T / T (p_s^T - p_t^T),
+q the smoothed target (sums to 1), s_T = T^2 or 1: first derivatives only (no double backward).
 
 Label-smoothing conventions (``smoothing_convention``):
 - ``"fairseq"``: the true class gets exactly 1 - eps, the other V - 1 classes eps / (V - 1)
@@ -18,13 +30,12 @@ Label-smoothing conventions (``smoothing_convention``):
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence, Union
+from typing import Callable, Dict, List, Sequence, Union
 
 import torch
 
-TeacherLogits = Union[torch.Tensor, Sequence[torch.Tensor]]
 CONVENTIONS = ("fairseq", "uniform")
-_KL_CHUNK_ELEMENTS = 1 << 22  # 16 MB of float32 per KL temporary
+_KL_CHUNK_ELEMENTS = 1 << 20  # 4 MB of float32 per chunk temporary (a few are alive at once)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -33,48 +44,238 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def teacher_log_probs(teacher_logits: TeacherLogits, temperature: float = 1.0) -> torch.Tensor:
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _members(teacher_logits) -> List[torch.Tensor]:
+    members = [teacher_logits] if isinstance(teacher_logits, torch.Tensor) else list(teacher_logits)
+    if not members:
+        raise ValueError("teacher_logits: empty ensemble")
+    return members
+
+
+def ensemble_log_probs(member_logits: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
+    """log mean_i softmax(z_i / T) of (n, V) logits (one member: a plain log_softmax)."""
+    if len(member_logits) == 1:
+        return torch.log_softmax(member_logits[0] / temperature, dim=-1)
+    stacked = torch.stack([torch.log_softmax(z / temperature, dim=-1) for z in member_logits])
+    return torch.logsumexp(stacked, dim=0) - math.log(len(member_logits))
+
+
+def ensemble_nll(member_logits: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """-log p_t(y) at T = 1 per row of (n, V) member logits, without another n x V tensor."""
+    tgt = target.reshape(-1, 1)
+    per_member = []
+    for z in member_logits:
+        safe = tgt.clamp(min=0, max=z.size(-1) - 1)
+        per_member.append(z.gather(-1, safe).squeeze(-1) - torch.logsumexp(z, dim=-1))
+    return -(torch.logsumexp(torch.stack(per_member), dim=0) - math.log(len(member_logits)))
+
+
+def teacher_log_probs(teacher_logits, temperature: float = 1.0) -> torch.Tensor:
     """Log of the teacher distribution at temperature T, flattened to (N, V), float32.
 
     A sequence of logits is an ensemble, averaged in probability space:
     log mean_i softmax(z_i / T).
     """
-    if isinstance(teacher_logits, torch.Tensor):
-        return torch.log_softmax(_flat(teacher_logits) / temperature, dim=-1)
-    members = list(teacher_logits)
-    if not members:
-        raise ValueError("teacher_logits: empty ensemble")
-    if len(members) == 1:
-        return teacher_log_probs(members[0], temperature)
-    stacked = torch.stack([torch.log_softmax(_flat(z) / temperature, dim=-1) for z in members])
-    return torch.logsumexp(stacked, dim=0) - math.log(len(members))
+    return ensemble_log_probs([_flat(z) for z in _members(teacher_logits)], temperature)
 
 
-def teacher_nll_per_token(teacher_logits: TeacherLogits, target: torch.Tensor) -> torch.Tensor:
-    """-log p_t(y) at T = 1 per position, without materialising another N x V tensor."""
-    members = [teacher_logits] if isinstance(teacher_logits, torch.Tensor) else list(teacher_logits)
-    tgt = target.reshape(-1, 1)
-    per_member = []
-    for z in members:
-        z = _flat(z)
-        safe = tgt.clamp(min=0, max=z.size(-1) - 1)
-        per_member.append(z.gather(-1, safe).squeeze(-1) - torch.logsumexp(z, dim=-1))
-    log_p = torch.logsumexp(torch.stack(per_member), dim=0) - math.log(len(members))
-    return -log_p
+def teacher_nll_per_token(teacher_logits, target: torch.Tensor) -> torch.Tensor:
+    """-log p_t(y) at T = 1 per position."""
+    return ensemble_nll([_flat(z) for z in _members(teacher_logits)], target)
 
 
-def kl_per_position(student_lprobs: torch.Tensor, teacher_lprobs: torch.Tensor) -> torch.Tensor:
-    """KL(p_t || p_s) per row of (N, V) log-probs, element-wise then summed.
+class TeacherSource:
+    """Where the teacher's distribution of a chunk of rows comes from (no autograd anywhere).
 
-    Element-wise (not as two dot products, whose float32 cancellation costs ~2% of the KL at
-    T=64 with V=10k), in row chunks so the temporaries stay a few MB whatever N is.
+    ``log_probs(rows, T)`` returns the (n, V) log-probabilities at T of the flat positions
+    ``rows``; ``nll(rows, target)`` returns -log p_t(y) at T = 1 for those rows.
     """
-    rows = max(1, _KL_CHUNK_ELEMENTS // max(1, student_lprobs.size(-1)))
-    parts = [
-        torch.nn.functional.kl_div(s, t, reduction="none", log_target=True).sum(-1)
-        for s, t in zip(student_lprobs.split(rows), teacher_lprobs.split(rows))
-    ]
-    return torch.cat(parts) if parts else student_lprobs.new_zeros(0)
+
+    num_rows: int
+    vocab: int
+
+    def log_probs(self, rows: torch.Tensor, temperature: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def nll(self, rows: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class LogitsTeacher(TeacherSource):
+    """Full teacher logits, one (N, V) tensor per ensemble member (averaged in probability space)."""
+
+    def __init__(self, teacher_logits):
+        self.members = [z.reshape(-1, z.size(-1)) for z in _members(teacher_logits)]
+        self.num_rows, self.vocab = self.members[0].shape
+
+    def _chunk(self, rows: torch.Tensor) -> List[torch.Tensor]:
+        return [_flat(z.index_select(0, rows)) for z in self.members]
+
+    def log_probs(self, rows, temperature):
+        return ensemble_log_probs(self._chunk(rows), temperature)
+
+    def nll(self, rows, target):
+        return ensemble_nll(self._chunk(rows), target)
+
+
+class FeatureTeacher(LogitsTeacher):
+    """Decoder features (N, D) per member and their output projections, applied chunk by chunk."""
+
+    def __init__(self, features: Sequence[torch.Tensor], projections: Sequence[Callable], vocab: int):
+        if len(features) != len(projections) or not features:
+            raise ValueError("FeatureTeacher: one projection per feature tensor, at least one")
+        self.features = [f.reshape(-1, f.size(-1)) for f in features]
+        self.projections = list(projections)
+        self.num_rows, self.vocab = self.features[0].size(0), vocab
+
+    def _chunk(self, rows):
+        with torch.no_grad():
+            return [_flat(proj(f.index_select(0, rows))) for f, proj in zip(self.features, self.projections)]
+
+
+def _flat_tail(lpk: torch.Tensor, vocab: int):
+    """Top-k log-probs (n, K) -> (top-k log-probs, log-prob of each of the V - K other tokens).
+
+    The tail mass r = 1 - sum(top-k p) is spread evenly: log(r / (V - K)). Storage rounding can
+    make the top-k sum exceed 1: the top-k are then renormalised and the tail is empty (floored
+    at the smallest normal float, so that 0 * log 0 stays 0 in the element-wise KL).
+    """
+    k = lpk.size(-1)
+    if k >= vocab:
+        return lpk - torch.logsumexp(lpk, -1, keepdim=True), None
+    log_mass = torch.logsumexp(lpk, -1, keepdim=True)
+    lpk = lpk - log_mass.clamp(min=0)
+    tail_mass = (-torch.expm1(log_mass.clamp(max=0))).clamp(min=torch.finfo(lpk.dtype).tiny)
+    return lpk, tail_mass.log() - math.log(vocab - k)
+
+
+def topk_entries(logits: torch.Tensor, k: int, temperatures: Sequence[float]):
+    """What a cache stores of (n, V) teacher logits: top-k ids, their log-probs at T = 1, and
+    log Z_T = logsumexp(z / T) per temperature (n, len(temperatures)); float32 or float64."""
+    z = _flat(logits)
+    log_z = torch.stack([torch.logsumexp(z / t, -1) for t in temperatures], -1)
+    values, ids = z.topk(k, -1)
+    return ids, values - log_z[:, list(temperatures).index(1.0)].unsqueeze(-1), log_z
+
+
+class TopkTeacher(TeacherSource):
+    """A cached teacher: per position the top-k ids and log-probs at T = 1 (any float dtype),
+    and the log-partition log Z_T of the full logits at each cached temperature.
+
+    At a cached T: log p_T(i) = (log p_1(i) + log Z_1) / T - log Z_T for the top-k, exact up to
+    the storage rounding; the remaining mass is spread evenly over the other V - K tokens (the
+    flat tail). At any other T the tail's logits are taken as equal (the flat tail implied by
+    the T = 1 tail mass) and the partition recomputed: exact for an exactly flat tail.
+    """
+
+    def __init__(self, ids, lprobs, log_z, temperatures: Sequence[float], vocab: int):
+        temps = [float(t) for t in temperatures]
+        if 1.0 not in temps:
+            raise ValueError("TopkTeacher: the cached temperatures must include T = 1")
+        self.ids, self.lprobs, self.log_z = ids.long(), lprobs, log_z
+        self.temps, self.vocab, self.num_rows = temps, int(vocab), ids.size(0)
+
+    def topk_at(self, rows: torch.Tensor, temperature: float):
+        """(ids, top-k log-probs at T, tail log-prob per token or None) of ``rows``."""
+        ids = self.ids.index_select(0, rows)
+        lp1 = _flat(self.lprobs.index_select(0, rows))
+        if temperature in self.temps:
+            log_z = self.log_z.index_select(0, rows).to(lp1.dtype)
+            z1, zt = log_z[:, self.temps.index(1.0)], log_z[:, self.temps.index(temperature)]
+            lpk = (lp1 + z1.unsqueeze(-1)) / temperature - zt.unsqueeze(-1)
+            return (ids, *_flat_tail(lpk, self.vocab))
+        lp1, tail1 = _flat_tail(lp1, self.vocab)
+        if tail1 is None:
+            return ids, lp1 / temperature - torch.logsumexp(lp1 / temperature, -1, keepdim=True), None
+        weights = torch.cat([lp1, tail1 + math.log(self.vocab - lp1.size(-1)) * temperature], -1)
+        log_z = torch.logsumexp(weights / temperature, -1, keepdim=True)
+        return ids, lp1 / temperature - log_z, tail1 / temperature - log_z
+
+    def log_probs(self, rows, temperature):
+        ids, lpk, tail = self.topk_at(rows, temperature)
+        if tail is None:
+            return lpk.new_empty(rows.numel(), self.vocab).scatter_(-1, ids, lpk)
+        return tail.expand(-1, self.vocab).clone().scatter_(-1, ids, lpk)
+
+    def nll(self, rows, target):
+        ids, lp1, tail = self.topk_at(rows, 1.0)
+        hit = ids.eq(target.unsqueeze(-1))
+        in_topk = (lp1 * hit).sum(-1)
+        if tail is None:
+            return -in_topk
+        return -torch.where(hit.any(-1), in_topk, tail.squeeze(-1))
+
+
+def _smoothed_target_grad(p: torch.Tensor, target: torch.Tensor, eps: float, convention: str):
+    """p - q for the smoothed target q of each row (the gradient of CE_eps wrt the logits)."""
+    vocab = p.size(-1)
+    if convention == "fairseq":
+        off, on = eps / (vocab - 1), 1.0 - eps
+    else:
+        off, on = eps / vocab, 1.0 - eps + eps / vocab
+    grad = p - off
+    idx = target.unsqueeze(-1)
+    return grad.scatter_(-1, idx, p.gather(-1, idx) - on)
+
+
+def _rows_ce(lp1: torch.Tensor, target: torch.Tensor, eps: float, convention: str):
+    """Per-row (smoothed CE, nll) of (n, V) log-probs, fairseq's arithmetic."""
+    vocab = lp1.size(-1)
+    nll = -lp1.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    smooth = -lp1.sum(-1)
+    if convention == "fairseq":
+        eps_i = eps / (vocab - 1)
+        return (1.0 - eps - eps_i) * nll + eps_i * smooth, nll
+    return (1.0 - eps) * nll + (eps / vocab) * smooth, nll
+
+
+def _rows_terms(s, y, teacher: TeacherSource, rows, temperature: float, eps: float, convention: str):
+    """The KD math of one chunk of (non-padding) rows: THE implementation, summed or not by callers.
+
+    Returns (lp1, lpT, t_lp, ce, nll, kl, t_nll): student log-probs at 1 and T, teacher log-probs
+    at T (n x V each), and the per-row CE_eps, NLL, KL(p_t^T || p_s^T) and teacher NLL at T = 1.
+    """
+    lp1 = torch.log_softmax(s, dim=-1)
+    ce, nll = _rows_ce(lp1, y, eps, convention)
+    lpT = lp1 if temperature == 1.0 else torch.log_softmax(s / temperature, dim=-1)
+    with torch.no_grad():
+        t_lp = teacher.log_probs(rows, temperature).to(s.dtype)
+        t_nll = teacher.nll(rows, y).to(s.dtype)
+    kl = torch.nn.functional.kl_div(lpT, t_lp, reduction="none", log_target=True).sum(-1)
+    return lp1, lpT, t_lp, ce, nll, kl, t_nll
+
+
+class _ChunkedKD(torch.autograd.Function):
+    """Loss and its gradient in one chunked pass; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, logits, rows, target, teacher, opts):
+        alpha, temperature, eps, convention, scale, chunk_rows = opts
+        dtype = _compute_dtype(logits)
+        grad = torch.zeros_like(logits)
+        sums = torch.zeros(4, dtype=dtype, device=logits.device)  # ce, nll, kl, teacher nll
+        for chunk, y in zip(rows.split(chunk_rows), target.split(chunk_rows)):
+            s = logits.index_select(0, chunk).to(dtype)
+            lp1, lpT, t_lp, ce, nll, kl, t_nll = _rows_terms(
+                s, y, teacher, chunk, temperature, eps, convention
+            )
+            g = _smoothed_target_grad(lp1.exp(), y, eps, convention).mul_(1.0 - alpha)
+            g.add_(lpT.exp().sub_(t_lp.exp()), alpha=alpha * scale / temperature)
+            grad.index_copy_(0, chunk, g.to(grad.dtype))
+            sums += torch.stack([ce.sum(), nll.sum(), kl.sum(), t_nll.sum()])
+        ce, nll, kl, t_nll = sums.unbind()
+        loss = (1.0 - alpha) * ce + alpha * scale * kl
+        ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(ce, nll, kl, t_nll)
+        return loss, ce, nll, kl, t_nll
+
+    @staticmethod
+    def backward(ctx, grad_loss, *unused):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss.to(grad.dtype), None, None, None, None
 
 
 def label_smoothed_nll(
@@ -113,10 +314,58 @@ def label_smoothed_nll(
     return loss, nll_loss
 
 
+def _check_options(kd_alpha, temperature, teacher, convention) -> None:
+    if not temperature > 0:
+        raise ValueError(f"KD temperature must be > 0, got {temperature}")
+    if not 0.0 <= kd_alpha <= 1.0:
+        raise ValueError(f"kd_alpha must lie in [0, 1], got {kd_alpha}")
+    if kd_alpha > 0 and teacher is None:
+        raise ValueError("kd_alpha > 0 needs teacher_logits")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"smoothing convention must be one of {CONVENTIONS}, got {convention!r}")
+
+
+def _ce_only(s_logits, flat_target, kd_alpha, label_smoothing, ignore_index, convention, ntokens):
+    """No teacher: autograd through fairseq's arithmetic (kd_alpha = 0 is fairseq's loss bit for bit)."""
+    lprobs = torch.log_softmax(s_logits, dim=-1)
+    ce_loss, nll_loss = label_smoothed_nll(lprobs, flat_target, label_smoothing, ignore_index, convention)
+    zero = lprobs.new_zeros(())
+    loss = ce_loss if kd_alpha == 0 else ce_loss * (1.0 - kd_alpha)
+    return dict(
+        loss=loss, ce_loss=ce_loss, nll_loss=nll_loss, ntokens=ntokens, kd_loss=zero, teacher_nll=zero
+    )
+
+
+def as_teacher_source(teacher_logits) -> TeacherSource:
+    return teacher_logits if isinstance(teacher_logits, TeacherSource) else LogitsTeacher(teacher_logits)
+
+
+def _prepare(student_logits, target, teacher_logits, kd_alpha, temperature, ignore_index, convention):
+    """Checks; (flat logits, flat target, non-padding rows, ntokens, teacher source or None)."""
+    _check_options(kd_alpha, temperature, teacher_logits, convention)
+    flat_target = target.reshape(-1)
+    s_logits = student_logits.reshape(-1, student_logits.size(-1))
+    if s_logits.size(0) != flat_target.numel():
+        raise ValueError(
+            f"student logits hold {s_logits.size(0)} positions but target holds {flat_target.numel()}"
+        )
+    if ignore_index is not None:
+        rows = flat_target.ne(ignore_index).nonzero().squeeze(-1)
+    else:
+        rows = torch.arange(s_logits.size(0), device=s_logits.device)
+    ntokens = torch.tensor(rows.numel(), device=s_logits.device)
+    teacher = None if teacher_logits is None else as_teacher_source(teacher_logits)
+    if teacher is not None and (teacher.num_rows, teacher.vocab) != tuple(s_logits.shape):
+        raise ValueError(
+            f"teacher output {(teacher.num_rows, teacher.vocab)} != student {tuple(s_logits.shape)}"
+        )
+    return s_logits, flat_target, rows, ntokens, teacher
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     target: torch.Tensor,
-    teacher_logits: TeacherLogits | None = None,
+    teacher_logits: Union[torch.Tensor, Sequence[torch.Tensor], TeacherSource, None] = None,
     *,
     kd_alpha: float,
     temperature: float = 1.0,
@@ -127,55 +376,85 @@ def kd_loss(
 ) -> Dict[str, torch.Tensor]:
     """The study's KD loss, summed over non-ignored positions.
 
-    Returns a dict of scalar tensors: ``loss`` (the objective, differentiable),
-    ``ce_loss`` (label-smoothed CE with eps=label_smoothing), ``nll_loss`` (plain NLL at T=1),
-    ``kd_loss`` (KL(p_t^T || p_s^T) summed, without the T^2 factor), ``teacher_nll``
-    (-log p_t(y) at T=1, summed) and ``ntokens`` (the number of positions counted).
-    With ``kd_alpha == 0`` the teacher is not needed and ``loss == ce_loss`` exactly.
+    ``teacher_logits``: a tensor shaped like the student's logits, a sequence of them (an
+    ensemble, averaged in probability space), or a ``TeacherSource``. Returns a dict of scalar
+    tensors: ``loss`` (the objective, differentiable), ``ce_loss`` (label-smoothed CE with
+    eps=label_smoothing), ``nll_loss`` (plain NLL at T=1), ``kd_loss`` (KL(p_t^T || p_s^T) summed,
+    without the T^2 factor), ``teacher_nll`` (-log p_t(y) at T=1, summed) and ``ntokens`` (the
+    number of positions counted). With ``kd_alpha == 0`` the teacher is not needed and
+    ``loss == ce_loss`` exactly.
     """
-    if not temperature > 0:
-        raise ValueError(f"KD temperature must be > 0, got {temperature}")
-    if not 0.0 <= kd_alpha <= 1.0:
-        raise ValueError(f"kd_alpha must lie in [0, 1], got {kd_alpha}")
-    if kd_alpha > 0 and teacher_logits is None:
-        raise ValueError("kd_alpha > 0 needs teacher_logits")
-    flat_target = target.reshape(-1)
-    mask = flat_target.ne(ignore_index) if ignore_index is not None else None
-    s_logits = _flat(student_logits)
-    if s_logits.size(0) != flat_target.numel():
-        raise ValueError(
-            f"student logits hold {s_logits.size(0)} positions but target holds {flat_target.numel()}"
-        )
-
-    lprobs = torch.log_softmax(s_logits, dim=-1)
-    ce_loss, nll_loss = label_smoothed_nll(
-        lprobs, flat_target, label_smoothing, ignore_index, smoothing_convention
+    s_logits, flat_target, rows, ntokens, teacher = _prepare(
+        student_logits, target, teacher_logits, kd_alpha, temperature, ignore_index, smoothing_convention
     )
-    ntokens = mask.sum() if mask is not None else torch.tensor(flat_target.numel(), device=s_logits.device)
-    zero = lprobs.new_zeros(())
-    out = {"ce_loss": ce_loss, "nll_loss": nll_loss, "ntokens": ntokens}
-
-    if teacher_logits is None:
-        out.update(
-            loss=ce_loss if kd_alpha == 0 else ce_loss * (1.0 - kd_alpha), kd_loss=zero, teacher_nll=zero
+    if teacher is None:
+        return _ce_only(
+            _flat(s_logits),
+            flat_target,
+            kd_alpha,
+            label_smoothing,
+            ignore_index,
+            smoothing_convention,
+            ntokens,
         )
-        return out
-
-    with torch.no_grad():
-        t_lprobs = teacher_log_probs(teacher_logits, temperature)
-        if t_lprobs.shape != lprobs.shape:
-            raise ValueError(f"teacher log-probs {tuple(t_lprobs.shape)} != student {tuple(lprobs.shape)}")
-        t_nll = teacher_nll_per_token(teacher_logits, flat_target)
-    s_lprobs_t = lprobs if temperature == 1.0 else torch.log_softmax(s_logits / temperature, dim=-1)
-    kl = kl_per_position(s_lprobs_t, t_lprobs)
-    if mask is not None:
-        kl = kl.masked_fill(~mask, 0.0)
-        t_nll = t_nll.masked_fill(~mask, 0.0)
-    kl = kl.sum()
+    chunk_rows = max(1, _KL_CHUNK_ELEMENTS // max(1, s_logits.size(-1)))
     scale = temperature**2 if scale_by_t2 else 1.0
-    if kd_alpha == 0:
-        loss = ce_loss
+    opts = (
+        float(kd_alpha),
+        float(temperature),
+        float(label_smoothing),
+        smoothing_convention,
+        scale,
+        chunk_rows,
+    )
+    loss, ce, nll, kl, t_nll = _ChunkedKD.apply(
+        s_logits, rows, flat_target.index_select(0, rows), teacher, opts
+    )
+    return dict(loss=loss, ce_loss=ce, nll_loss=nll, kd_loss=kl, teacher_nll=t_nll, ntokens=ntokens)
+
+
+def kd_loss_per_position(
+    student_logits: torch.Tensor,
+    target: torch.Tensor,
+    teacher_logits=None,
+    *,
+    kd_alpha: float,
+    temperature: float = 1.0,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    scale_by_t2: bool = True,
+    smoothing_convention: str = "fairseq",
+) -> Dict[str, torch.Tensor]:
+    """The same loss and parts per position (N,), zero at ignored positions (``reduce=False``).
+
+    Plain autograd over all non-ignored rows at once (memory as the unchunked loss): for analysis
+    and for criteria that weight positions, not for the training hot path.
+    """
+    s_logits, flat_target, rows, _, teacher = _prepare(
+        student_logits, target, teacher_logits, kd_alpha, temperature, ignore_index, smoothing_convention
+    )
+    s = _flat(s_logits.index_select(0, rows))
+    y = flat_target.index_select(0, rows)
+    zero = s.new_zeros(rows.shape)
+    if teacher is None:
+        ce, nll = _rows_ce(torch.log_softmax(s, dim=-1), y, label_smoothing, smoothing_convention)
+        kl = t_nll = zero
     else:
-        loss = (1.0 - kd_alpha) * ce_loss + kd_alpha * scale * kl
-    out.update(loss=loss, kd_loss=kl, teacher_nll=t_nll.sum())
-    return out
+        *_, ce, nll, kl, t_nll = _rows_terms(
+            s, y, teacher, rows, temperature, label_smoothing, smoothing_convention
+        )
+    scale = temperature**2 if scale_by_t2 else 1.0
+    loss = (1.0 - kd_alpha) * ce + (kd_alpha * scale * kl if teacher is not None else 0.0)
+    parts = dict(loss=loss, ce_loss=ce, nll_loss=nll, kd_loss=kl, teacher_nll=t_nll)
+    n = s_logits.size(0)
+    return {k: s.new_zeros(n).index_put((rows,), v.to(s.dtype)) for k, v in parts.items()}
+
+
+def kl_per_position(student_lprobs: torch.Tensor, teacher_lprobs: torch.Tensor) -> torch.Tensor:
+    """KL(p_t || p_s) per row of (N, V) log-probs, element-wise, in row chunks (diagnostics)."""
+    rows = max(1, _KL_CHUNK_ELEMENTS // max(1, student_lprobs.size(-1)))
+    parts = [
+        torch.nn.functional.kl_div(s, t, reduction="none", log_target=True).sum(-1)
+        for s, t in zip(student_lprobs.split(rows), teacher_lprobs.split(rows))
+    ]
+    return torch.cat(parts) if parts else student_lprobs.new_zeros(0)

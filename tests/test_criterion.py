@@ -16,6 +16,7 @@ from fairseq.data import Dictionary  # noqa: E402
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 from fairseq.logging import metrics  # noqa: E402
 from fairseq_fixtures import TINY_ARCH, USER_DIR  # noqa: E402
+from kd_reference import reference_kd  # noqa: E402
 
 from lskd_plugins.errors import LskdError  # noqa: E402
 from lskd_plugins.fairseq_io import register_plugins  # noqa: E402
@@ -65,32 +66,6 @@ def logged(criterion_cls, logging_output):
     with metrics.aggregate(new_root=True) as agg:
         criterion_cls.reduce_metrics([logging_output])
         return agg.get_smoothed_values()
-
-
-def reference_kd(student_logits, teacher_logits_list, target, pad, *, alpha, T, eps, t2=True):
-    """Direct computation in float64: explicit softmax, log and sums over non-pad tokens."""
-    s = student_logits.double().reshape(-1, student_logits.size(-1))
-    y = target.reshape(-1)
-    keep = y.ne(pad)
-    s, y = s[keep], y[keep]
-    V = s.size(-1)
-
-    def softmax(z):
-        e = torch.exp(z - z.max(-1, keepdim=True).values)
-        return e / e.sum(-1, keepdim=True)
-
-    ts = [t.double().reshape(-1, V)[keep] for t in teacher_logits_list]
-    ps1, psT = softmax(s), softmax(s / T)
-    ptT = sum(softmax(t / T) for t in ts) / len(ts)
-    pt1 = sum(softmax(t) for t in ts) / len(ts)
-    q = torch.full_like(ps1, eps / (V - 1))
-    q[torch.arange(len(y)), y] = 1 - eps
-    ce = -(q * torch.log(ps1)).sum()
-    nll = -torch.log(ps1[torch.arange(len(y)), y]).sum()
-    kl = (ptT * (torch.log(ptT) - torch.log(psT))).sum()
-    tnll = -torch.log(pt1[torch.arange(len(y)), y]).sum()
-    loss = (1 - alpha) * ce + alpha * (T**2 if t2 else 1.0) * kl
-    return {"loss": loss, "ce": ce, "nll": nll, "kl": kl, "tnll": tnll, "n": int(keep.sum())}
 
 
 @pytest.mark.parametrize("eps,prefix,sentence_avg", [(0.1, 0, False), (0.0, 0, False), (0.2, 1, True)])
@@ -243,16 +218,39 @@ def test_missing_teacher_file_names_the_path(tiny_mt_data, tmp_path):
 def test_unreadable_teacher_file_names_the_path(tiny_mt_data, tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(LskdError, match=f"cannot read teacher checkpoint {garbage}"):
+    with pytest.raises(LskdError, match=f"--teacher-path {garbage} is not a readable PyTorch file"):
         build(tiny_mt_data.data_bin, "--teacher-path", garbage)
+
+
+def test_truncated_teacher_and_image_checkpoint_say_what_was_found(tiny_mt_data, tiny_teacher, tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(open(tiny_teacher, "rb").read()[:5000])
+    with pytest.raises(LskdError, match=r"is not a readable PyTorch file \(truncated or corrupt"):
+        build(tiny_mt_data.data_bin, "--teacher-path", truncated)
+    image = tmp_path / "image.pth"
+    torch.save({"format": "lskd-image-v1", "model_name": "resnet18", "state_dict": {}}, image)
+    with pytest.raises(
+        LskdError, match=r"is an lskd image checkpoint \(timm model resnet18\); expected a fairseq"
+    ):
+        build(tiny_mt_data.data_bin, "--teacher-path", image)
+    timm_style = tmp_path / "model_best.pth.tar"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, timm_style)
+    with pytest.raises(LskdError, match=r"timm/PyTorch training checkpoint \(weights under 'state_dict'"):
+        build(tiny_mt_data.data_bin, "--teacher-path", timm_style)
 
 
 @pytest.mark.parametrize(
     "flags,message",
     [
-        (["--kd-temperature", 0], "--kd-temperature must be > 0, got 0.0"),
-        (["--kd-temperature", -2], "--kd-temperature must be > 0, got -2.0"),
+        (["--kd-temperature", 0], "--kd-temperature must be a finite number > 0, got 0.0"),
+        (["--kd-temperature", -2], "--kd-temperature must be a finite number > 0, got -2.0"),
+        (["--kd-temperature", "nan"], "--kd-temperature must be a finite number > 0, got nan"),
+        (["--kd-temperature", "inf"], "--kd-temperature must be a finite number > 0, got inf"),
         (["--kd-alpha", 1.5], r"--kd-alpha must lie in \[0, 1\], got 1.5"),
+        (["--kd-alpha", "nan"], r"--kd-alpha must lie in \[0, 1\], got nan"),
+        (["--label-smoothing", 1.0], r"--label-smoothing must lie in \[0, 1\), got 1.0"),
+        (["--label-smoothing", -0.1], r"--label-smoothing must lie in \[0, 1\), got -0.1"),
+        (["--ignore-prefix-size", -1], "--ignore-prefix-size must be >= 0, got -1"),
     ],
 )
 def test_bad_options(tiny_mt_data, flags, message):
@@ -284,25 +282,72 @@ def test_first_difference_and_dictionary_mismatch():
     assert dictionary_mismatch("source", t, _dict(["x", "y"])) is None
 
 
-def test_dictionary_sizes_checked_when_teacher_data_bin_is_gone(tmp_path):
-    src, tgt = _dict(["a", "b"]), _dict(["a", "b", "c"])
-    state = {
-        "cfg": {"task": {"data": str(tmp_path / "gone"), "source_lang": "en", "target_lang": "de"}},
-        "model": {
-            "encoder.embed_tokens.weight": torch.zeros(len(src), 4),
-            "decoder.embed_tokens.weight": torch.zeros(len(tgt) + 2, 4),
-        },
-    }
-    with pytest.raises(
-        LskdError,
-        match=(
-            rf"teacher t.pt does not share the student's dictionaries: target dictionary: teacher "
-            rf"{len(tgt) + 2} symbols \(decoder.embed_tokens.weight rows\), student {len(tgt)} symbols"
-        ),
-    ):
-        check_teacher_dictionaries("t.pt", state, src, tgt, "en", "de")
-    state["model"]["decoder.embed_tokens.weight"] = torch.zeros(len(tgt), 4)
-    check_teacher_dictionaries("t.pt", state, src, tgt, "en", "de")  # sizes agree: accepted
+def _write_dicts(folder, symbols):
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang in ("en", "de"):
+        _dict(symbols).save(str(folder / f"dict.{lang}.txt"))
+
+
+def test_dictionary_check_is_an_error_from_any_directory(tmp_path, monkeypatch):
+    """A teacher trained with a relative data path, checked from another working directory: its
+    data-bin is found from the checkpoint's folders and the first differing symbol is named; where
+    no data-bin is found at all, the check is an error (never a size-only warning)."""
+    run = tmp_path / "run"
+    _write_dicts(run / "data-bin", ["a", "b", "c"])
+    (run / "checkpoints").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    state = {"cfg": {"task": {"data": "data-bin", "source_lang": "en", "target_lang": "de"}}, "model": {}}
+    ckpt = str(run / "checkpoints" / "t.pt")
+    student = _dict(["a", "c", "b"])
+    with pytest.raises(LskdError, match=r"first difference at index 5: teacher 'b', student 'c'"):
+        check_teacher_dictionaries(ckpt, state, student, student, "en", "de")
+    check_teacher_dictionaries(ckpt, state, _dict(["a", "b", "c"]), _dict(["a", "b", "c"]), "en", "de")
+    state["cfg"]["task"]["data"] = "gone"
+    with pytest.raises(LskdError, match=r"cannot be compared .* pass --teacher-data DIR"):
+        check_teacher_dictionaries(ckpt, state, student, student, "en", "de")
+    with pytest.raises(LskdError, match=r"first difference at index 5"):
+        check_teacher_dictionaries(ckpt, state, student, student, "en", "de", str(run / "data-bin"))
+
+
+def test_reduce_false_gives_per_token_losses_summing_to_the_reduced(tiny_mt_data, tiny_teacher):
+    task, model, crit = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher, "--kd-temperature", 2)
+    sample = valid_batch(task)
+    model.eval()
+    loss, _, log = crit(model, sample)
+    per_token, _, log_per = crit(model, sample, reduce=False)
+    assert per_token.shape == (sample["target"].numel(),)
+    assert per_token[sample["target"].reshape(-1).eq(task.target_dictionary.pad())].abs().max() == 0
+    torch.testing.assert_close(per_token.sum(), loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(log_per["kd_loss"], log["kd_loss"], rtol=1e-5, atol=1e-5)
+
+
+def test_a_subclass_overrides_one_piece(tiny_mt_data, tiny_teacher):
+    """fairseq's shape: a subclass that drops the KD term in compute_loss's teacher hook."""
+
+    class NoTeacher(LskdKdCriterion):
+        def get_teacher(self, model, sample):
+            return None
+
+    task, model, crit = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher, "--label-smoothing", 0.1)
+    sub = NoTeacher(task, False, kd_alpha=0.9, label_smoothing=0.1)
+    _, _, plain = build(
+        tiny_mt_data.data_bin, "--label-smoothing", 0.1, criterion="label_smoothed_cross_entropy"
+    )
+    sample = valid_batch(task)
+    model.eval()
+    ours, _, log = sub(model, sample)
+    theirs, _, _ = plain(model, sample)
+    assert torch.equal(ours, theirs) and "kd_loss" not in log
+    lprobs, target = crit.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
+    assert lprobs.shape == (target.numel(), len(task.target_dictionary))
+    n_correct, total = crit.compute_accuracy(model, model(**sample["net_input"]), sample)
+    assert total == sample["ntokens"] and 0 <= n_correct <= total
+
+
+def test_teacher_path_and_cache_together_are_refused(tiny_mt_data, tiny_teacher, tmp_path):
+    with pytest.raises(LskdError, match="--teacher-path and --teacher-cache both given"):
+        build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher, "--teacher-cache", tmp_path)
 
 
 def test_eval_bleu_generator_stays_the_students(tiny_mt_data, tiny_teacher):

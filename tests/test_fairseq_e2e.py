@@ -62,7 +62,7 @@ def student_runs(tmp_path_factory, tiny_mt_data, tiny_teacher, cli_env):
         "--save-dir",
         save_dir,
     ]
-    first = run_cli([*cmd, "--max-update", "6"], env)
+    first = run_cli([*cmd, "--max-update", "6", "--tensorboard-logdir", save_dir / "tb"], env)
     second = run_cli([*cmd, "--max-update", "12"], env)
     return {
         "save_dir": save_dir,
@@ -92,6 +92,123 @@ def test_student_logs_kd_loss_and_eval_bleu(student_runs, tiny_teacher):
         assert _metric(log, tag, "ce_loss"), tag
     assert _metric(log, "valid", "bleu"), "fairseq's --eval-bleu reported no bleu"
     assert _metric(log, "train", "num_updates")[-1] == 6
+
+
+def test_tensorboard_events_hold_the_plugins_scalars(student_runs):
+    """fairseq's --tensorboard-logdir with the plugins: event files per split holding kd_loss."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_values = {"train": _metric(student_runs["first"], "train", "kd_loss")}
+    for split in ("train", "valid"):
+        acc = EventAccumulator(str(student_runs["save_dir"] / "tb" / split))
+        acc.Reload()
+        tags = set(acc.Tags()["scalars"])
+        assert {"kd_loss", "teacher_nll_loss", "ce_loss", "nll_loss", "loss"} <= tags, (split, tags)
+        events = acc.Scalars("kd_loss")
+        assert events and all(e.value > 0 for e in events)
+        if split in log_values:  # the same number as the text log's end-of-epoch line
+            assert events[-1].value == pytest.approx(log_values[split][-1], abs=1e-3)
+
+
+def test_validate_a_student_without_its_teacher(student_runs, tiny_mt_data, env, tmp_path):
+    """docs/fairseq_plugins.md: --model-overrides sets kd_alpha 0 (the saved criterion is rebuilt by
+    fairseq-validate), so the teacher is neither needed nor loaded, from any directory."""
+    ckpt = student_runs["save_dir"] / "checkpoint_last.pt"
+    out = run_cli(
+        [
+            "fairseq-validate",
+            tiny_mt_data.data_bin,
+            "--user-dir",
+            USER_DIR,
+            "--path",
+            ckpt,
+            "--task",
+            "lskd_translation",
+            "--model-overrides",
+            "{'kd_alpha': 0.0, 'teacher_path': ''}",
+            "--cpu",
+            "--max-tokens",
+            "2000",
+        ],
+        env,
+        cwd=tmp_path,
+    )
+    log = out.stdout + out.stderr
+    line = next(x for x in log.splitlines() if "valid on 'valid' subset" in x)
+    assert "nll_loss" in line and "kd_loss" not in line and "lskd: teacher" not in log
+
+
+def test_hydra_example_config_trains_a_kd_student(tiny_mt_data, tiny_teacher, env, tmp_path, repo_root):
+    """recipes/hydra/lskd_kd.yaml through fairseq-hydra-train (tiny sizes by override)."""
+    tiny = {
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_embed_dim": 32,
+        "decoder_embed_dim": 32,
+        "encoder_ffn_embed_dim": 64,
+        "decoder_ffn_embed_dim": 64,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+    }
+    out = run_cli(
+        [
+            "fairseq-hydra-train",
+            "--config-dir",
+            repo_root / "recipes" / "hydra",
+            "--config-name",
+            "lskd_kd",
+            f"common.user_dir={USER_DIR}",
+            f"task.data={tiny_mt_data.data_bin}",
+            f"task.teacher_path={tiny_teacher}",
+            f"checkpoint.save_dir={tmp_path / 'student'}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+            "optimization.max_update=3",
+            "common.cpu=true",
+            "dataset.num_workers=0",
+            "common.log_interval=1",
+            *[f"model.{k}={v}" for k, v in tiny.items()],
+        ],
+        env,
+        cwd=tmp_path,
+    )
+    log = out.stdout + out.stderr
+    for tag in ("train", "valid"):  # hydra's log lines: "[...][train][INFO] - epoch 001 | loss ..."
+        lines = [x for x in log.splitlines() if f"][{tag}][INFO]" in x]
+        assert lines and re.search(r"\| kd_loss [\d.]+", lines[-1]), (tag, lines)
+    assert f"lskd: teacher {tiny_teacher}" in log
+    assert (tmp_path / "student" / "checkpoint_last.pt").is_file()
+
+
+def test_student_from_a_teacher_cache(tiny_mt_data, tiny_teacher, env, tmp_path):
+    """lskd cache-teacher, then fairseq-train --teacher-cache: KD terms logged in training, no
+    teacher loaded; validation reports the label-smoothed CE (the cache covers train)."""
+    cache = tmp_path / "cache"
+    lskd = [
+        str(p) for p in ("lskd", "cache-teacher", "--data", tiny_mt_data.data_bin, "--path", tiny_teacher)
+    ]
+    run_cli([*lskd, "--output", cache, "--topk", "8", "--no-progress"], env)
+    out = run_cli(
+        [
+            "fairseq-train",
+            tiny_mt_data.data_bin,
+            *TINY_ARCH,
+            *TINY_TRAIN,
+            *STUDENT,
+            "--teacher-cache",
+            cache,
+            "--max-update",
+            "4",
+            "--save-dir",
+            tmp_path / "student",
+        ],
+        env,
+    )
+    log = out.stdout + out.stderr
+    assert all(v > 0 for v in _metric(log, "train", "kd_loss")) and _metric(log, "train", "kd_loss")
+    assert not _metric(log, "valid", "kd_loss") and _metric(log, "valid", "nll_loss")
+    assert (
+        f"lskd: teacher cache {cache}: top-8" in log and "lskd: teacher " + str(tiny_teacher) + ":" not in log
+    )
 
 
 def test_resume_continues_from_checkpoint_last(student_runs):

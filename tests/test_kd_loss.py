@@ -1,45 +1,25 @@
 """The shared KD loss against direct reference computations."""
 
-import math
-
 import pytest
 import torch
+from kd_reference import reference_grad, reference_kd, softmax64
 
-from lskd_plugins.kd_loss import kd_loss, teacher_log_probs
+import lskd_plugins.kd_loss as kd_module
+from lskd_plugins.kd_loss import (
+    FeatureTeacher,
+    TopkTeacher,
+    kd_loss,
+    kd_loss_per_position,
+    teacher_log_probs,
+)
 
 PAD = 1
 
 
 def reference(student, teacher, target, *, alpha, T, eps, pad, t2=True, convention="fairseq"):
-    """Explicit softmax / log / sums, one position at a time."""
-    total = {"loss": 0.0, "ce": 0.0, "nll": 0.0, "kl": 0.0, "tnll": 0.0, "n": 0}
-    s = student.double().reshape(-1, student.size(-1))
-    teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
-    ts = [t.double().reshape(-1, t.size(-1)) for t in teachers]
-    y = target.reshape(-1)
-    V = s.size(-1)
-    for i in range(s.size(0)):
-        if y[i].item() == pad:
-            continue
-        ps1 = torch.exp(s[i]) / torch.exp(s[i]).sum()
-        psT = torch.exp(s[i] / T) / torch.exp(s[i] / T).sum()
-        ptT = sum(torch.exp(t[i] / T) / torch.exp(t[i] / T).sum() for t in ts) / len(ts)
-        pt1 = sum(torch.exp(t[i]) / torch.exp(t[i]).sum() for t in ts) / len(ts)
-        if convention == "fairseq":
-            q = torch.full((V,), eps / (V - 1), dtype=torch.double)
-            q[y[i]] = 1 - eps
-        else:
-            q = torch.full((V,), eps / V, dtype=torch.double)
-            q[y[i]] += 1 - eps
-        ce = -(q * torch.log(ps1)).sum()
-        kl = (ptT * (torch.log(ptT) - torch.log(psT))).sum()
-        total["ce"] += ce.item()
-        total["nll"] += -math.log(ps1[y[i]].item())
-        total["kl"] += kl.item()
-        total["tnll"] += -math.log(pt1[y[i]].item())
-        total["loss"] += ((1 - alpha) * ce + alpha * (T**2 if t2 else 1.0) * kl).item()
-        total["n"] += 1
-    return total
+    """The shared float64 reference (tests/kd_reference.py) as plain floats."""
+    ref = reference_kd(student, teacher, target, pad, alpha=alpha, T=T, eps=eps, t2=t2, convention=convention)
+    return {k: float(v) for k, v in ref.items()}
 
 
 def make_batch(seed=0, B=3, L=5, V=11, n_teachers=1):
@@ -192,3 +172,165 @@ def test_bad_temperature_and_alpha():
         kd_loss(student, target, teacher, kd_alpha=1.5)
     with pytest.raises(ValueError, match="teacher"):
         kd_loss(student, target, None, kd_alpha=0.5)
+
+
+# -- the chunked autograd function ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "T,convention,n_teachers", [(1.0, "fairseq", 1), (3.0, "uniform", 1), (2.0, "fairseq", 2)]
+)
+def test_chunked_value_and_gradient_equal_reference_float64(monkeypatch, T, convention, n_teachers):
+    monkeypatch.setattr(kd_module, "_KL_CHUNK_ELEMENTS", 13 * 4)  # 4 rows per chunk: several chunks
+    student, teacher, target = make_batch(seed=21, B=4, L=6, V=13, n_teachers=n_teachers)
+    s = student.double().requires_grad_(True)
+    teacher = [t.double() for t in teacher] if n_teachers > 1 else teacher.double()
+    kw = dict(alpha=0.6, T=T, eps=0.1, convention=convention)
+    out = kd_loss(
+        s,
+        target,
+        teacher,
+        kd_alpha=0.6,
+        temperature=T,
+        label_smoothing=0.1,
+        ignore_index=PAD,
+        smoothing_convention=convention,
+    )
+    out["loss"].backward()
+    ref = reference_kd(student, teacher, target, PAD, **kw)
+    assert out["loss"].item() == pytest.approx(ref["loss"].item(), rel=1e-12)
+    assert out["kd_loss"].item() == pytest.approx(ref["kl"].item(), rel=1e-10)
+    grad = reference_grad(student, teacher, target, PAD, **kw)
+    assert torch.allclose(s.grad, grad, rtol=1e-10, atol=1e-12)
+    assert s.grad.reshape(-1, 13)[target.reshape(-1).eq(PAD)].abs().max() == 0  # padding: no gradient
+
+
+def test_backward_keeps_one_gradient_tensor_not_log_probs():
+    """What autograd keeps from the loss for the backward: the N x V gradient only (no log-probs
+    at 1 or T, no teacher tensors); saved tensors counted with torch's saved-tensor hooks."""
+    g = torch.Generator().manual_seed(0)
+    N, V = 64, 500
+    logits = torch.randn(N, V, generator=g, requires_grad=True)
+    teacher = torch.randn(N, V, generator=g)
+    y = torch.randint(0, V, (N,), generator=g)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        out = kd_loss(logits * 1.0, y, teacher, kd_alpha=0.9, temperature=2.0, label_smoothing=0.1)
+    # the multiplication saves a scalar; the KD function saves exactly one N x V tensor
+    assert sum(n for n in saved if n > 1) == N * V
+    out["loss"].backward()
+    assert logits.grad.shape == (N, V)
+
+
+def test_feature_teacher_projects_chunk_by_chunk_and_equals_full_logits(monkeypatch):
+    monkeypatch.setattr(kd_module, "_KL_CHUNK_ELEMENTS", 11 * 3)
+    g = torch.Generator().manual_seed(5)
+    features = torch.randn(3, 5, 4, generator=g, dtype=torch.double)
+    proj = torch.nn.Linear(4, 11).double()
+    calls = []
+
+    def projection(x):
+        calls.append(x.size(0))
+        return proj(x)
+
+    student, _, target = make_batch(seed=6, B=3, L=5, V=11)
+    student = student.double()
+    full = kd_loss(student, target, proj(features).detach(), kd_alpha=0.9, temperature=2.0, ignore_index=PAD)
+    chunked = kd_loss(
+        student,
+        target,
+        FeatureTeacher([features], [projection], 11),
+        kd_alpha=0.9,
+        temperature=2.0,
+        ignore_index=PAD,
+    )
+    assert chunked["loss"].item() == pytest.approx(full["loss"].item(), rel=1e-12)
+    assert max(calls) <= 3  # never more than one chunk of rows projected at once
+    assert sum(calls) == 2 * (target.ne(PAD).sum().item())  # log-probs and NLL, padding rows skipped
+
+
+def test_reduce_false_per_position_sums_to_the_reduced_loss():
+    student, teacher, target = make_batch(seed=8)
+    kw = dict(kd_alpha=0.7, temperature=2.0, label_smoothing=0.1, ignore_index=PAD)
+    summed = kd_loss(student.double(), target, teacher.double(), **kw)
+    per = kd_loss_per_position(student.double(), target, teacher.double(), **kw)
+    assert per["loss"].shape == (target.numel(),)
+    assert per["loss"][target.reshape(-1).eq(PAD)].abs().max() == 0
+    for key in ("loss", "ce_loss", "nll_loss", "kd_loss", "teacher_nll"):
+        assert per[key].sum().item() == pytest.approx(summed[key].item(), rel=1e-12), key
+
+
+# -- the cached teacher: top-k plus a flat tail ---------------------------------------------------
+TEMPS = (1.0, 2.0, 3.0, 64.0)
+
+
+def flat_tail_teacher(N=12, V=17, seed=0):
+    """Logits with one peak per row and every other logit equal: an exactly flat tail (an LS teacher)."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.full((N, V), -1.0, dtype=torch.double) + torch.randn(N, 1, generator=g, dtype=torch.double)
+    z[torch.arange(N), torch.randint(0, V, (N,), generator=g)] += 2.0 + 3.0 * torch.rand(
+        N, generator=g, dtype=torch.double
+    )
+    return z
+
+
+def cached(logits, k, temps=TEMPS, dtype=None):
+    ids, lp1, log_z = kd_module.topk_entries(logits, k, temps)
+    return TopkTeacher(ids, lp1 if dtype is None else lp1.to(dtype), log_z, temps, logits.size(-1))
+
+
+def flat_tail_probs(logits, k, T):
+    """The reference's flat-tail distribution: exact top-k probabilities, the rest spread evenly."""
+    p = softmax64(logits / T)
+    top = p.topk(k, -1)
+    tail = (1 - top.values.sum(-1, keepdim=True)).clamp(min=0) / max(1, p.size(-1) - k)
+    return tail.expand_as(p).clone().scatter_(-1, top.indices, top.values)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 16, 17])
+@pytest.mark.parametrize("T", [1.0, 2.0, 64.0, 5.0])
+def test_flat_tail_teacher_is_exact_for_every_k(k, T):
+    """T = 5 is not cached: the flat-tail extrapolation from T = 1 is exact for a flat tail too."""
+    z = flat_tail_teacher()
+    g = torch.Generator().manual_seed(1)
+    student = torch.randn(z.shape, generator=g, dtype=torch.double)
+    y = torch.randint(0, z.size(-1), (z.size(0),), generator=g)
+    kw = dict(kd_alpha=0.9, temperature=T, label_smoothing=0.1)
+    online = kd_loss(student, y, z, **kw)
+    cache = kd_loss(student, y, cached(z, k), **kw)
+    for key in ("loss", "kd_loss", "teacher_nll"):
+        assert cache[key].item() == pytest.approx(online[key].item(), rel=1e-9, abs=1e-12), key
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 64.0])
+def test_k_equals_v_matches_online_within_fp16_storage(T):
+    """Stored float16 log-probs (as lskd cache-teacher writes them): relative error 2^-11 of each
+    log-prob, i.e. at most ~0.1% of the KL and 1e-3 of each gradient entry here."""
+    g = torch.Generator().manual_seed(2)
+    N, V = 40, 30
+    z = torch.randn(N, V, generator=g) * 3
+    student = torch.randn(N, V, generator=g, requires_grad=True)
+    y = torch.randint(0, V, (N,), generator=g)
+    kw = dict(kd_alpha=0.9, temperature=T, label_smoothing=0.1)
+    online = kd_loss(student, y, z, **kw)
+    (g_online,) = torch.autograd.grad(online["loss"], student)
+    cache = kd_loss(student, y, cached(z, V, dtype=torch.float16), **kw)
+    (g_cache,) = torch.autograd.grad(cache["loss"], student)
+    assert cache["kd_loss"].item() == pytest.approx(online["kd_loss"].item(), rel=2e-3, abs=1e-6)
+    assert cache["loss"].item() == pytest.approx(online["loss"].item(), rel=1e-3)
+    assert torch.allclose(g_cache, g_online, atol=1e-3)
+
+
+def test_truncated_cache_keeps_the_tail_mass_and_matches_the_flat_tail_reference():
+    """A teacher with a non-flat tail: the cached loss is the KL to the flat-tail distribution
+    (checked against the float64 reference with that distribution), and its tail keeps its mass."""
+    g = torch.Generator().manual_seed(3)
+    N, V, k = 20, 50, 8
+    z = torch.randn(N, V, generator=g, dtype=torch.double) * 2
+    student = torch.randn(N, V, generator=g, dtype=torch.double)
+    y = torch.randint(0, V, (N,), generator=g)
+    teacher = cached(z, k)
+    lp = teacher.log_probs(torch.arange(N), 2.0)
+    assert torch.allclose(lp.exp().sum(-1), torch.ones(N, dtype=torch.double), atol=1e-12)
+    out = kd_loss(student, y, teacher, kd_alpha=1.0, temperature=2.0)
+    probs = (flat_tail_probs(z, k, 2.0), flat_tail_probs(z, k, 1.0))
+    ref = reference_kd(student, None, y, alpha=1.0, T=2.0, teacher_probs=probs)
+    assert out["kd_loss"].item() == pytest.approx(ref["kl"].item(), rel=1e-10)

@@ -26,7 +26,7 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from lskd_plugins.errors import LskdError
-from lskd_plugins.kd_loss import kd_loss
+from lskd_plugins.kd_loss import kd_loss, kd_loss_per_position
 
 
 @dataclass
@@ -51,18 +51,29 @@ class LskdKdConfig(FairseqDataclass):
     sentence_avg: bool = II("optimization.sentence_avg")
 
 
-def check_kd_options(kd_alpha: float, kd_temperature: float, label_smoothing: float) -> None:
-    """One-line errors for out-of-range options (before any training starts)."""
+def check_kd_options(
+    kd_alpha: float, kd_temperature: float, label_smoothing: float, ignore_prefix_size: int = 0
+):
+    """One-line errors for out-of-range options (before any training starts); NaN fails every test."""
     if not 0.0 <= kd_alpha <= 1.0:
         raise LskdError(f"--kd-alpha must lie in [0, 1], got {kd_alpha}")
-    if not kd_temperature > 0:
-        raise LskdError(f"--kd-temperature must be > 0, got {kd_temperature}")
+    if not (kd_temperature > 0 and math.isfinite(kd_temperature)):
+        raise LskdError(f"--kd-temperature must be a finite number > 0, got {kd_temperature}")
     if not 0.0 <= label_smoothing < 1.0:
         raise LskdError(f"--label-smoothing must lie in [0, 1), got {label_smoothing}")
+    if not ignore_prefix_size >= 0:
+        raise LskdError(f"--ignore-prefix-size must be >= 0, got {ignore_prefix_size}")
 
 
 @register_criterion("lskd_kd", dataclass=LskdKdConfig)
 class LskdKdCriterion(FairseqCriterion):
+    """fairseq's criterion shape: ``forward`` = model call + ``compute_loss`` + ``compute_accuracy``.
+
+    Subclasses override the pieces: ``get_logits_and_target`` (what is compared),
+    ``get_teacher`` (where the teacher's distribution comes from), ``compute_loss`` (the loss parts)
+    or ``compute_accuracy``. ``get_lprobs_and_target`` is fairseq's usual hook (log-probs at T=1).
+    """
+
     def __init__(
         self,
         task,
@@ -75,7 +86,7 @@ class LskdKdCriterion(FairseqCriterion):
         report_accuracy=False,
     ):
         super().__init__(task)
-        check_kd_options(kd_alpha, kd_temperature, label_smoothing)
+        check_kd_options(kd_alpha, kd_temperature, label_smoothing, ignore_prefix_size)
         self.sentence_avg = sentence_avg
         self.kd_alpha = float(kd_alpha)
         self.temperature = float(kd_temperature)
@@ -83,11 +94,11 @@ class LskdKdCriterion(FairseqCriterion):
         self.scale_by_t2 = not no_kd_t2_scaling
         self.ignore_prefix_size = ignore_prefix_size
         self.report_accuracy = report_accuracy
-        if self.needs_teacher and not callable(getattr(task, "teacher_logits", None)):
+        if self.needs_teacher and not callable(getattr(task, "teacher_source", None)):
             raise LskdError(
                 f"--criterion lskd_kd with --kd-alpha {kd_alpha} needs a teacher: use "
-                "--task lskd_translation --teacher-path CKPT (or --kd-alpha 0 for plain "
-                "label-smoothed training)"
+                "--task lskd_translation --teacher-path CKPT (or --teacher-cache DIR, or --kd-alpha 0 "
+                "for plain label-smoothed training)"
             )
 
     @property
@@ -97,50 +108,75 @@ class LskdKdCriterion(FairseqCriterion):
     def _strip_prefix(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, self.ignore_prefix_size :].contiguous() if self.ignore_prefix_size > 0 else x
 
-    def forward(self, model, sample, reduce=True):
-        """Returns (loss, sample_size, logging_output) like every fairseq criterion."""
-        if not reduce:
-            raise NotImplementedError("lskd_kd returns summed losses only (reduce=True)")
-        net_output = model(**sample["net_input"])
+    def get_logits_and_target(self, model, net_output, sample):
+        """(B x L x V student logits, B x L target) with the ignored prefix removed."""
         logits = self._strip_prefix(net_output[0])
-        target = self._strip_prefix(model.get_targets(sample, net_output))
-        teacher = None
-        if self.needs_teacher:
-            teacher = [self._strip_prefix(z) for z in self.task.teacher_logits(sample, model)]
-            if teacher[0].shape != logits.shape:
-                raise LskdError(
-                    f"teacher output {tuple(teacher[0].shape)} does not match the student's "
-                    f"{tuple(logits.shape)}: teacher and student must share the target dictionary"
-                )
-        parts = kd_loss(
+        return logits, self._strip_prefix(model.get_targets(sample, net_output))
+
+    def get_lprobs_and_target(self, model, net_output, sample):
+        """fairseq's hook: flat (N x V) student log-probs at T = 1 and flat target."""
+        logits, target = self.get_logits_and_target(model, net_output, sample)
+        lprobs = model.get_normalized_probs((logits,) + tuple(net_output[1:]), log_probs=True)
+        return lprobs.view(-1, lprobs.size(-1)), target.view(-1)
+
+    def get_teacher(self, model, sample):
+        """The teacher's distribution for ``sample`` (a kd_loss TeacherSource), or None."""
+        if not self.needs_teacher:
+            return None
+        return self.task.teacher_source(sample, model, self.ignore_prefix_size)
+
+    def compute_loss(self, model, net_output, sample, reduce=True):
+        """The kd_loss parts: scalars summed over tokens, or per token (B*L,) when not ``reduce``;
+        plus ``with_teacher`` (False where no teacher distribution was available: CE only)."""
+        logits, target = self.get_logits_and_target(model, net_output, sample)
+        teacher = self.get_teacher(model, sample)
+        loss_fn = kd_loss if reduce else kd_loss_per_position
+        parts = loss_fn(
             logits,
             target,
             teacher,
-            kd_alpha=self.kd_alpha,
+            kd_alpha=self.kd_alpha if teacher is not None else 0.0,
             temperature=self.temperature,
             label_smoothing=self.eps,
             ignore_index=self.padding_idx,
             scale_by_t2=self.scale_by_t2,
             smoothing_convention="fairseq",
         )
+        parts["with_teacher"] = teacher is not None
+        return parts
+
+    def compute_accuracy(self, model, net_output, sample):
+        """(n_correct, total) of the argmax over non-padding target tokens."""
+        logits, target = self.get_logits_and_target(model, net_output, sample)
+        mask = target.ne(self.padding_idx)
+        n_correct = logits.argmax(-1).masked_select(mask).eq(target.masked_select(mask)).sum()
+        return n_correct, mask.sum()
+
+    def forward(self, model, sample, reduce=True):
+        """Returns (loss, sample_size, logging_output) like every fairseq criterion.
+
+        With ``reduce=False`` the loss is per target token (B*L,), zero at padding, and the
+        logged parts are their sums.
+        """
+        net_output = model(**sample["net_input"])
+        parts = self.compute_loss(model, net_output, sample, reduce=reduce)
         loss = parts["loss"]
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {
-            "loss": loss.data,
-            "nll_loss": parts["nll_loss"].data,
-            "ce_loss": parts["ce_loss"].data,
+            "loss": loss.data.sum(),
+            "nll_loss": parts["nll_loss"].data.sum(),
+            "ce_loss": parts["ce_loss"].data.sum(),
             "ntokens": sample["ntokens"],
             "nsentences": sample["target"].size(0),
             "sample_size": sample_size,
         }
-        if teacher is not None:
-            logging_output["kd_loss"] = parts["kd_loss"].data
-            logging_output["teacher_nll_loss"] = parts["teacher_nll"].data
+        if parts["with_teacher"]:
+            logging_output["kd_loss"] = parts["kd_loss"].data.sum()
+            logging_output["teacher_nll_loss"] = parts["teacher_nll"].data.sum()
         if self.report_accuracy:
-            mask = target.ne(self.padding_idx)
-            n_correct = logits.argmax(-1).masked_select(mask).eq(target.masked_select(mask)).sum()
+            n_correct, total = self.compute_accuracy(model, net_output, sample)
             logging_output["n_correct"] = utils.item(n_correct.data)
-            logging_output["total"] = utils.item(mask.sum().data)
+            logging_output["total"] = utils.item(total.data)
         return loss, sample_size, logging_output
 
     @classmethod

@@ -28,7 +28,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from lskd_plugins.errors import LskdError
-from lskd_plugins.fairseq_io import check_readable, split_paths
+from lskd_plugins.fairseq_io import check_readable, split_paths, wrong_kind_error
 from lskd_plugins.ranks import check_joined_launcher, fingerprint, on_every_rank, same_on_every_rank
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,20 @@ class LskdTranslationConfig(TranslationConfig):
             "help": "teacher checkpoint for word-level KD; several joined by ':' are an "
             "ensemble averaged in probability space. Loaded only by training, only when "
             "the criterion uses a teacher (lskd_kd with --kd-alpha > 0)"
+        },
+    )
+    teacher_cache: str = field(
+        default="",
+        metadata={
+            "help": "a folder made by 'lskd cache-teacher' for this data-bin: distil from the "
+            "teacher's cached top-k outputs (no teacher in memory) instead of --teacher-path"
+        },
+    )
+    teacher_data: str = field(
+        default="",
+        metadata={
+            "help": "the teacher's data-bin (its dict.*.txt), where the path recorded in the "
+            "teacher's checkpoint does not resolve from here (default: that recorded path)"
         },
     )
 
@@ -68,65 +82,74 @@ def dictionary_mismatch(side: str, teacher: Dictionary, student: Dictionary) -> 
     return f"{side} dictionary: teacher {len(teacher)} symbols, student {len(student)} symbols; {diff}"
 
 
-def _teacher_dictionaries(task_cfg, src: str, tgt: str):
-    """The teacher's own (src, tgt) dictionaries from its data-bin, or None where it is gone."""
+def _candidate_roots(recorded: str, checkpoint: str, override: str) -> List[str]:
+    """Where the teacher's data-bin may be: --teacher-data, the recorded path, and the recorded
+    relative path resolved from the checkpoint's folder and its parents (a teacher trained in
+    another working directory)."""
+    if override:
+        return [override]
+    roots = [recorded] if recorded else []
+    if recorded and not os.path.isabs(recorded):
+        folder = os.path.dirname(os.path.abspath(checkpoint))
+        while True:
+            roots.append(os.path.join(folder, recorded))
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+    return roots
+
+
+def _teacher_dictionaries(task_cfg, src: str, tgt: str, checkpoint: str, override: str = ""):
+    """The teacher's own (src, tgt) dictionaries, or (None, places looked at)."""
     data = task_cfg.get("data") if hasattr(task_cfg, "get") else getattr(task_cfg, "data", None)
-    if not data:
-        return None
-    root = utils.split_paths(data)[0]
-    src = task_cfg.get("source_lang") or src
-    tgt = task_cfg.get("target_lang") or tgt
-    files = [os.path.join(root, f"dict.{lang}.txt") for lang in (src, tgt)]
-    if not all(os.path.isfile(f) for f in files):
-        return None
-    return tuple(Dictionary.load(f) for f in files)
-
-
-def _embedding_rows(model_state: dict, key: str) -> int | None:
-    weight = model_state.get(key)
-    return int(weight.size(0)) if torch.is_tensor(weight) and weight.dim() == 2 else None
+    recorded = utils.split_paths(data)[0] if data else ""
+    src = (task_cfg.get("source_lang") if hasattr(task_cfg, "get") else None) or src
+    tgt = (task_cfg.get("target_lang") if hasattr(task_cfg, "get") else None) or tgt
+    roots = _candidate_roots(recorded, checkpoint, override)
+    for root in roots:
+        files = [os.path.join(root, f"dict.{lang}.txt") for lang in (src, tgt)]
+        if all(os.path.isfile(f) for f in files):
+            return tuple(Dictionary.load(f) for f in files), roots
+    return None, roots
 
 
 def check_teacher_dictionaries(
-    path: str, state: dict, src_dict: Dictionary, tgt_dict: Dictionary, src: str, tgt: str
+    path: str,
+    state: dict,
+    src_dict: Dictionary,
+    tgt_dict: Dictionary,
+    src: str,
+    tgt: str,
+    teacher_data: str = "",
 ) -> None:
     """Stop with one line when the teacher at ``path`` was trained on other dictionaries.
 
-    Compares symbol by symbol with the teacher's own dictionaries (from the data-bin named in its
-    checkpoint); where that data-bin is gone, compares the sizes of its embedding matrices.
+    Compares symbol by symbol with the teacher's own dictionaries (``--teacher-data``, or the
+    data-bin named in its checkpoint, from here or from the checkpoint's folder). Where none is
+    found the symbols cannot be compared: that is an error too (a silent size-only check would
+    accept a permuted dictionary), naming the fix.
     """
     how_to_fix = (
         "train the teacher on the student's data-bin, or binarize the student's data with "
         "fairseq-preprocess --srcdict/--tgtdict set to the teacher's dictionaries"
     )
-    teacher_dicts = _teacher_dictionaries(state["cfg"]["task"], src, tgt)
-    if teacher_dicts is not None:
-        problems = [
-            m
-            for m in (
-                dictionary_mismatch("source", teacher_dicts[0], src_dict),
-                dictionary_mismatch("target", teacher_dicts[1], tgt_dict),
-            )
-            if m
-        ]
-    else:
-        problems = []
-        for side, key, student in (
-            ("source", "encoder.embed_tokens.weight", src_dict),
-            ("target", "decoder.embed_tokens.weight", tgt_dict),
-        ):
-            rows = _embedding_rows(state["model"], key)
-            if rows is not None and rows != len(student):
-                problems.append(
-                    f"{side} dictionary: teacher {rows} symbols ({key} rows), student "
-                    f"{len(student)} symbols (the teacher's data-bin is not available to "
-                    "name the first differing symbol)"
-                )
-        if not problems:
-            logger.warning(
-                f"lskd: teacher {path}: its data-bin is not available; only the embedding "
-                "sizes could be checked against the student's dictionaries"
-            )
+    teacher_dicts, looked = _teacher_dictionaries(state["cfg"]["task"], src, tgt, path, teacher_data)
+    if teacher_dicts is None:
+        where = looked[0] if looked else "(none recorded)"
+        raise LskdError(
+            f"teacher {path}: its dictionaries cannot be compared with the student's: no "
+            f"dict.{src}.txt/dict.{tgt}.txt in its data-bin {where} (looked from here and from the "
+            "checkpoint's folders); pass --teacher-data DIR naming the teacher's data-bin"
+        )
+    problems = [
+        m
+        for m in (
+            dictionary_mismatch("source", teacher_dicts[0], src_dict),
+            dictionary_mismatch("target", teacher_dicts[1], tgt_dict),
+        )
+        if m
+    ]
     if problems:
         raise LskdError(
             f"teacher {path} does not share the student's dictionaries: "
@@ -139,16 +162,18 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
-def load_teacher(path: str, src_dict: Dictionary, tgt_dict: Dictionary, src: str, tgt: str):
+def load_teacher(
+    path: str, src_dict: Dictionary, tgt_dict: Dictionary, src: str, tgt: str, teacher_data: str = ""
+):
     """One teacher model on CPU, eval mode, no gradients; one-line errors naming ``path``."""
     check_readable([path], "teacher checkpoint")
     try:
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
-    except Exception as err:
-        raise LskdError(f"cannot read teacher checkpoint {path}: {_first_line(err)}") from None
-    if state.get("cfg") is None or state.get("model") is None:
-        raise LskdError(f"teacher checkpoint {path} is not a fairseq checkpoint (no cfg/model)")
-    check_teacher_dictionaries(path, state, src_dict, tgt_dict, src, tgt)
+    except Exception:
+        raise wrong_kind_error(path, "--teacher-path") from None
+    if not isinstance(state, dict) or state.get("cfg") is None or state.get("model") is None:
+        raise wrong_kind_error(path, "--teacher-path") from None
+    check_teacher_dictionaries(path, state, src_dict, tgt_dict, src, tgt, teacher_data)
     # Built with a plain translation task holding the student's (equal) dictionaries: no need for
     # the teacher's data-bin, and the student task's --eval-bleu generator stays the student's.
     build_task = TranslationTask(TranslationConfig(), src_dict, tgt_dict)
@@ -170,25 +195,87 @@ class LskdTranslationTask(TranslationTask):
         super().__init__(cfg, src_dict, tgt_dict)
         self._teachers: List[torch.nn.Module] | None = None  # not a module: never saved
         self._teacher_placement = None
+        self._cache = None  # TeacherCache of --teacher-cache
+        self._cache_checked = False
 
     def build_criterion(self, cfg, from_checkpoint=False):
         check_joined_launcher()
         criterion = super().build_criterion(cfg, from_checkpoint)
-        if getattr(criterion, "needs_teacher", False):
-            # Every rank loads its own teacher; a failure on one rank, or another teacher on one
-            # rank, stops all of them.
-            teachers = on_every_rank(self.load_teachers, "loading the teacher")
-            same_on_every_rank(
-                lambda: f"teacher sha256 {fingerprint(teachers or ())[:16]}",
-                "the teacher (--teacher-path)",
-                "give every rank the same teacher checkpoint",
+        if self.cfg.teacher_path and self.cfg.teacher_cache:
+            raise LskdError(
+                "--teacher-path and --teacher-cache both given: distil either from the teacher "
+                "(--teacher-path) or from its cache (--teacher-cache), not both"
             )
-        elif self.cfg.teacher_path:
+        if getattr(criterion, "needs_teacher", False):
+            self._load_teacher_on_every_rank()
+        elif self.cfg.teacher_path or self.cfg.teacher_cache:
             logger.warning(
-                f"lskd: --teacher-path is not used by criterion {type(criterion).__name__} "
+                f"lskd: --teacher-path/--teacher-cache is not used by criterion {type(criterion).__name__} "
                 "(lskd_kd with --kd-alpha > 0 uses it)"
             )
         return criterion
+
+    def _load_teacher_on_every_rank(self) -> None:
+        """Every rank loads its own teacher (or opens the cache); a failure on one rank, or another
+        teacher on one rank, stops all of them."""
+        if self.cfg.teacher_cache:
+            cache = on_every_rank(self.load_cache, "opening the teacher cache")
+            same_on_every_rank(
+                lambda: f"teacher cache of teacher sha256 {cache.header['teacher']['sha256'][:16]}",
+                "the teacher cache (--teacher-cache)",
+                "give every rank the same cache folder",
+            )
+            return
+        teachers = on_every_rank(self.load_teachers, "loading the teacher")
+        same_on_every_rank(
+            lambda: f"teacher sha256 {fingerprint(teachers or ())[:16]}",
+            "the teacher (--teacher-path)",
+            "give every rank the same teacher checkpoint",
+        )
+
+    def load_cache(self):
+        """Open --teacher-cache (memory-mapped); its data is checked when the subset is loaded."""
+        from lskd_plugins.nmt.teacher_cache import TeacherCache
+
+        if self._cache is None:
+            if ":" in str(self.cfg.data):
+                raise LskdError("--teacher-cache needs a single data-bin (not DATA1:DATA2 epoch shards)")
+            subset = getattr(self.cfg, "train_subset", "train")
+            self._cache = TeacherCache(self.cfg.teacher_cache, subset if isinstance(subset, str) else "train")
+            header = self._cache.header
+            logger.info(
+                f"lskd: teacher cache {self.cfg.teacher_cache}: top-{header['topk']}, temperatures "
+                f"{header['temperatures']}, teacher {header['teacher']['path']} (not loaded)"
+            )
+        return self._cache
+
+    def use_cache(self, folder: str, subset: str) -> None:
+        """Distil from a cache of ``subset`` already built (benchmarks, tests) instead of --teacher-cache."""
+        from lskd_plugins.nmt.teacher_cache import TeacherCache
+
+        self.cfg.teacher_cache = str(folder)
+        self._cache, self._cache_checked = TeacherCache(folder, subset), False
+
+    def _checked_cache(self):
+        """The cache, once its data identity has been compared with the loaded subset's."""
+        from lskd_plugins.nmt.teacher_cache import data_identity
+
+        cache = self.load_cache()
+        if not self._cache_checked:
+            subset = cache.header["data"]["subset"]
+            if subset not in self.datasets:
+                self.load_dataset(subset, combine=True, epoch=1)
+            identity = data_identity(
+                self.cfg.data,
+                subset,
+                self.cfg.source_lang,
+                self.cfg.target_lang,
+                self.datasets[subset],
+                self.tgt_dict,
+            )
+            cache.check_data(identity)
+            self._cache_checked = True
+        return cache
 
     def load_teachers(self) -> List[torch.nn.Module]:
         """Load the teacher(s) named by --teacher-path, once."""
@@ -203,7 +290,12 @@ class LskdTranslationTask(TranslationTask):
         teachers = []
         for path in split_paths(self.cfg.teacher_path):
             teacher = load_teacher(
-                path, self.src_dict, self.tgt_dict, self.cfg.source_lang, self.cfg.target_lang
+                path,
+                self.src_dict,
+                self.tgt_dict,
+                self.cfg.source_lang,
+                self.cfg.target_lang,
+                self.cfg.teacher_data,
             )
             n_params = sum(p.numel() for p in teacher.parameters())
             logger.info(
@@ -249,3 +341,29 @@ class LskdTranslationTask(TranslationTask):
                     teacher.eval()
                 outputs.append(teacher(**sample["net_input"])[0])
         return outputs
+
+    def teacher_source(self, sample, student: torch.nn.Module, prefix: int = 0):
+        """The teacher of ``sample`` for ``kd_loss``, its targets' first ``prefix`` columns dropped.
+
+        Online: the teachers' decoder features (no gradients), projected to the vocabulary chunk by
+        chunk inside the loss. Cached: the batch's rows of --teacher-cache, looked up by sentence
+        id; at validation (student in eval mode) a cache gives None: the validation loss is then
+        the label-smoothed CE alone, the cache covering the training subset only.
+        """
+        from lskd_plugins.kd_loss import FeatureTeacher
+
+        target = sample["target"][:, prefix:]
+        if self.cfg.teacher_cache:
+            if not student.training:
+                return None
+            return self._checked_cache().teacher_for(sample["id"], target, self.tgt_dict.pad(), prefix)
+        teachers = self.load_teachers()
+        self._place_teachers(student)
+        features = []
+        with torch.no_grad():
+            for teacher in teachers:
+                if teacher.training:
+                    teacher.eval()
+                x = teacher(**sample["net_input"], features_only=True)[0]
+                features.append(x[:, prefix:].contiguous())
+        return FeatureTeacher(features, [t.output_layer for t in teachers], len(self.tgt_dict))

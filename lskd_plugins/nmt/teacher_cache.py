@@ -1,0 +1,476 @@
+"""``lskd cache-teacher``: the teacher's top-k outputs per target token, stored once, read by training.
+
+    lskd cache-teacher --data DATA_BIN --path TEACHER.pt --output DIR --topk 8 \\
+        --temperatures 1,2,3,64 [--subset train]
+    fairseq-train DATA_BIN --user-dir lskd_plugins --task lskd_translation \\
+        --teacher-cache DIR --criterion lskd_kd --kd-temperature 2 ...
+
+One pass of the teacher over ``--subset`` under teacher forcing (the gold target of the data-bin,
+or the teacher's own output for a sequence-level KD data-bin: whatever the data-bin holds). For
+every target token it stores, in ``DIR``:
+
+- ``{subset}.offsets.npy`` int64 (sentences + 1): where sentence i's tokens start, i being the
+  dataset's own index (``sample["id"]``), so fairseq's shuffling, batching and multi-process
+  sharding are unchanged: each batch looks its rows up by sentence id;
+- ``{subset}.ids.npy`` int32 (tokens, K) and ``{subset}.lprobs.npy`` float16 (tokens, K): the
+  top-k token ids and their log-probabilities at T = 1 (log-probs, not raw logits: near 0 for the
+  likely tokens, where float16 is finest);
+- ``{subset}.logz.npy`` float32 (tokens, temperatures): log Z_T = logsumexp(z / T) of the full
+  logits at each cached temperature (T = 1 always included), so the tail mass is exact there;
+- ``header.json`` (written last: its presence means the cache is complete): format and version,
+  the teacher (path, size, sha256), the data (data-bin, subset, languages, sentences, tokens,
+  sha256 of the target side's .idx/.bin files and of the target dictionary), K and the
+  temperatures. Training refuses a cache whose data part differs from the data-bin it trains on.
+
+The loss from the cache is ``lskd_plugins.kd_loss.TopkTeacher`` (top-k plus a flat tail; the
+formula and its error bound are in docs/fairseq_plugins.md). Disk per target token:
+K * (4 + 2) + 4 * len(temperatures) bytes (K = 8, 4 temperatures: 64 bytes).
+
+Ensembles (``A.pt:B.pt``) are refused: the top-k of an averaged distribution depends on the
+temperature (averaging softmaxes is not a power of one distribution), so one set of top-k ids and
+T = 1 log-probs cannot give the averaged distribution at another T; cache each teacher's
+distillation online, or average the teachers into one checkpoint.
+
+Resuming: sentences are processed in shards of ``--shard-size`` (in index order) written into
+memory-mapped arrays under ``DIR/.partial``; ``.partial/done.json`` (atomic) counts the finished
+shards, so a killed run continues at the first unfinished shard. The arrays move into ``DIR``
+and the header is written when every shard is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from lskd_plugins.errors import LskdError, positive_int
+from lskd_plugins.files import claim_output, refuse_overlap, write_text_atomic
+
+FORMAT, VERSION, HEADER = "lskd-teacher-cache", 1, "header.json"
+ARRAYS = ("offsets", "ids", "lprobs", "logz")
+
+
+# -- identities -------------------------------------------------------------------------------------
+def file_sha256(path: os.PathLike | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def teacher_identity(path: str) -> Dict[str, object]:
+    p = Path(path)
+    return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": file_sha256(p)}
+
+
+def target_files(data: Path, subset: str, src: str, tgt: str) -> List[Path]:
+    """The target side's binarized files of ``subset`` (train, train1, ... as fairseq combines them)."""
+    files = []
+    for stem in (f"{subset}.{src}-{tgt}.{tgt}", f"{subset}.{tgt}-{src}.{tgt}"):
+        files += sorted(data.glob(f"{stem}.idx")) + sorted(data.glob(f"{stem}.bin"))
+        files += sorted(p for p in data.glob(f"{subset}[0-9]*.*.{tgt}.*") if p.suffix in (".idx", ".bin"))
+    return sorted(set(files))
+
+
+def data_identity(data: str, subset: str, src: str, tgt: str, dataset, tgt_dict) -> Dict[str, object]:
+    """What the cache is aligned with: fails the check when any token of the target side changes."""
+    root = Path(data)
+    sizes = np.asarray(dataset.tgt_sizes, dtype=np.int64)
+    symbols = hashlib.sha256("\n".join(tgt_dict.symbols).encode()).hexdigest()
+    return {
+        "subset": subset,
+        "source_lang": src,
+        "target_lang": tgt,
+        "sentences": int(len(sizes)),
+        "tokens": int(sizes.sum()),
+        "target_dictionary_sha256": symbols,
+        "files": {p.name: file_sha256(p) for p in target_files(root, subset, src, tgt)},
+    }
+
+
+def parse_temperatures(text: str) -> List[float]:
+    """'1,2,3,64' -> [1.0, 2.0, 3.0, 64.0]; T = 1 is always cached (teacher NLL, other temperatures)."""
+    try:
+        temps = [float(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not temps or any(not (t > 0 and np.isfinite(t)) for t in temps):
+        raise argparse.ArgumentTypeError(f"temperatures must be finite numbers > 0, got {text!r}")
+    return sorted(set(temps) | {1.0})
+
+
+def first_mismatch(expected: dict, found: dict, prefix: str = "") -> str | None:
+    """The first key (dotted) whose value differs between two nested dicts, as 'key: a != b'."""
+    for key in sorted(set(expected) | set(found)):
+        a, b = expected.get(key), found.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = first_mismatch(a, b, f"{prefix}{key}.")
+            if inner:
+                return inner
+        elif a != b:
+            return f"{prefix}{key}: cache {b!r}, here {a!r}"
+    return None
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def read_header(folder: os.PathLike | str) -> dict:
+    path = Path(folder) / HEADER
+    if not Path(folder).is_dir():
+        raise LskdError(f"--teacher-cache {folder} is not a folder; make one with lskd cache-teacher")
+    if not path.is_file():
+        raise LskdError(
+            f"--teacher-cache {folder} holds no {HEADER}: not a teacher cache, or an unfinished "
+            "one; rerun the same lskd cache-teacher command to finish it"
+        )
+    try:
+        header = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise LskdError(f"--teacher-cache {path} is unreadable or corrupt ({err})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise LskdError(f"--teacher-cache {path} is not an lskd teacher cache header")
+    if header.get("version") != VERSION:
+        raise LskdError(
+            f"--teacher-cache {path}: format version {header.get('version')}, this lskd reads {VERSION}"
+        )
+    return header
+
+
+class TeacherCache:
+    """A finished cache of one subset, memory-mapped; ``teacher_for`` builds a batch's TopkTeacher."""
+
+    def __init__(self, folder: os.PathLike | str, subset: str):
+        self.folder, self.header = Path(folder), read_header(folder)
+        if self.header["data"]["subset"] != subset:
+            raise LskdError(
+                f"--teacher-cache {folder} caches subset {self.header['data']['subset']!r}, not {subset!r}"
+            )
+        try:
+            arrays = {name: np.load(self.folder / f"{subset}.{name}.npy", mmap_mode="r") for name in ARRAYS}
+        except (OSError, ValueError) as err:
+            raise LskdError(f"--teacher-cache {folder}: cannot map its arrays ({err}); rebuild it") from None
+        self.offsets, self.ids, self.lprobs, self.logz = (arrays[n] for n in ARRAYS)
+        self.temperatures = [float(t) for t in self.header["temperatures"]]
+        self.vocab, self.topk = int(self.header["vocab"]), int(self.header["topk"])
+        if self.ids.shape != (int(self.offsets[-1]), self.topk):
+            raise LskdError(
+                f"--teacher-cache {folder}: arrays do not match its header (truncated?); rebuild it"
+            )
+
+    def check_data(self, expected: dict) -> None:
+        """One line naming the first difference between the cache's data and the data trained on."""
+        diff = first_mismatch(expected, self.header["data"])
+        if diff:
+            raise LskdError(
+                f"--teacher-cache {self.folder} was made for other data ({diff}); rebuild it with "
+                "lskd cache-teacher on this data-bin"
+            )
+
+    def positions(self, sample_ids, lengths, width: int, prefix: int = 0):
+        """Flat cache rows of a (B, width) target (after a stripped prefix) and the flat mask."""
+        import torch
+
+        ids = sample_ids.cpu().numpy()
+        starts = self.offsets[ids]
+        stored = self.offsets[ids + 1] - starts
+        lengths = lengths.cpu().numpy()
+        if not np.array_equal(stored, lengths + prefix):
+            i = int(np.flatnonzero(stored != lengths + prefix)[0])
+            raise LskdError(
+                f"--teacher-cache {self.folder}: sentence {int(ids[i])} has {int(stored[i])} cached tokens "
+                f"but the batch holds {int(lengths[i] + prefix)}: the cache is not aligned with this data"
+            )
+        cols = np.arange(width)
+        mask = cols[None, :] < lengths[:, None]
+        rows = (starts[:, None] + prefix + cols[None, :])[mask]
+        return torch.from_numpy(rows.astype(np.int64)), torch.from_numpy(mask.reshape(-1))
+
+    def teacher_for(self, sample_ids, target, pad: int, prefix: int = 0):
+        """The TopkTeacher of a (B, L) target whose padding is ``pad`` (rows at padding are zeros)."""
+        import torch
+
+        from lskd_plugins.kd_loss import TopkTeacher
+
+        lengths = target.ne(pad).sum(-1)
+        rows, mask = self.positions(sample_ids, lengths, target.size(1), prefix)
+        n = target.numel()
+        flat = mask.nonzero().squeeze(-1)
+
+        def gather(array, dtype):
+            out = torch.zeros((n, array.shape[1]), dtype=dtype)
+            out[flat] = torch.from_numpy(np.ascontiguousarray(array[rows.numpy()])).to(dtype)
+            return out.to(target.device)
+
+        return TopkTeacher(
+            gather(self.ids, torch.long),
+            gather(self.lprobs, torch.float16),
+            gather(self.logz, torch.float32),
+            self.temperatures,
+            self.vocab,
+        )
+
+
+# -- writing --------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="the fairseq data-bin the students train on")
+    parser.add_argument(
+        "--path", required=True, help="the teacher's fairseq checkpoint (one; ensembles are refused)"
+    )
+    parser.add_argument("--output", help="the cache folder (required; created; a killed run resumes there)")
+    parser.add_argument("--out", dest="output", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--topk", type=positive_int, default=8, help="teacher tokens kept per position (default %(default)s)"
+    )
+    parser.add_argument(
+        "--temperatures",
+        type=parse_temperatures,
+        default=parse_temperatures("1,2,3,64"),
+        help="comma-separated temperatures whose log-partition is stored (T = 1 always added; "
+        "default 1,2,3,64)",
+    )
+    parser.add_argument("--subset", default="train", help="the split to cache (default %(default)s)")
+    parser.add_argument(
+        "--source-lang", default=None, help="source language (default: inferred from the data-bin)"
+    )
+    parser.add_argument(
+        "--target-lang", default=None, help="target language (default: inferred from the data-bin)"
+    )
+    parser.add_argument(
+        "--max-tokens", type=positive_int, default=4096, help="tokens per batch (default %(default)s)"
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=positive_int,
+        default=2000,
+        help="sentences per resumable shard (default %(default)s)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a folder holding other results")
+    parser.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
+def load_data(data: str, subset: str, src: str | None, tgt: str | None):
+    """(task, dataset) of a data-bin, loaded as fairseq-train loads it (combine=True)."""
+    from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+    root = Path(data)
+    if not root.is_dir() or not list(root.glob("dict.*.txt")):
+        raise LskdError(f"--data {data} is not a fairseq data-bin (no dict.*.txt there)")
+    try:
+        task = TranslationTask.setup_task(
+            TranslationConfig(
+                data=str(root),
+                source_lang=src,
+                target_lang=tgt,
+                required_seq_len_multiple=1,
+                dataset_impl=None,
+                train_subset=subset,
+            )
+        )
+        task.load_dataset(subset, combine=True, epoch=1)
+    except LskdError:
+        raise
+    except Exception as err:  # a missing split, a corrupt .idx/.bin: one line naming the data-bin
+        raise LskdError(
+            f"--data {data}: cannot load subset {subset!r} ({type(err).__name__}: {err})"
+        ) from None
+    dataset = task.dataset(subset)
+    if getattr(dataset, "tgt", None) is None:
+        raise LskdError(f"--data {data}: subset {subset} has no target side to cache the teacher on")
+    return task, dataset
+
+
+def shard_ranges(n: int, size: int) -> List[range]:
+    return [range(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def batches(dataset, ids: Sequence[int], max_tokens: int) -> List[List[int]]:
+    """Batches of ``ids`` by length (fairseq's batch_by_size); a long sentence goes alone."""
+    from fairseq.data import data_utils
+
+    ids = np.asarray(list(ids), dtype=np.int64)
+    sizes = np.asarray([dataset.num_tokens(int(i)) for i in ids], dtype=np.int64)
+    order = ids[np.argsort(sizes, kind="stable")]
+    return [
+        [int(i) for i in b]
+        for b in data_utils.batch_by_size(
+            order,
+            num_tokens_fn=lambda i: int(dataset.num_tokens(int(i))),
+            max_tokens=max(max_tokens, int(sizes.max())),
+        )
+    ]
+
+
+def teacher_topk(teacher, sample, pad: int, topk: int, temps: Sequence[float]):
+    """(ids, lprobs at T=1, log Z per T) of the non-padding target positions, row-major (b, j).
+
+    The output projection runs on row chunks of the decoder features, so the teacher's full
+    logits of a batch never exist at once.
+    """
+    import torch
+
+    from lskd_plugins.kd_loss import topk_entries
+
+    with torch.no_grad():
+        features = teacher(**sample["net_input"], features_only=True)[0]
+        features = features[sample["target"].ne(pad)]
+        rows = max(1, (1 << 22) // max(1, teacher.decoder.output_projection.out_features))
+        outs = []
+        for chunk in features.split(rows):
+            ids, lprobs, log_z = topk_entries(teacher.output_layer(chunk), topk, temps)
+            outs.append((ids.int(), lprobs.half(), log_z.float()))
+    return [torch.cat(parts).cpu().numpy() for parts in zip(*outs)]
+
+
+class PartialCache:
+    """Memory-mapped arrays under ``DIR/.partial`` and the count of finished shards."""
+
+    def __init__(self, folder: Path, subset: str, offsets: np.ndarray, topk: int, n_temps: int, key: str):
+        self.dir, self.subset, self.key = folder / ".partial", subset, key
+        self.dir.mkdir(exist_ok=True)
+        n = int(offsets[-1])
+        shapes = {
+            "offsets": (offsets.shape, np.int64),
+            "ids": ((n, topk), np.int32),
+            "lprobs": ((n, topk), np.float16),
+            "logz": ((n, n_temps), np.float32),
+        }
+        # a run killed while publishing may have moved some arrays out already: start that subset over
+        self.done = self._read_done() if all(self.path(n).is_file() for n in ARRAYS) else 0
+        mode = "r+" if self.done else "w+"
+        self.arrays = {
+            name: np.lib.format.open_memmap(
+                self.path(name), mode=mode, dtype=dtype, shape=shape if mode == "w+" else None
+            )
+            for name, (shape, dtype) in shapes.items()
+        }
+        if any(self.arrays[name].shape != shape for name, (shape, _) in shapes.items()):
+            raise LskdError(f"{self.dir}: a partial cache of another shape; rerun with --overwrite")
+        self.arrays["offsets"][:] = offsets
+
+    def path(self, name: str) -> Path:
+        return self.dir / f"{self.subset}.{name}.npy"
+
+    def _read_done(self) -> int:
+        try:
+            state = json.loads((self.dir / "done.json").read_text())
+            return int(state["shards"]) if state.get("key") == self.key else 0
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def finish_shard(self) -> None:
+        for array in self.arrays.values():
+            array.flush()
+        self.done += 1
+        write_text_atomic(self.dir / "done.json", json.dumps({"shards": self.done, "key": self.key}) + "\n")
+
+    def write(self, positions: np.ndarray, ids, lprobs, logz) -> None:
+        self.arrays["ids"][positions] = ids
+        self.arrays["lprobs"][positions] = lprobs
+        self.arrays["logz"][positions] = logz
+
+    def publish(self, folder: Path, header: dict) -> None:
+        """Move the arrays into the cache folder and write the header last (the completion mark)."""
+        for array in self.arrays.values():
+            array.flush()
+        self.arrays.clear()
+        for name in ARRAYS:
+            os.replace(self.path(name), folder / f"{self.subset}.{name}.npy")
+        write_text_atomic(folder / HEADER, json.dumps(header, indent=1) + "\n")
+        (self.dir / "done.json").unlink(missing_ok=True)
+        self.dir.rmdir()
+
+
+def batch_positions(offsets: np.ndarray, sample, pad: int) -> np.ndarray:
+    """Cache rows of a collated batch's non-padding target tokens, row-major (b, j); checks lengths."""
+    ids = sample["id"].numpy()
+    mask = sample["target"].ne(pad).numpy()
+    lengths = mask.sum(1)
+    if not np.array_equal(lengths, np.diff(offsets)[ids]):
+        raise LskdError(
+            "the collated targets do not have the data-bin's lengths (a dataset option changed them)"
+        )
+    return (offsets[ids][:, None] + np.cumsum(mask, 1) - 1)[mask]
+
+
+def cache_subset(cache: PartialCache, dataset, teacher, offsets, args, device) -> None:
+    """Fill the unfinished shards, with one progress display for the whole subset."""
+    from fairseq import utils
+
+    from lskd_plugins.progress import Progress
+
+    shards = shard_ranges(len(dataset), args.shard_size)
+    pad = dataset.tgt_dict.pad()
+    initial = sum(len(s) for s in shards[: cache.done])
+    with Progress(
+        len(dataset), f"cache-teacher {args.subset}", "sent", not args.no_progress, initial=initial
+    ) as bar:
+        for shard in shards[cache.done :]:
+            for batch in batches(dataset, shard, args.max_tokens):
+                sample = dataset.collater([dataset[i] for i in batch])
+                positions = batch_positions(offsets, sample, pad)
+                sample = utils.move_to_cuda(sample, device=device) if device.type == "cuda" else sample
+                cache.write(positions, *teacher_topk(teacher, sample, pad, args.topk, args.temperatures))
+                bar.update(len(batch))
+            cache.finish_shard()
+
+
+def main(args: argparse.Namespace) -> int:
+    from lskd_plugins.fairseq_io import register_plugins, split_paths
+    from lskd_plugins.nmt.decode import resolve_device
+
+    register_plugins()
+    from lskd_plugins.tasks.lskd_translation import load_teacher
+
+    if not args.output:
+        raise LskdError("lskd cache-teacher: --output DIR is required (the cache folder)")
+    paths = split_paths(args.path)
+    if len(paths) > 1:
+        raise LskdError(
+            "--path: an ensemble cannot be cached (its top-k depends on the temperature); cache one "
+            "teacher, or distil from the ensemble online with --teacher-path"
+        )
+    refuse_overlap(args.output, [args.data, paths[0]])
+    task, dataset = load_data(args.data, args.subset, args.source_lang, args.target_lang)
+    src, tgt = task.cfg.source_lang, task.cfg.target_lang
+    if args.topk > len(task.target_dictionary):
+        raise LskdError(
+            f"--topk {args.topk} exceeds the target dictionary's {len(task.target_dictionary)} symbols"
+        )
+    teacher = load_teacher(paths[0], task.source_dictionary, task.target_dictionary, src, tgt)
+    device = resolve_device(args.device)
+    teacher.to(device)
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "teacher": teacher_identity(paths[0]),
+        "data": data_identity(args.data, args.subset, src, tgt, dataset, task.target_dictionary),
+        "data_bin": str(Path(args.data).resolve()),
+        "topk": args.topk,
+        "temperatures": args.temperatures,
+        "vocab": len(task.target_dictionary),
+    }
+    key = hashlib.sha256(
+        json.dumps({k: v for k, v in header.items() if k != "data_bin"}, sort_keys=True).encode()
+    )
+    folder = claim_output(
+        args.output, {"command": "lskd cache-teacher", "key": key.hexdigest()}, args.overwrite
+    )
+    if (folder / HEADER).is_file():
+        print(f"lskd: {folder} already holds this cache; nothing to do")
+        return 0
+    offsets = np.concatenate([[0], np.cumsum(np.asarray(dataset.tgt_sizes, dtype=np.int64))])
+    cache = PartialCache(folder, args.subset, offsets, args.topk, len(args.temperatures), key.hexdigest())
+    cache_subset(cache, dataset, teacher, offsets, args, device)
+    cache.publish(folder, header)
+    per_token = args.topk * 6 + 4 * len(args.temperatures)
+    print(
+        f"lskd: cached {len(dataset)} sentences, {int(offsets[-1])} target tokens of {args.subset}, "
+        f"top-{args.topk}, T in {args.temperatures}: {per_token} bytes per token, in {folder}"
+    )
+    return 0

@@ -1,0 +1,269 @@
+"""lskd cache-teacher and --teacher-cache: alignment, equality with the online teacher, refusals, resume."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+fairseq = pytest.importorskip("fairseq")
+
+from cli_helpers import assert_fails_one_line  # noqa: E402
+from test_criterion import build, valid_batch  # noqa: E402
+
+from lskd_plugins.cli import main as lskd  # noqa: E402
+from lskd_plugins.errors import LskdError  # noqa: E402
+from lskd_plugins.nmt import teacher_cache  # noqa: E402
+
+
+def cache_argv(data_bin, teacher, out, *extra):
+    return [
+        "cache-teacher",
+        "--data",
+        str(data_bin),
+        "--path",
+        str(teacher),
+        "--output",
+        str(out),
+        "--no-progress",
+    ] + [str(x) for x in extra]
+
+
+@pytest.fixture(scope="module")
+def full_cache(tmp_path_factory, tiny_mt_data, tiny_teacher):
+    """A K = V cache of the tiny teacher (V = 568: the flat tail is empty, only fp16 rounding left)."""
+    out = tmp_path_factory.mktemp("cache_full")
+    vocab = len(open(tiny_mt_data.data_bin / "dict.de.txt").readlines()) + 4
+    vocab = 8 * ((vocab + 7) // 8)  # fairseq pads the dictionary to a multiple of 8
+    assert (
+        lskd(cache_argv(tiny_mt_data.data_bin, tiny_teacher, out, "--topk", vocab, "--shard-size", 250)) == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory, tiny_mt_data, tiny_teacher):
+    out = tmp_path_factory.mktemp("cache_k4")
+    assert (
+        lskd(cache_argv(tiny_mt_data.data_bin, tiny_teacher, out, "--topk", 4, "--temperatures", "2,64")) == 0
+    )
+    return out
+
+
+def test_header_and_arrays(small_cache, tiny_mt_data, tiny_teacher):
+    header = json.loads((small_cache / "header.json").read_text())
+    assert header["topk"] == 4 and header["temperatures"] == [1.0, 2.0, 64.0]
+    assert header["teacher"]["sha256"] == teacher_cache.file_sha256(tiny_teacher)
+    cache = teacher_cache.TeacherCache(small_cache, "train")
+    assert header["data"]["tokens"] == int(cache.offsets[-1]) == cache.ids.shape[0]
+    assert cache.lprobs.dtype == np.float16 and cache.ids.dtype == np.int32 and cache.logz.shape[1] == 3
+    assert (np.diff(cache.lprobs.astype(np.float32), axis=1) <= 0).all()  # top-k in decreasing order
+    assert not (small_cache / ".partial").exists()
+
+
+def test_cache_lines_up_with_shuffled_batches(small_cache, tiny_mt_data, tiny_teacher):
+    """Shuffled, batched training samples: the cached top-1 ids equal the teacher's argmax recomputed."""
+    task, model, _ = build(tiny_mt_data.data_bin, "--teacher-cache", small_cache)
+    _, _, _ = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher)
+    teacher_task, _, _ = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher)
+    teacher = teacher_task.teachers[0]
+    task.load_dataset("train")
+    itr = task.get_batch_iterator(dataset=task.dataset("train"), max_tokens=300, seed=7).next_epoch_itr(
+        shuffle=True
+    )
+    model.train()
+    pad = task.target_dictionary.pad()
+    for _, sample in zip(range(3), itr):
+        source = task.teacher_source(sample, model)
+        keep = sample["target"].reshape(-1).ne(pad)
+        with torch.no_grad():
+            logits = teacher(**sample["net_input"])[0].reshape(-1, source.vocab)[keep]
+        cached_ids = source.ids[keep]
+        assert torch.equal(cached_ids[:, 0], logits.argmax(-1))
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, cached_ids)
+        assert torch.allclose(source.lprobs[keep].float(), lp, atol=2e-2)
+
+
+def test_full_cache_step_equals_online_step(full_cache, tiny_mt_data, tiny_teacher):
+    """K = V: the cached loss and gradient equal the online ones within the fp16 storage tolerance."""
+    results = []
+    for option, value in (("--teacher-path", tiny_teacher), ("--teacher-cache", full_cache)):
+        task, model, crit = build(tiny_mt_data.data_bin, option, value, "--kd-temperature", 2, "--dropout", 0)
+        task.load_dataset("train")
+        itr = task.get_batch_iterator(dataset=task.dataset("train"), max_tokens=400, seed=1)
+        sample = next(iter(itr.next_epoch_itr(shuffle=True)))
+        model.train()
+        loss, _, log = crit(model, sample)
+        loss.backward()
+        results.append((loss.item(), log["kd_loss"].item(), [p.grad.clone() for p in model.parameters()]))
+    (l_on, kl_on, g_on), (l_c, kl_c, g_c) = results
+    assert l_c == pytest.approx(l_on, rel=1e-3)
+    assert kl_c == pytest.approx(kl_on, rel=5e-3)
+    for a, b in zip(g_on, g_c):
+        assert (a - b).norm() <= 1e-3 * a.norm() + 1e-6
+
+
+def test_validation_with_a_cache_is_the_label_smoothed_ce(small_cache, tiny_mt_data):
+    task, model, crit = build(tiny_mt_data.data_bin, "--teacher-cache", small_cache, "--label-smoothing", 0.1)
+    _, _, plain = build(
+        tiny_mt_data.data_bin, "--label-smoothing", 0.1, criterion="label_smoothed_cross_entropy"
+    )
+    sample = valid_batch(task)
+    model.eval()
+    ours, _, log = crit(model, sample)
+    assert torch.equal(ours, plain(model, sample)[0]) and "kd_loss" not in log
+
+
+def test_cache_for_other_data_is_refused(small_cache, tiny_mt_data, tmp_path):
+    other = tmp_path / "data-bin"
+    shutil.copytree(tiny_mt_data.data_bin, other)
+    binfile = other / "train.en-de.de.bin"
+    raw = bytearray(binfile.read_bytes())
+    raw[10] ^= 1  # one token of the target side changed
+    binfile.write_bytes(bytes(raw))
+    task, model, _ = build(other, "--teacher-cache", small_cache)
+    task.load_dataset("train")
+    sample = next(
+        iter(task.get_batch_iterator(dataset=task.dataset("train"), max_tokens=300).next_epoch_itr())
+    )
+    model.train()
+    with pytest.raises(LskdError, match=r"was made for other data \(files.train.en-de.de.bin: cache '"):
+        task.teacher_source(sample, model)
+
+
+def test_another_teacher_into_the_same_cache_is_refused(
+    small_cache, tiny_mt_data, tiny_teacher, tmp_path, capsys
+):
+    state = torch.load(tiny_teacher, weights_only=False)
+    key = next(
+        k
+        for k in state["model"]
+        if k.endswith("output_projection.weight") or k.endswith("embed_tokens.weight")
+    )
+    state["model"][key] = state["model"][key] * 0.5
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+    assert_fails_one_line(
+        cache_argv(tiny_mt_data.data_bin, other, small_cache, "--topk", 4, "--temperatures", "2,64"),
+        capsys,
+        unchanged=[small_cache],
+        must_contain=["holds results made with other settings", "--overwrite"],
+    )
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--topk", 0], "--topk"),
+        (["--temperatures", "1,0"], "temperatures must be finite numbers > 0"),
+        (["--shard-size", -1], "--shard-size"),
+    ],
+)
+def test_bad_numbers_are_one_line(tiny_mt_data, tiny_teacher, tmp_path, capsys, extra, message):
+    assert_fails_one_line(
+        cache_argv(tiny_mt_data.data_bin, tiny_teacher, tmp_path / "c", *extra),
+        capsys,
+        must_contain=[message],
+    )
+    assert not (tmp_path / "c").exists()
+
+
+def test_ensemble_file_output_and_data_are_refused(tiny_mt_data, tiny_teacher, tmp_path, capsys):
+    assert_fails_one_line(
+        cache_argv(tiny_mt_data.data_bin, f"{tiny_teacher}:{tiny_teacher}", tmp_path / "c"),
+        capsys,
+        must_contain=["ensemble cannot be cached"],
+    )
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert_fails_one_line(
+        cache_argv(tiny_mt_data.data_bin, tiny_teacher, a_file),
+        capsys,
+        unchanged=[a_file],
+        must_contain=["is a file"],
+    )
+    assert_fails_one_line(
+        cache_argv(tiny_mt_data.data_bin, tiny_teacher, tiny_mt_data.data_bin / "cache"),
+        capsys,
+        unchanged=[tiny_mt_data.data_bin],
+        must_contain=["would write over the input"],
+    )
+    assert_fails_one_line(
+        cache_argv(a_file.parent / "nodata", tiny_teacher, tmp_path / "c"),
+        capsys,
+        must_contain=["not a fairseq data-bin"],
+    )
+
+
+def test_corrupt_or_missing_header_is_one_line(small_cache, tiny_mt_data, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(small_cache, broken)
+    (broken / "header.json").write_text("{not json")
+    with pytest.raises(LskdError, match="unreadable or corrupt"):
+        build(tiny_mt_data.data_bin, "--teacher-cache", broken)
+    (broken / "header.json").unlink()
+    with pytest.raises(LskdError, match="holds no header.json"):
+        build(tiny_mt_data.data_bin, "--teacher-cache", broken)
+
+
+def test_killed_run_resumes_to_the_same_arrays(
+    small_cache, tiny_mt_data, tiny_teacher, tmp_path, monkeypatch
+):
+    """--out (the old name) still works; a run killed after 2 shards resumes and equals a clean run."""
+    out = tmp_path / "resumed"
+    argv = cache_argv(
+        tiny_mt_data.data_bin, tiny_teacher, out, "--topk", 4, "--temperatures", "2,64", "--shard-size", 100
+    )
+    argv[argv.index("--output")] = "--out"
+    real = teacher_cache.PartialCache.finish_shard
+    calls = []
+
+    def killed_after_two(self):
+        real(self)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(teacher_cache.PartialCache, "finish_shard", killed_after_two)
+    assert lskd(argv) == 130
+    assert json.loads((out / ".partial" / "done.json").read_text())["shards"] == 2
+    assert not (out / "header.json").exists()
+    monkeypatch.setattr(teacher_cache.PartialCache, "finish_shard", real)
+    assert lskd(argv) == 0
+    clean = tmp_path / "clean"
+    argv_clean = cache_argv(tiny_mt_data.data_bin, tiny_teacher, clean, "--topk", 4, "--temperatures", "2,64")
+    assert lskd(argv_clean + ["--shard-size", "100"]) == 0
+    for name in teacher_cache.ARRAYS:
+        a, b = np.load(out / f"train.{name}.npy"), np.load(clean / f"train.{name}.npy")
+        assert np.array_equal(a, b), name
+    assert lskd(argv) == 0  # complete: nothing to do
+
+
+def test_benchmark_report_ends_with_the_summary_line(repo_root, capsys):
+    """benchmarks/teacher_cache.py prints its table, then the one-line summary as its last line."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_teacher_cache", repo_root / "benchmarks" / "teacher_cache.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    steps = {"plain": 1.0, "teacher_fwd": 0.3, "online": 1.4, "cached_k8": 1.05}
+    rows = [
+        dict(teacher="LS", k=8, T=2.0, online=10.0, cached=10.1, rel_err_of_sum=0.01, rel_err_per_token=0.02)
+    ]
+    summary = dict(X=1.05, W=1.4, F=1.3, M=1.2, Z=0.02)
+    result = dict(
+        device="cpu", threads=2, setting="s", s_per_step=steps, peak_bytes={k: 2**20 for k in steps}
+    )
+    bench.report(dict(result, kl=rows, disk_bytes_per_token={8: 64.5}, summary=summary))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == (
+        "ratio_cached_vs_plain=1.050 ratio_online_vs_plain=1.400 floor=1.300 "
+        "mem_online_vs_plain=1.200 kl_rel_err=0.02000"
+    )
+    assert any(re.match(r"cached_k8\s+1050\.0\s+1\.050", line) for line in lines)
+    mean, low, high = bench.paired_interval([0.5, -0.2, 0.3])
+    assert low < mean < high and mean == pytest.approx(0.2)
