@@ -39,6 +39,33 @@ def register_plugins() -> None:
         for info in pkgutil.iter_modules(package.__path__):
             if not info.name.startswith("_"):
                 importlib.import_module(f"{package_name}.{info.name}")
+    exit_codes_like_lskd()
+
+
+def exit_codes_like_lskd() -> None:
+    """Inside ``fairseq-train`` / ``fairseq-hydra-train``, an LskdError exits with lskd's codes (2: a
+    usage error, 1: a failure) after its one line; Python itself exits 1 for any ``SystemExit``
+    that carries a message. fairseq's CLIs run the training through ``distributed_utils.call_main``,
+    looked up at call time, so wrapping that function (no change to fairseq's files) covers the
+    task, criterion and teacher loading on every rank."""
+    import sys
+
+    from fairseq.distributed import utils as distributed_utils
+
+    from lskd_plugins.errors import report
+
+    original = distributed_utils.call_main
+    if getattr(original, "lskd_exit_codes", False):
+        return
+
+    def call_main(*args, **kwargs):
+        try:
+            return original(*args, **kwargs)
+        except LskdError as err:
+            sys.exit(report(err))
+
+    call_main.lskd_exit_codes = True
+    distributed_utils.call_main = call_main
 
 
 def split_paths(paths: Union[str, Sequence[str]]) -> List[str]:
