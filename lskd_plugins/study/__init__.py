@@ -168,6 +168,7 @@ def apply_overrides(doc: Dict[str, Any], args: argparse.Namespace) -> Dict[str, 
 def main(args: argparse.Namespace) -> int:
     from lskd_plugins.study import config as C
     from lskd_plugins.study import execute as E
+    from lskd_plugins.study import runners
     from lskd_plugins.study.grid import build_runs
     from lskd_plugins.study.report import write_report
 
@@ -177,6 +178,7 @@ def main(args: argparse.Namespace) -> int:
     out, data, hashes = E.plan(cfg, args.dry_run)
     runs = build_runs(cfg, hashes)
     ctx = E.context(cfg, out, data, runs)
+    runners.validate(runs, ctx)
     if args.dry_run:
         print(E.dry_run_text(runs, ctx))
         return 0

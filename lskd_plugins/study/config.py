@@ -117,6 +117,18 @@ IMAGE: Dict[str, Tuple[Any, Check, str, str]] = {
         "a timm model name",
         "timm model of the students and the no-KD baseline (default: teacher_model)",
     ),
+    "fixed_teachers": (
+        None,
+        lambda v: v is None or isinstance(v, bool),
+        "true, false or null",
+        "this modality's own fixed_teachers (null: the top-level value)",
+    ),
+    "teacher_init": (
+        {},
+        _dict,
+        "a mapping smoothing -> checkpoint",
+        "teachers start from these checkpoints, one per teacher smoothing (CUB: the ImageNet teachers)",
+    ),
     "common": ({}, _dict, "a mapping", "lskd image-train options of every run, e.g. {img-size: 16}"),
     "teacher": ({}, _dict, "a mapping", "lskd image-train options of the teachers only"),
     "student": ({}, _dict, "a mapping", "lskd image-train options of the students and the baseline"),
@@ -257,6 +269,9 @@ def load_config(doc: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
     if len(set(temps)) != len(temps):
         raise LskdError(f"{where}: temperatures repeat a value: {cfg['temperatures']}")
     cfg["temperatures"] = temps
+    for name in SECTIONS:
+        if cfg[name] is not None and cfg[name]["fixed_teachers"] is None:
+            cfg[name]["fixed_teachers"] = cfg["fixed_teachers"]
     cfg["teacher_smoothing"] = [float(a) for a in cfg["teacher_smoothing"]]
     return cfg
 

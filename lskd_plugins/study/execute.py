@@ -171,11 +171,23 @@ class Inline:
         pass
 
 
+def _take_device(devices) -> None:
+    """Worker start: one GPU per worker (CUDA_VISIBLE_DEVICES), before torch sees the devices."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
+
+
 class Pool:
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, gpus: int = 0):
         import multiprocessing
 
-        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        mp = multiprocessing.get_context("spawn")
+        init, initargs = None, ()
+        if gpus > 0:
+            devices = mp.Queue()
+            for i in range(jobs):
+                devices.put(i % gpus)
+            init, initargs = _take_device, (devices,)
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp, initializer=init, initargs=initargs)
 
     def submit(self, run: Run, ctx: Dict[str, Any]) -> Future:
         return self.pool.submit(run_task, run, ctx)
@@ -208,7 +220,15 @@ class Submitit:
 def backend(cfg: Dict[str, Any], out: Path):
     if cfg["launcher"] != "local":
         return Submitit(cfg, out)
-    return Inline() if cfg["jobs"] == 1 else Pool(cfg["jobs"])
+    if cfg["jobs"] == 1:
+        return Inline()
+    return Pool(cfg["jobs"], 0 if cfg["device"] == "cpu" else visible_gpus())
+
+
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def threads_per_job(cfg: Dict[str, Any]) -> int:
@@ -284,7 +304,8 @@ def plan(cfg: Dict[str, Any], dry_run: bool) -> tuple:
             continue
         if dry_run:
             embedded = {"image": "digits", "translation": "synth"}[name]
-            data[name] = cfg[name]["data"] if cfg[name]["data"] != embedded else f"{out}/data/{embedded}"
+            given = substitute(cfg[name]["data"], cfg)
+            data[name] = given if cfg[name]["data"] != embedded else f"{out}/data/{embedded}"
             hashes[name] = "not hashed (dry run)"
         else:
             data[name] = prep(cfg, out)

@@ -89,8 +89,17 @@ def seed_range(cfg: Dict[str, Any]) -> range:
     return range(cfg["first_seed"], cfg["first_seed"] + cfg["seeds"])
 
 
-def teacher_seed(cfg: Dict[str, Any], seed: int) -> int:
-    return cfg["first_seed"] if cfg["fixed_teachers"] else seed
+def teacher_seed(cfg: Dict[str, Any], seed: int, modality: str) -> int:
+    """The seed of the teacher a student of ``seed`` distils from (the first seed when fixed)."""
+    return cfg["first_seed"] if cfg[modality]["fixed_teachers"] else seed
+
+
+def teacher_init(sec: Dict[str, Any], alpha: float) -> str | None:
+    """The checkpoint a teacher starts from (``image.teacher_init``), by its smoothing."""
+    for key, path in sec["teacher_init"].items():
+        if float(key) == alpha:
+            return str(path)
+    return None
 
 
 def image_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
@@ -100,7 +109,7 @@ def image_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
     t_opts, s_opts = merged(sec, "teacher"), merged(sec, "student")
     seeds = seed_range(cfg)
     for a in cfg["teacher_smoothing"]:
-        for ts in sorted({teacher_seed(cfg, s) for s in seeds}):
+        for ts in sorted({teacher_seed(cfg, s, "image") for s in seeds}):
             g.add(
                 Run(f"image/teacher_a{_t(a)}_s{ts}", "image", "teacher", None, a, None, ts),
                 model=teacher_model,
@@ -115,7 +124,7 @@ def image_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
             smoothing=sec["student_smoothing"],
         )
         for a in cfg["teacher_smoothing"]:
-            teacher = f"image/teacher_a{_t(a)}_s{teacher_seed(cfg, s)}"
+            teacher = f"image/teacher_a{_t(a)}_s{teacher_seed(cfg, s, 'image')}"
             for t in cfg["temperatures"]:
                 g.add(
                     Run(
@@ -143,7 +152,7 @@ def translation_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
     decode = {"beam": sec["beam"], "max_len_b": sec["max_len_b"], "checkpoint": sec["checkpoint"]}
     seq = bool({"seq", "seqword"} & set(sec["kinds"]))
     for a in cfg["teacher_smoothing"]:
-        for ts in sorted({teacher_seed(cfg, s) for s in seeds}):
+        for ts in sorted({teacher_seed(cfg, s, "translation") for s in seeds}):
             teacher = g.add(
                 Run(f"translation/teacher_a{_t(a)}_s{ts}", "translation", "teacher", None, a, None, ts),
                 options=t_opts,
@@ -178,7 +187,7 @@ def translation_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
             decode=decode,
         )
         for a in cfg["teacher_smoothing"]:
-            ts = teacher_seed(cfg, s)
+            ts = teacher_seed(cfg, s, "translation")
             teacher, seqkd = f"translation/teacher_a{_t(a)}_s{ts}", f"translation/seqkd_a{_t(a)}_s{ts}"
             if "seq" in sec["kinds"]:
                 g.add(
@@ -229,7 +238,7 @@ def diffusion_runs(cfg: Dict[str, Any], g: GridBuilder, modality: str, settings:
             for r in g.runs.values()
             if r.modality == modality
             and (
-                (r.role == "teacher" and r.seed == teacher_seed(cfg, s))
+                (r.role == "teacher" and r.seed == teacher_seed(cfg, s, modality))
                 or (r.role == "student" and r.kind in (IMAGE_KIND, "word") and r.seed == s)
             )
         ]

@@ -370,7 +370,7 @@ def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
     alphas, temps, primary = cfg["teacher_smoothing"], cfg["temperatures"], doc["primary_metric"]
     variance = (
         "students' seeds only (the teachers are fixed: `fixed_teachers: true`)"
-        if cfg["fixed_teachers"]
+        if cfg[modality]["fixed_teachers"]
         else "teachers' and students' seeds (each seed trains its own teachers)"
     )
     lines = [

@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 from lskd_plugins.errors import LskdError
 from lskd_plugins.study.grid import Run
@@ -71,6 +72,8 @@ def image_argv(run: Run, ctx: Dict[str, Any]) -> List[str]:
     argv += [_flag(parser, "--no-progress", "--quiet")]
     argv += options_argv(run.spec["options"]) + ["--model", run.spec["model"]]
     argv += ["--smoothing", f"{run.spec['smoothing']:g}"]
+    if run.spec.get("init"):
+        argv += ["--pretrained-checkpoint", run.spec["init"]]
     if run.role == "student":
         teacher = folder(ctx, run.deps[0]) / "checkpoint_last.pth"
         argv += ["--teacher-checkpoint", str(teacher), "--kd-temperature", f"{run.temperature:g}"]
@@ -139,14 +142,40 @@ def fairseq_argv(run: Run, ctx: Dict[str, Any]) -> List[str]:
     ]
 
 
+@contextmanager
+def one_line_errors(what: str) -> Iterator[None]:
+    """argparse errors of fairseq's own parser as one ``lskd: error:`` line (not its 200-line usage)."""
+
+    def error(self, message):
+        raise LskdError(f"{what}: {message}")
+
+    saved = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = saved
+
+
+def fairseq_parse(argv: List[str], known: bool = False):
+    """fairseq-train's parser on ``argv``, with lskd's task and criterion registered first (the
+    ``--user-dir`` import is skipped by fairseq when lskd_plugins is already imported, as here)."""
+    from fairseq import options
+
+    from lskd_plugins import fairseq_io
+
+    fairseq_io.register_plugins()
+    with one_line_errors("translation options"):
+        return options.parse_args_and_arch(options.get_training_parser(), input_args=argv, parse_known=known)
+
+
 def fairseq_train(argv: List[str]) -> None:
     """fairseq-train in this process (what ``fairseq_cli.train.cli_main`` does with ``argv``)."""
-    from fairseq import checkpoint_utils, distributed_utils, options
+    from fairseq import checkpoint_utils, distributed_utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq_cli import train
 
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, input_args=argv)
+    args = fairseq_parse(argv)
     # fairseq keeps the best validation loss on the function: a second training in the same
     # process would otherwise compare against the previous run's best and never save its own
     if hasattr(checkpoint_utils.save_checkpoint, "best"):
@@ -321,6 +350,25 @@ def diffusion(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
     classes = records[0].get("classes")
     names = [classes[k] for k in "abc"] if isinstance(classes, dict) else list(classes)
     return {"metrics": {}, "per_model": per_model, "classes": names, "result_file": "diffusion.json"}
+
+
+def validate(runs: List[Run], ctx: Dict[str, Any]) -> None:
+    """Parse the options of one run of each sort with the tool's own parser, before any training:
+    a misspelt or unknown option in the configuration stops with one line naming it."""
+    seen = set()
+    for run in runs:
+        sort = (run.modality, run.role, run.kind)
+        if sort in seen or run.role in ("diffusion", "seqkd"):
+            continue
+        seen.add(sort)
+        if run.modality == "image":
+            with one_line_errors("image options"):
+                _, extra = image_parser().parse_known_args(image_argv(run, ctx))
+        else:
+            _, extra = fairseq_parse(fairseq_argv(run, ctx), known=True)
+        if extra:
+            section = f"{run.modality}.{'teacher' if run.role == 'teacher' else 'student'}/common"
+            raise LskdError(f"{section}: option {extra[0]!r} is not an option of the {run.modality} trainer")
 
 
 def command(run: Run, ctx: Dict[str, Any]) -> List[str]:
