@@ -262,3 +262,9 @@ def test_dry_run_of_each_recipe_config(tmp_path, capsys, fake, name):
     text = capsys.readouterr().out
     assert fake == [] and not out.exists()
     assert "T64_s" in text and ("image-train" in text or "fairseq-train" in text)
+
+
+def test_docs_list_every_configuration_key():
+    from lskd_plugins.study.config import schema_markdown
+
+    assert schema_markdown() in (REPO / "docs" / "study.md").read_text()

@@ -91,6 +91,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--alphas", default=None, help="teachers' label smoothing, e.g. 0,0.1 (default: config)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="(default: config, auto)")
     g.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any configuration key, dotted, the value in YAML, e.g. --set "
+        "translation.student.max-update=300 or --set image.common.amp=true (repeatable)",
+    )
+    g.add_argument(
         "--dry-run",
         action="store_true",
         help="check the configuration, print the grid and its commands; read and write nothing",
@@ -159,10 +168,31 @@ def apply_overrides(doc: Dict[str, Any], args: argparse.Namespace) -> Dict[str, 
                 node[p] = {}
             node = node[p]
         node[last] = value
+    for item in args.sets:
+        set_dotted(doc, item)
     doc.setdefault("output", "study_out")
     if doc["output"] is None:
         doc["output"] = "study_out"
     return doc
+
+
+def set_dotted(doc: Dict[str, Any], item: str) -> None:
+    """``a.b.c=VALUE``: doc[a][b][c] = yaml(VALUE), creating the mappings on the way."""
+    import yaml
+
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise LskdError(f"--set takes KEY=VALUE (e.g. translation.student.max-update=300), got {item!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise LskdError(f"--set {key}: {text!r} is not a YAML value") from None
+    node, *path = doc, *key.split(".")
+    for part in path[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[path[-1]] = value
 
 
 def main(args: argparse.Namespace) -> int:

@@ -109,7 +109,8 @@ def _prepared(sec: Dict[str, Any], cfg: Dict[str, Any], name: str) -> str:
 # ------------------------------------------------------------------------------------ one run
 @contextmanager
 def redirected(path: Path) -> Iterator[None]:
-    """stdout and stderr of this process (file descriptors included: fairseq's logging, tqdm) into ``path``."""
+    """stdout and stderr of this process into ``path``, at the file-descriptor level (fairseq's
+    logging and tqdm hold their own references to the streams)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)

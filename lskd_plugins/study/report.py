@@ -451,7 +451,8 @@ def write_report(cfg: Dict[str, Any], runs: List[Run], folders: Dict[str, str], 
     lines = [
         "# lskd study: label smoothing x knowledge distillation",
         "",
-        f"{cfg['seeds']} seed(s); teachers' label smoothing {', '.join(f'{a:g}' for a in cfg['teacher_smoothing'])}; "
+        f"{cfg['seeds']} seed(s); teachers' label smoothing "
+        f"{', '.join(f'{a:g}' for a in cfg['teacher_smoothing'])}; "
         f"KD temperatures {', '.join(f'{t:g}' for t in cfg['temperatures'])}. Comparisons are paired by seed "
         "(docs/study.md): better / worse when the 95% interval excludes 0, otherwise not resolved.",
         "",
