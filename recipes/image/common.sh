@@ -23,7 +23,8 @@ QUICK=${QUICK:-0}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 comma() { echo "$*" | tr -s ' ' ',' ; }
 
-# args_to_sets "--epochs 1 --amp --lr 0.01": image-train arguments as `--set image.common.K=V`.
+# args_to_sets "--epochs 1 --amp --lr 0.01": image-train arguments as `--set image.{teacher,student}.K=V`
+# (the role sections win over a config's own settings, as arguments appended last did).
 args_to_sets() {
   local -a words
   read -r -a words <<< "$1"
@@ -31,9 +32,9 @@ args_to_sets() {
   while [ "$i" -lt "$n" ]; do
     key=${words[i]#--}
     if [ $((i + 1)) -lt "$n" ] && [[ ${words[i+1]} != --* ]]; then
-      SETS+=(--set "image.common.$key=${words[i+1]}"); i=$((i + 2))
+      LAST+=(--set "image.teacher.$key=${words[i+1]}" --set "image.student.$key=${words[i+1]}"); i=$((i + 2))
     else
-      SETS+=(--set "image.common.$key=true"); i=$((i + 1))
+      LAST+=(--set "image.teacher.$key=true" --set "image.student.$key=true"); i=$((i + 1))
     fi
   done
 }
@@ -41,6 +42,7 @@ args_to_sets() {
 # run_study CONFIG [more lskd study arguments]: the engine with this recipe's environment.
 run_study() {
   local config=$1; shift
+  LAST=()
   SETS=(--output "$OUT" --temps "$(comma $TEMPS)" --alphas "$(comma $ALPHAS)" --set translation=null)
   [ -n "${DATA:-}" ] && SETS+=(--data "$DATA" --set image.prepare=null)
   [ -n "${SEEDS:-}" ] && SETS+=(--seeds "$SEEDS")
@@ -50,9 +52,8 @@ run_study() {
   args_to_sets "${EXTRA:-}"
   if [ "$QUICK" = 1 ]; then
     args_to_sets "${QUICK_ARGS:-${QUICK_DEFAULT:-"--epochs 1 --limit-train 64 --limit-val 32 --img-size 64 --batch-size 16 --workers 0 --warmup-epochs 0 --lr 0.01"}}"
-    SETS+=(--set image.teacher.epochs=1 --set image.student.epochs=1 --set image.diffusion=false
-      --set image.common.amp=false)
+    LAST+=(--set image.diffusion=false --set image.common.amp=false --set image.teacher_init={})
   fi
   read -r -a more <<< "${STUDY_ARGS:-}"
-  lskd study "$REPO/recipes/study/$config" "${SETS[@]}" "$@" "${more[@]}"
+  lskd study "$REPO/recipes/study/$config" "${SETS[@]}" "$@" "${LAST[@]}" "${more[@]}"
 }

@@ -11,9 +11,7 @@ source "$(dirname "$0")/common.sh"
 INIT=()
 if [ -n "${TEACHER_INIT_NOLS:-}${TEACHER_INIT_LS:-}" ]; then
   INIT+=(--set "image.teacher_init={'0': '${TEACHER_INIT_NOLS:-}', '0.1': '${TEACHER_INIT_LS:-}'}")
-elif [ "$QUICK" = 1 ]; then
-  INIT+=(--set "image.teacher_init={}")  # QUICK without ImageNet teachers: CUB teachers from scratch
-fi
+fi  # QUICK without them: the CUB teachers start from scratch
 case "${STUDENT_INIT:-$([ "$QUICK" = 1 ] && echo none || echo timm)}" in
   none) INIT+=(--set image.student.pretrained=false) ;;
   timm) ;;
