@@ -180,7 +180,9 @@ def plot_metric(data: Dict[str, Any], alphas, temps, kinds, metric: str, title: 
     import matplotlib.pyplot as plt
 
     tkinds = [k for k in kinds if k != "seq"] or kinds
-    fig, axes = plt.subplots(1, len(tkinds), figsize=(5.6 * len(tkinds), 4.3), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(tkinds), figsize=(max(7.5, 5.6 * len(tkinds)), 4.3), dpi=110, squeeze=False
+    )
     xs = list(range(len(temps)))
     for ax, kind in zip(axes[0], tkinds):
         for i, (a, col) in enumerate(zip(alphas, COLOURS)):
@@ -188,15 +190,28 @@ def plot_metric(data: Dict[str, Any], alphas, temps, kinds, metric: str, title: 
             _errorbar(ax, [x + (i - 0.5) * 0.06 for x in xs], ss, col, f"student of {column_title(a)}")
             _reference(ax, stats.summary(data["teachers"].get(a, {}).values()), col, f"teacher α={a:g}", "--")
         _reference(ax, stats.summary(data["baseline"].values()), "0.4", "no-KD baseline", ":")
-        ax.set_xticks(xs, [f"T={t:g}" for t in temps])
-        ax.set_xlabel("KD temperature")
-        ax.set_ylabel(LABELS[metric])
-        ax.set_title(f"{title}: {KIND_LABELS[kind]}", fontsize=10)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.savefig(path)
+        _style(ax, temps, LABELS[metric], f"{title}: {KIND_LABELS[kind]}")
+    return _save(fig, axes[0][0], path)
+
+
+def _style(ax, temps, ylabel: str, title: str) -> None:
+    ax.set_xticks(range(len(temps)), [f"T={t:g}" for t in temps])
+    ax.set_xlabel("KD temperature")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
+def _save(fig, legend_ax, path: Path) -> Path:
+    """One legend for all panels, below them (never over the data)."""
+    import matplotlib.pyplot as plt
+
+    handles, labels = legend_ax.get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False
+    )
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -210,9 +225,8 @@ def _errorbar(ax, xs, ss, colour, label) -> None:
 def _reference(ax, s: Dict[str, Any], colour, label, style) -> None:
     if s["mean"] is None:
         return
-    ax.axhline(s["mean"], color=colour, ls=style, lw=1.2, label=f"{label}: {s['mean']:.2f}")
-    if s["half"]:
-        ax.axhspan(s["mean"] - s["half"], s["mean"] + s["half"], color=colour, alpha=0.08)
+    text = f"{label}: {s['mean']:.2f}" + (f" ± {s['half']:.2f}" if s["half"] is not None else "")
+    ax.axhline(s["mean"], color=colour, ls=style, lw=1.2, label=text)
 
 
 def plot_diffusion(cells_by_key: Dict[str, dict], alphas, temps, kind: str, path: Path) -> Path:
@@ -231,17 +245,8 @@ def plot_diffusion(cells_by_key: Dict[str, dict], alphas, temps, kind: str, path
             _reference(
                 ax, stats.summary(cells.get(("teacher", a, None), {}).values()), col, f"teacher α={a:g}", "--"
             )
-        ax.set_xticks(xs, [f"T={t:g}" for t in temps])
-        ax.set_xlabel("KD temperature")
-        ax.set_ylabel(LABELS[key])
-        ax.set_title(LABELS[key], fontsize=10)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+        _style(ax, temps, LABELS[key], LABELS[key])
+    return _save(fig, axes[0], path)
 
 
 def cfg_first(runs: List[Run], modality: str) -> int:

@@ -57,3 +57,17 @@ run_study() {
   read -r -a more <<< "${STUDY_ARGS:-}"
   lskd study "$REPO/recipes/study/$config" "${SETS[@]}" "$@" "${LAST[@]}" "${more[@]}"
 }
+
+# cub_init: INIT=(...) the CUB teachers' and students' starting weights (TEACHER_INIT_NOLS /
+# TEACHER_INIT_LS: the ImageNet teachers; STUDENT_INIT: timm (default), none, or a weights file).
+cub_init() {
+  INIT=()
+  if [ -n "${TEACHER_INIT_NOLS:-}${TEACHER_INIT_LS:-}" ]; then
+    INIT+=(--set "image.teacher_init={'0': '${TEACHER_INIT_NOLS:-}', '0.1': '${TEACHER_INIT_LS:-}'}")
+  fi  # QUICK without them: the CUB teachers start from scratch
+  case "${STUDENT_INIT:-$([ "$QUICK" = 1 ] && echo none || echo timm)}" in
+    none) INIT+=(--set image.student.pretrained=false) ;;
+    timm) ;;
+    *) INIT+=(--set image.student.pretrained=false --set "image.student.pretrained-checkpoint=$STUDENT_INIT") ;;
+  esac
+}

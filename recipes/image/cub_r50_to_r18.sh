@@ -8,13 +8,5 @@
 # STUDENT_INIT: "timm" (default: timm's pretrained weights, internet or the Hugging Face cache),
 # "none", or a weights file. Variables: see common.sh; settings: recipes/study/paper_cub.yaml.
 source "$(dirname "$0")/common.sh"
-INIT=()
-if [ -n "${TEACHER_INIT_NOLS:-}${TEACHER_INIT_LS:-}" ]; then
-  INIT+=(--set "image.teacher_init={'0': '${TEACHER_INIT_NOLS:-}', '0.1': '${TEACHER_INIT_LS:-}'}")
-fi  # QUICK without them: the CUB teachers start from scratch
-case "${STUDENT_INIT:-$([ "$QUICK" = 1 ] && echo none || echo timm)}" in
-  none) INIT+=(--set image.student.pretrained=false) ;;
-  timm) ;;
-  *) INIT+=(--set image.student.pretrained=false --set "image.student.pretrained-checkpoint=$STUDENT_INIT") ;;
-esac
+cub_init
 run_study paper_cub.yaml --model "${TEACHER_MODEL:-resnet50}" --student-model "${STUDENT_MODEL:-resnet18.tv_in1k}" "${INIT[@]}"
