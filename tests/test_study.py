@@ -69,7 +69,7 @@ def mini_study(tmp_path_factory):
             "common": TINY_FAIRSEQ,
             "beam": 2,
             "max_len_b": 20,
-            "diffusion": {"max_sentences": 40, "per_token": 10},
+            "diffusion": {"max_sentences": 300, "per_token": 10},
         },
     )
     out = root / "out"

@@ -272,10 +272,10 @@ def schedule(runs: List[Run], ctx: Dict[str, Any], log=print) -> Dict[str, Dict[
                 job = running.pop(name)
                 try:
                     results[name] = job.result()
-                except Exception as exc:  # noqa: BLE001 - reported below with the run's log
-                    failed.append(
-                        f"{name} ({type(exc).__name__}: {str(exc)[:200]}; log: {ctx['folders'][name]}/{LOG})"
-                    )
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - LskdError is a SystemExit
+                    text = getattr(exc, "message", None) or str(exc)
+                    text = text.replace("lskd: error: ", "")
+                    failed.append(f"{name}: {text[:300]} (log: {ctx['folders'][name]}/{LOG})")
                 bar.update(1)
     finally:
         bar.close()
