@@ -268,3 +268,20 @@ def test_docs_list_every_configuration_key():
     from lskd_plugins.study.config import schema_markdown
 
     assert schema_markdown() in (REPO / "docs" / "study.md").read_text()
+
+
+def test_old_flags_keep_working(tmp_path, fake):
+    """The flags of the old image-only `lskd study` (--out, --quiet, --seed, --temps, epochs) still work."""
+    out = tmp_path / "old"
+    argv = ["study", "--out", str(out), "--model", "test_resnet", "--teacher-epochs", "1"]
+    argv += ["--student-epochs", "2", "--temps", "1,4", "--quiet", "--seed", "3", "--seeds", "1"]
+    assert lskd_main(argv) == 0
+    runs = json.loads((out / "report.json").read_text())["modalities"]["image"]["runs"]
+    names = {r["name"] for r in runs}
+    assert "image/student_a0.1_T4_s3" in names and "image/teacher_a0_s3" in names
+    for r in runs:
+        cmd = " ".join(r["command"])
+        if "teacher_a" in r["name"]:
+            assert "--epochs 1" in cmd and "--model test_resnet" in cmd and "--seed 3" in cmd
+        elif "student_a" in r["name"]:
+            assert "--epochs 2" in cmd and "--kd-temperature" in cmd
