@@ -285,3 +285,16 @@ def test_old_flags_keep_working(tmp_path, fake):
             assert "--epochs 1" in cmd and "--model test_resnet" in cmd and "--seed 3" in cmd
         elif "student_a" in r["name"]:
             assert "--epochs 2" in cmd and "--kd-temperature" in cmd
+
+
+def test_output_of_other_files_is_refused(tmp_path, capsys, fake):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("x")
+    assert_fails_one_line(
+        ["study", str(_config(tmp_path)), "--output", str(out)],
+        capsys,
+        unchanged=[out],
+        must_contain=["--output"],
+    )
+    assert fake == []

@@ -105,6 +105,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check the configuration, print the grid and its commands; read and write nothing",
     )
     g.add_argument("--no-progress", action="store_true", help="no overall progress line")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="empty an --output folder that holds files lskd study did not write (default: refuse)",
+    )
     g.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
     g = parser.add_argument_group("image study (override the config's image section)")
     g.add_argument("--data", default=None, help="ImageFolder root with train/ and val/, or 'digits'")
@@ -205,6 +210,10 @@ def main(args: argparse.Namespace) -> int:
     doc = C.read_yaml(args.config) if args.config else {"image": copy.deepcopy(DEFAULT_IMAGE)}
     cfg = C.load_config(apply_overrides(doc, args), where=args.config or "lskd study")
     C.check_data(cfg, args.dry_run)
+    if not args.dry_run:  # the study folder is the study's: refuse a folder of other files
+        from lskd_plugins.files import claim_output
+
+        claim_output(cfg["output"], {"command": "lskd study"}, args.overwrite)
     out, data, hashes = E.plan(cfg, args.dry_run)
     runs = build_runs(cfg, hashes)
     ctx = E.context(cfg, out, data, runs)
