@@ -57,7 +57,7 @@ IMAGE_FLAGS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lskd_plugins.errors import nonneg_int, positive_float, positive_int
+    from lskd_plugins.errors import nonneg_int, positive_int
 
     parser.add_argument(
         "config",
@@ -111,7 +111,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="empty an --output folder that holds files lskd study did not write (default: refuse)",
     )
     g.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
-    g = parser.add_argument_group("image study (override the config's image section)")
+    image_arguments(parser.add_argument_group("image study (override the config's image section)"))
+
+
+def image_arguments(g) -> None:
+    """The old image-only flags of `lskd study`, now overrides of the image section."""
+    from lskd_plugins.errors import nonneg_int, positive_float, positive_int
+
     g.add_argument("--data", default=None, help="ImageFolder root with train/ and val/, or 'digits'")
     g.add_argument("--model", default=None, help="timm model of the teachers")
     g.add_argument("--student-model", default=None, help="timm model of the students (default: --model)")

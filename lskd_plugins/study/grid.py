@@ -145,17 +145,16 @@ def image_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
     diffusion_runs(cfg, g, "image", sec["diffusion"])
 
 
-def translation_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
+def translation_teachers(cfg: Dict[str, Any], g: GridBuilder, decode: Dict[str, Any]) -> None:
+    """Teachers (and their sequence-level data when a sequence-level kind is asked for)."""
     sec = cfg["translation"]
-    t_opts, s_opts = merged(sec, "teacher"), merged(sec, "student")
-    seeds = seed_range(cfg)
-    decode = {"beam": sec["beam"], "max_len_b": sec["max_len_b"], "checkpoint": sec["checkpoint"]}
     seq = bool({"seq", "seqword"} & set(sec["kinds"]))
     for a in cfg["teacher_smoothing"]:
-        for ts in sorted({teacher_seed(cfg, s, "translation") for s in seeds}):
-            teacher = g.add(
-                Run(f"translation/teacher_a{_t(a)}_s{ts}", "translation", "teacher", None, a, None, ts),
-                options=t_opts,
+        for ts in sorted({teacher_seed(cfg, s, "translation") for s in seed_range(cfg)}):
+            name = f"translation/teacher_a{_t(a)}_s{ts}"
+            g.add(
+                Run(name, "translation", "teacher", None, a, None, ts),
+                options=merged(sec, "teacher"),
                 smoothing=a,
                 decode=decode,
             )
@@ -169,17 +168,24 @@ def translation_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
                         a,
                         None,
                         ts,
-                        deps=[teacher.name],
+                        deps=[name],
                     ),
                     decode=decode,
                 )
+
+
+def translation_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
+    sec = cfg["translation"]
+    s_opts = merged(sec, "student")
+    decode = {"beam": sec["beam"], "max_len_b": sec["max_len_b"], "checkpoint": sec["checkpoint"]}
+    translation_teachers(cfg, g, decode)
     kd = {
         "kd_alpha": sec["kd_alpha"],
         "smoothing": sec["student_smoothing"],
         "decode": decode,
         "teacher_cache": sec["teacher_cache"],
     }
-    for s in seeds:
+    for s in seed_range(cfg):
         g.add(
             Run(f"translation/baseline_s{s}", "translation", "baseline", None, None, None, s),
             options=s_opts,
@@ -206,9 +212,7 @@ def translation_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
                     decode=decode,
                 )
             for kind, deps in (("word", [teacher]), ("seqword", [teacher, seqkd])):
-                if kind not in sec["kinds"]:
-                    continue
-                for t in cfg["temperatures"]:
+                for t in cfg["temperatures"] if kind in sec["kinds"] else []:
                     g.add(
                         Run(
                             f"translation/{kind}_a{_t(a)}_T{_t(t)}_s{s}",

@@ -427,7 +427,12 @@ def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
                 f"![projection]({doc['figures']['projection']})",
                 "",
             ]
-    lines += [
+    return lines + runs_markdown(doc["runs"])
+
+
+def runs_markdown(runs: List[dict]) -> List[str]:
+    """The settings (the command) and key of every run shown, from each run's own run.json."""
+    lines = [
         "### Every run: settings and key (from each run's own run.json / result.json)",
         "",
         "<details><summary>runs</summary>",
@@ -435,7 +440,7 @@ def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
         "| run | key | seconds | command |",
         "|---|---|---|---|",
     ]
-    for r in doc["runs"]:
+    for r in runs:
         lines.append(f"| {r['name']} | `{r['key']}` | {r['seconds']} | `{' '.join(r['command'])}` |")
     return lines + ["", "</details>", ""]
 
