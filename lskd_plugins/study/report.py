@@ -83,7 +83,8 @@ def collect_diffusion(runs: List[Run], files: Dict[str, dict], modality: str, ke
         for name, numbers in files[r.name]["result"].get("per_model", {}).items():
             m = by_name[name]
             cell = ("teacher", m.alpha, None) if m.role == "teacher" else (m.kind, m.alpha, m.temperature)
-            cells.setdefault(cell, {})[r.seed] = numbers.get(key)
+            # a fixed teacher appears in every seed's analysis but is one model: keyed by its own seed
+            cells.setdefault(cell, {})[m.seed] = numbers.get(key)
     return cells
 
 
