@@ -294,4 +294,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from lskd_plugins.errors import run_script
+
+    run_script(main)  # one-line errors and the project's exit codes, as every lskd script

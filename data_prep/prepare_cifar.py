@@ -10,9 +10,10 @@ Sources (``--source``):
 
 Subsets: ``--classes cat,dog,airplane`` keeps those classes, ``--per-class N`` the first N training
 images of each class (file order), ``--val-per-class M`` the first M val images. A stamp file makes a
-rerun with the same settings a no-op.
+rerun with the same settings a no-op. The folder is built as ``.OUT.partial-PID`` and renamed at the
+end: a failed or killed run leaves no partial OUT, and the next run removes its leftovers.
 
-    python data_prep/prepare_cifar.py --source ../shared/data/cifar10/cifar10-jpeg.zip --out data/cifar10
+    python data_prep/prepare_cifar.py --source ../shared/data/cifar10/cifar10-jpeg.zip --output data/cifar10
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from lskd_plugins.errors import LskdError, run_script
-from lskd_plugins.prepared import reuse_prepared, write_stamp
+from lskd_plugins.errors import LskdError, OneLineParser, positive_int, run_script
+from lskd_plugins.files import refuse_overlap
+from lskd_plugins.image.staging import prepare_staged
 
 STAMP = ".lskd-prepared.json"
 DOWNLOADS = {
@@ -200,10 +202,14 @@ def prepare(
     per_class: int | None = None,
     val_per_class: int | None = None,
     label_type: str = "fine",
+    overwrite: bool = False,
 ) -> Dict[str, int]:
     """Write the ImageFolder; returns image counts per split. Same settings twice: a no-op."""
-    from PIL import Image
-
+    for name, value in (("--per-class", per_class), ("--val-per-class", val_per_class)):
+        if value is not None and value < 1:
+            raise LskdError(f"{name} must be >= 1, got {value}")
+    if source.exists():
+        refuse_overlap(out, [source], "--output")
     settings = {
         "source": str(source.resolve()),
         "classes": classes,
@@ -211,21 +217,21 @@ def prepare(
         "val_per_class": val_per_class,
         "label_type": label_type,
     }
-    done = reuse_prepared(out, STAMP, settings)
-    if done is not None:
-        return done
-    for name, value in (("--per-class", per_class), ("--val-per-class", val_per_class)):
-        if value is not None and value < 1:
-            raise LskdError(f"{name} must be >= 1, got {value}")
+
+    def build(tmp: Path) -> Dict[str, int]:
+        return write_records(source, tmp, classes, {"train": per_class, "val": val_per_class}, label_type)
+
+    return prepare_staged(out, STAMP, settings, build, overwrite)
+
+
+def write_records(source: Path, out: Path, classes, limits: Dict, label_type: str) -> Dict[str, int]:
+    from PIL import Image
+
     available, records = open_source(source, label_type)
     keep = set(parse_classes(classes, available))
-    limits = {"train": per_class, "val": val_per_class}
     taken: Dict[Tuple[str, str], int] = defaultdict(int)
     for split, cls, name, payload in records:
-        if cls not in keep:
-            continue
-        limit = limits[split]
-        if limit is not None and taken[split, cls] >= limit:
+        if cls not in keep or (limits[split] is not None and taken[split, cls] >= limits[split]):
             continue
         target = out / split / cls / name
         if taken[split, cls] == 0:
@@ -237,12 +243,10 @@ def prepare(
         else:
             Image.fromarray(payload).save(target)
         taken[split, cls] += 1
-    counts = {s: sum(n for (sp, _), n in taken.items() if sp == s) for s in ("train", "val")}
     missing = [f"{s}/{c}" for s in ("train", "val") for c in sorted(keep) if taken[s, c] == 0]
     if missing:
         raise LskdError(f"--source {source}: no images for {', '.join(missing[:6])}")
-    write_stamp(out, STAMP, settings, counts, classes=sorted(keep))
-    return counts
+    return {s: sum(n for (sp, _), n in taken.items() if sp == s) for s in ("train", "val")}
 
 
 def download(name: str, folder: Path) -> Path:
@@ -266,7 +270,8 @@ def download(name: str, folder: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
+        prog="prepare_cifar.py",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
@@ -278,20 +283,52 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--download", choices=sorted(DOWNLOADS), help="fetch the python tarball first (internet)"
     )
-    p.add_argument("--download-dir", type=Path, default=Path("downloads"), help="where --download stores it")
-    p.add_argument("--out", type=Path, required=True, help="output ImageFolder root (gets train/ and val/)")
-    p.add_argument("--classes", default=None, help="comma-separated class names to keep (default: all)")
-    p.add_argument("--per-class", type=int, default=None, help="keep the first N training images per class")
-    p.add_argument("--val-per-class", type=int, default=None, help="keep the first M val images per class")
-    p.add_argument("--label-type", choices=("fine", "coarse"), default="fine", help="CIFAR-100 labels")
+    add = p.add_argument
+    add(
+        "--download-dir",
+        type=Path,
+        default=Path("downloads"),
+        help="where --download stores it (default: %(default)s)",
+    )
+    add("--output", type=Path, default=None, help="output ImageFolder root, required (gets train/ and val/)")
+    add("--out", dest="output", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name
+    add(
+        "--overwrite",
+        action="store_true",
+        help="replace a folder prepared with other settings (default: off)",
+    )
+    add("--classes", default=None, help="comma-separated class names to keep (default: all)")
+    add(
+        "--per-class",
+        type=positive_int,
+        default=None,
+        help="keep the first N training images per class (default: all)",
+    )
+    add(
+        "--val-per-class",
+        type=positive_int,
+        default=None,
+        help="keep the first M val images per class (default: all)",
+    )
+    add(
+        "--label-type",
+        choices=("fine", "coarse"),
+        default="fine",
+        help="CIFAR-100 labels (default: %(default)s)",
+    )
     return p
 
 
 def main(argv: List[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.output is None:
+        parser.error("the following arguments are required: --output")
     source = args.source if args.source is not None else download(args.download, args.download_dir)
-    counts = prepare(source, args.out, args.classes, args.per_class, args.val_per_class, args.label_type)
-    print(f"cifar: {counts['train']} train / {counts['val']} val images in {args.out}")
+    counts = prepare(
+        source, args.output, args.classes, args.per_class, args.val_per_class, args.label_type, args.overwrite
+    )
+    print(f"cifar: {counts['train']} train / {counts['val']} val images in {args.output}")
     return 0
 
 

@@ -8,9 +8,10 @@ holding ``images.txt``, ``train_test_split.txt`` and ``images/``, or its parent)
 ``001.Black_footed_Albatross``, so the class index is the official id - 1). Images are copied
 unchanged (or symlinked with ``--link`` from a folder source); bounding boxes are not used, as in
 the paper. ``--max-classes N`` keeps the first N classes (smoke runs). A stamp file makes a rerun
-with the same settings a no-op.
+with the same settings a no-op. The folder is built as ``.OUT.partial-PID`` and renamed at the end: a
+failed or killed run leaves no partial OUT, and the next run removes its leftovers.
 
-    python data_prep/prepare_cub.py --source CUB_200_2011.tgz --out data/cub
+    python data_prep/prepare_cub.py --source CUB_200_2011.tgz --output data/cub
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Tuple
 
-from lskd_plugins.errors import LskdError, run_script
-from lskd_plugins.prepared import reuse_prepared, write_stamp
+from lskd_plugins.errors import LskdError, OneLineParser, int_at_least, run_script
+from lskd_plugins.files import refuse_overlap
+from lskd_plugins.image.staging import prepare_staged
 
 STAMP = ".lskd-prepared.json"
 META_FILES = ("images.txt", "train_test_split.txt")
@@ -143,45 +145,63 @@ def from_tarball(path: Path, out: Path, max_classes: int | None) -> Dict[str, in
     return counts
 
 
-def prepare(source: Path, out: Path, max_classes: int | None = None, link: bool = False) -> Dict[str, int]:
+def prepare(
+    source: Path, out: Path, max_classes: int | None = None, link: bool = False, overwrite: bool = False
+) -> Dict[str, int]:
     """Write the ImageFolder; returns image counts per split. Same settings twice: a no-op."""
     if not source.exists():
         raise LskdError(f"--source {source}: no such file or directory")
     if max_classes is not None and max_classes < 2:
         raise LskdError(f"--max-classes must be >= 2, got {max_classes}")
-    settings = {"source": str(source.resolve()), "max_classes": max_classes, "link": link}
-    done = reuse_prepared(out, STAMP, settings)
-    if done is not None:
-        return done
+    refuse_overlap(out, [source], "--output")
     if source.is_dir():
-        counts = from_folder(source, out, max_classes, link)
+        build = lambda tmp: from_folder(source, tmp, max_classes, link)  # noqa: E731
     elif tarfile.is_tarfile(source):
         if link:
             raise LskdError("--link needs an extracted folder as --source, not a tarball")
-        counts = from_tarball(source, out, max_classes)
+        build = lambda tmp: from_tarball(source, tmp, max_classes)  # noqa: E731
     else:
         raise LskdError(f"--source {source}: neither a folder nor a tar archive (expected CUB_200_2011.tgz)")
-    write_stamp(out, STAMP, settings, counts)
-    return counts
+    settings = {"source": str(source.resolve()), "max_classes": max_classes, "link": link}
+    return prepare_staged(out, STAMP, settings, build, overwrite)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
+        prog="prepare_cub.py",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument("--source", type=Path, required=True, help="CUB_200_2011.tgz or the extracted folder")
-    p.add_argument("--out", type=Path, required=True, help="output ImageFolder root (gets train/ and val/)")
-    p.add_argument("--max-classes", type=int, default=None, help="keep only the first N classes")
-    p.add_argument("--link", action="store_true", help="symlink instead of copying (folder source only)")
+    p.add_argument(
+        "--output", type=Path, default=None, help="output ImageFolder root, required (gets train/ and val/)"
+    )
+    p.add_argument("--out", dest="output", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a folder prepared with other settings (default: off)",
+    )
+    p.add_argument(
+        "--max-classes",
+        type=int_at_least(2),
+        default=None,
+        help="keep only the first N classes (default: all)",
+    )
+    p.add_argument(
+        "--link", action="store_true", help="symlink instead of copying, folder source only (default: off)"
+    )
     return p
 
 
 def main(argv: List[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    counts = prepare(args.source, args.out, args.max_classes, args.link)
-    print(f"cub: {counts['train']} train / {counts['val']} val images in {args.out}")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.output is None:
+        parser.error("the following arguments are required: --output")
+    counts = prepare(args.source, args.output, args.max_classes, args.link, args.overwrite)
+    print(f"cub: {counts['train']} train / {counts['val']} val images in {args.output}")
     return 0
 
 

@@ -7,7 +7,7 @@ URL=${IWSLT14_URL:-http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz}
 
 usage() {
   cat <<USAGE
-Usage: $(basename "$0") --out DIR [--raw-dir DIR] [--vocab-size N] [--src de --tgt en] [...]
+Usage: $(basename "$0") --output DIR [--raw-dir DIR] [--vocab-size N] [--src de --tgt en] [...]
 
 IWSLT'14 de-en -> OUT/data-bin, split as fairseq's prepare-iwslt14.sh: train.tags.de-en.* with tag
 lines dropped, pairs filtered (1-175 words, ratio 1.5), every 23rd pair held out as valid; test =

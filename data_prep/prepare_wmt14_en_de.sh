@@ -20,7 +20,7 @@ MARKERS=(
 
 usage() {
   cat <<USAGE
-Usage: $(basename "$0") --out DIR [--raw-dir DIR] [--vocab-size N] [--src en --tgt de] [...]
+Usage: $(basename "$0") --output DIR [--raw-dir DIR] [--vocab-size N] [--src en --tgt de] [...]
 
 WMT'14 en-de -> OUT/data-bin: train = europarl-v7 + commoncrawl + news-commentary-v9 (the corpora
 of fairseq's prepare-wmt14en2de.sh --icml17), pairs filtered (1-250 words, ratio 1.5);

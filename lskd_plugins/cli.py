@@ -16,7 +16,8 @@ from lskd_plugins.errors import LskdError, OneLineParser, report
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "synth-mt": ("lskd_plugins.synth_mt", "write the embedded synthetic parallel corpus"),
+    "synth-mt": ("lskd_plugins.nmt.synth_mt", "write the embedded synthetic parallel corpus"),
+    "prepare-mt": ("lskd_plugins.nmt.prepare", "raw parallel text -> sentencepiece -> fairseq data-bin"),
     "seqkd": ("lskd_plugins.nmt.seqkd", "sequence-level KD data: decode a corpus with a teacher"),
     "bleu": ("lskd_plugins.nmt.bleu", "decode and score a translation checkpoint (sacreBLEU, chrF)"),
     "digits": ("lskd_plugins.image.digits", "scikit-learn's 8x8 digits as an ImageFolder"),
@@ -24,6 +25,16 @@ SUBCOMMANDS = {
     "image-eval": ("lskd_plugins.image.evaluate", "evaluate an image checkpoint (top-1/5, NLL, ECE)"),
     "diffusion": ("lskd_plugins.diffusion.cli", "systematic-diffusion analysis: numbers and plots"),
     "study": ("lskd_plugins.study", "the one-command study: teachers, students, diffusion, report"),
+}
+
+
+# A missing framework is a set-up problem, not a bug: one line saying how to install it.
+THIRD_PARTY_HINTS = {
+    "fairseq": "fairseq is not installed in this environment; lskd needs the fairseq built by "
+    "`make install` (fairseq-fixed 0.12.3.1; upstream fairseq 0.12.2 does not import on Python 3.11): "
+    "see README, 'Install into your own environment'",
+    "timm": "timm is not installed in this environment; pip install timm (see README, "
+    "'Install into your own environment')",
 }
 
 
@@ -45,6 +56,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: List[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except ModuleNotFoundError as err:
+        root = (err.name or "").split(".")[0]
+        if root in THIRD_PARTY_HINTS:
+            return report(LskdError(THIRD_PARTY_HINTS[root]))
+        raise
+
+
+def run(argv: List[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in SUBCOMMANDS else None)

@@ -106,7 +106,7 @@ def write_parallel_text(
     tgt: str = "de",
 ) -> Path:
     """train/valid/test.{src,tgt} of the embedded synthetic corpus (``lskd synth-mt``)."""
-    from lskd_plugins.synth_mt import generate_corpus
+    from lskd_plugins.nmt.synth_mt import generate_corpus
 
     generate_corpus(out_dir, n_train, seed, valid_size=n_valid, test_size=n_test, src=src, tgt=tgt)
     return Path(out_dir)

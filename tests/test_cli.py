@@ -35,7 +35,7 @@ def test_no_command_prints_help(capsys):
 
 def test_console_script_reports_errors_without_traceback(tmp_path, cli_env):
     proc = subprocess.run(
-        ["lskd", "synth-mt", "--out", str(tmp_path / "x"), "--size", "0"],
+        ["lskd", "synth-mt", "--output", str(tmp_path / "x"), "--src", "en", "--tgt", "en"],
         capture_output=True,
         text=True,
         env=cli_env,
@@ -58,3 +58,104 @@ def test_run_script_exit_codes(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_script(lambda: 0)
     assert exit_info.value.code == 0
+
+
+# ----------------------------------------------------------------------------- one vocabulary, help
+def _parsers(name):
+    """(prog, parser) of subcommand ``name`` and of its own subcommands (e.g. diffusion image)."""
+    import argparse
+
+    from lskd_plugins.cli import build_parser
+
+    top = build_parser(name)
+    sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    todo = [sub.choices[name]]
+    while todo:
+        parser = todo.pop()
+        yield parser.prog, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+
+
+def _options_without_help(name):
+    import argparse
+
+    missing = []
+    for prog, parser in _parsers(name):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            if action.help == argparse.SUPPRESS:
+                continue  # a hidden alias of a renamed option
+            if not (action.help or "").strip():
+                missing.append(f"{prog} {'/'.join(action.option_strings) or action.dest}")
+    return missing
+
+
+# Subcommands whose owners add the missing help in their own branches (issue 10 item 4); the lead
+# removes an entry when that branch lands (the test then checks it; XPASS says it is ready).
+HELP_PENDING = {"study"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason="options without help; fixed in its owner's branch"))
+        if n in HELP_PENDING
+        else n
+        for n in sorted(SUBCOMMANDS)
+    ],
+)
+def test_every_option_has_help(name):
+    assert _options_without_help(name) == []
+
+
+NMT_COMMANDS = ("bleu", "seqkd", "synth-mt", "prepare-mt")
+
+
+@pytest.mark.parametrize("name", NMT_COMMANDS)
+def test_translation_commands_state_their_defaults(name):
+    """Every option with a default other than off/none says it in its help."""
+    import argparse
+
+    for _, parser in _parsers(name):
+        for action in parser._actions:
+            if action.help in (None, argparse.SUPPRESS) or isinstance(action, argparse._HelpAction):
+                continue
+            if action.default not in (None, False, [], argparse.SUPPRESS) and not action.required:
+                assert "default" in action.help, f"{name} {action.option_strings}: {action.help}"
+
+
+@pytest.mark.parametrize("name", NMT_COMMANDS)
+def test_translation_commands_speak_one_vocabulary(name):
+    """--output (old --out hidden), --no-progress (old --quiet hidden) where they apply."""
+    import argparse
+
+    for _, parser in _parsers(name):
+        by_flag = {flag: a for a in parser._actions for flag in a.option_strings}
+        assert "--output" in by_flag and by_flag["--out"].dest == by_flag["--output"].dest == "output"
+        assert by_flag["--out"].help == argparse.SUPPRESS
+        if "--no-progress" in by_flag:
+            assert by_flag["--quiet"].dest == "no_progress" and by_flag["--quiet"].help == argparse.SUPPRESS
+
+
+def test_old_option_names_still_work(tmp_path):
+    from lskd_plugins.cli import build_parser
+
+    old = build_parser("seqkd").parse_args(["seqkd", "--data", "d", "--path", "p", "--out", "o", "--quiet"])
+    new = build_parser("seqkd").parse_args(
+        ["seqkd", "--data", "d", "--path", "p", "--output", "o", "--no-progress"]
+    )
+    assert vars(old) == vars(new) and old.output == "o" and old.no_progress
+    prep = build_parser("prepare-mt").parse_args(["prepare-mt", "--raw-dir", "r", "--out", "o", "--force"])
+    assert prep.output == "o" and prep.overwrite
+
+
+def test_version_is_the_package_version(capsys):
+    import lskd_plugins
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lskd {lskd_plugins.__version__}"

@@ -25,10 +25,14 @@ DATA_CONFIG = {
 
 @pytest.fixture(scope="module")
 def image_setup(tmp_path_factory):
+    return make_image_setup(tmp_path_factory.mktemp("diffusion_images"))
+
+
+def make_image_setup(root):
+    """A 4-class ImageFolder (6 train, 4 val images a class) and two tiny lskd image checkpoints."""
     import timm
     from PIL import Image
 
-    root = tmp_path_factory.mktemp("diffusion_images")
     rng = np.random.default_rng(0)
     for split, n in (("train", 6), ("val", 4)):
         for ci, name in enumerate(CLASSES):
@@ -97,7 +101,7 @@ def test_cli_writes_json_markdown_and_png(image_setup, tmp_path, capsys):
             *map(str, ckpts),
             "--data",
             str(data),
-            "--out",
+            "--output",
             str(out),
             "--classes",
             "cat,dog,airplane",
@@ -131,9 +135,9 @@ def test_cli_writes_json_markdown_and_png(image_setup, tmp_path, capsys):
     assert "p(b\\|a)" in md
     from matplotlib.image import imread
 
-    for name in ("projection.png", "projection_plane.png"):
+    for name in ("projection.png", "projection_plane.png", "numbers.png"):
         img = imread(out / name)
-        assert img.ndim == 3 and img.shape[0] > 300 and img.shape[1] > 500
+        assert img.ndim == 3 and img.shape[0] > 300 and 500 < img.shape[1] <= 2000
         assert img[..., :3].std() > 0.05
         colours = np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)
         assert len(colours) > 50
@@ -173,7 +177,7 @@ def test_unknown_class_is_a_one_line_error(image_setup, tmp_path, cli_env):
             str(ckpts[0]),
             "--data",
             str(data),
-            "--out",
+            "--output",
             str(tmp_path / "x"),
             "--classes",
             "cat,zebra,dog",
@@ -191,7 +195,7 @@ def test_unknown_class_is_a_one_line_error(image_setup, tmp_path, cli_env):
         == "lskd: error: unknown class zebra; known: airplane, cat, dog, frog"
     )
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "x").exists()
+    assert not (tmp_path / "x").exists()  # a failed run leaves no folder (nor its ownership marker)
 
 
 def test_missing_validation_folder_is_a_user_error(image_setup, tmp_path):

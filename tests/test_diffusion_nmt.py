@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lskd_plugins.cli import main as lskd_main
-from lskd_plugins.diffusion.analyse import nmt_batches, nmt_label
 from lskd_plugins.diffusion.capture import ForwardHookManager, capture_fairseq, fairseq_templates
+from lskd_plugins.diffusion.nmt_source import nmt_batches, nmt_label
 from lskd_plugins.diffusion.projection import augment
 from lskd_plugins.errors import LskdError
 
@@ -71,9 +71,16 @@ def test_nmt_label_from_checkpoint_config():
         criterion=SimpleNamespace(_name="lskd_kd", label_smoothing=0.1, kd_alpha=0.9, kd_temperature=3.0),
         task=SimpleNamespace(teacher_path="runs/teacher_ls0.1/checkpoint_best.pt"),
     )
-    assert nmt_label(student, "s.pt") == "student T=3 kd_alpha=0.9 eps=0.1 from teacher_ls0.1"
-    plain = SimpleNamespace(criterion=SimpleNamespace(_name="lskd_kd", label_smoothing=0.0, kd_alpha=0.0))
-    assert nmt_label(plain, "p.pt") == "teacher alpha=0"
+    # the teacher's file is not there: its folder names it; where it is, its own smoothing does
+    assert nmt_label(student, "s.pt") == "KD student T=3 kd_alpha=0.9 eps=0.1 from teacher_ls0.1"
+    assert nmt_label(student, "s.pt", 0.1) == "KD student T=3 kd_alpha=0.9 eps=0.1 from teacher alpha=0.1"
+    # recipes/demo.sh's student without KD: lskd_kd --kd-alpha 0 and no teacher (issue 11)
+    no_kd = SimpleNamespace(criterion=SimpleNamespace(_name="lskd_kd", label_smoothing=0.1, kd_alpha=0.0))
+    assert nmt_label(no_kd, "p.pt") == "no-KD student eps=0.1"
+    no_teacher = SimpleNamespace(
+        criterion=SimpleNamespace(_name="lskd_kd", label_smoothing=0.0, kd_alpha=0.9)
+    )
+    assert nmt_label(no_teacher, "p.pt") == "no-KD student"
     assert nmt_label(SimpleNamespace(), "dir/model.pt") == "model"
 
 
@@ -103,7 +110,7 @@ def test_cli_nmt_writes_all_files(tiny_mt_data, two_checkpoints, tmp_path):
             *map(str, two_checkpoints),
             "--data",
             str(tiny_mt_data.data_bin),
-            "--out",
+            "--out",  # the old name of --output, kept as a hidden alias
             str(out),
             "--tokens",
             "mann,herr,apfel",
@@ -113,7 +120,7 @@ def test_cli_nmt_writes_all_files(tiny_mt_data, two_checkpoints, tmp_path):
             "8",
             "--device",
             "cpu",
-            "--no-progress",
+            "--quiet",  # the old name of --no-progress
         ]
     )
     assert rc == 0

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_cmd_fails_one_line, assert_fails_one_line
 from fairseq_fixtures import TINY_ARCH, TINY_TRAIN, run_cli, write_parallel_text
 
+from lskd_plugins.cli import main as lskd
 from lskd_plugins.errors import LskdError
 from lskd_plugins.nmt import prepare as P
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "data_prep" / "prepare_multi30k.sh"
+TOY_TEST_SETS = {
+    "test_2016_flickr": (0, 20),
+    "test_2017_flickr": (20, 35),
+    "test_2017_mscoco": (35, 46),
+    "test_2018_flickr": (46, 60),
+}
+OFFICIAL = ["test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"]
 
 
 def test_normalize_line_nfkc_controls_whitespace():
@@ -50,11 +60,16 @@ def _write(path: Path, lines, gz: bool = False) -> Path:
 
 def _small_multi30k(root: Path, n_train: int = 120) -> Path:
     """A raw dir in Multi30k's layout (gz files) from the toy corpus of fairseq_fixtures."""
-    text = write_parallel_text(root / "toy", n_train=n_train, n_valid=20, n_test=20)
+    text = write_parallel_text(root / "toy", n_train=n_train, n_valid=20, n_test=60)
     raw = root / "raw"
-    for split, name in (("train", "train"), ("valid", "val"), ("test", "test_2016_flickr")):
+    for split, name in (("train", "train"), ("valid", "val")):
         for lang in ("en", "de"):
             lines = (text / f"{split}.{lang}").read_text().splitlines()
+            _write(raw / f"{name}.{lang}.gz", [line.capitalize() for line in lines], gz=True)
+    # the four official test sets, of different sizes, cut from the toy test split
+    for name, (start, stop) in TOY_TEST_SETS.items():
+        for lang in ("en", "de"):
+            lines = (text / f"test.{lang}").read_text().splitlines()[start:stop]
             _write(raw / f"{name}.{lang}.gz", [line.capitalize() for line in lines], gz=True)
     return raw
 
@@ -101,8 +116,11 @@ def test_prepare_multi30k_writes_a_data_bin(prepared):
     # joined dictionary: the same symbols on both sides
     assert (data_bin / "dict.en.txt").read_text() == (data_bin / "dict.de.txt").read_text()
     manifest = json.loads((out / "prepare.json").read_text())
-    assert manifest["lines"]["test"]["lines"] == 200
+    assert manifest["counts"]["test"]["lines"] == 200 == manifest["lines"]["test"]["lines"]
     assert "wrote" in proc.stderr + proc.stdout
+    # progress in a log: whole-job lines (all pairs of all steps), no carriage-return bar
+    assert "\r" not in proc.stdout + proc.stderr
+    assert re.search(r"^prepare: (\d+)/\1 pairs \(100%\), .* elapsed", proc.stderr, re.M), proc.stderr
 
 
 def test_sentencepiece_pieces_decode_back_to_the_normalised_text(prepared):
@@ -156,7 +174,9 @@ def test_prepare_is_idempotent_and_refuses_other_settings(prepared, multi30k_raw
         check=False,
     )
     assert other.returncode == 2
-    assert "prepared with different settings vocab_size" in other.stderr
+    assert (
+        "prepared with other settings (vocab_size differ)" in other.stderr and "--overwrite" in other.stderr
+    )
 
 
 def test_fairseq_train_accepts_the_data_bin(prepared, tmp_path, cli_env):
@@ -335,3 +355,83 @@ def test_prepare_iwslt14_downloads_and_unpacks(tmp_path, cli_env):
     assert (out / "raw" / "de-en" / "train.tags.de-en.de").is_file()
     assert (out / "text" / "valid.de").read_text().splitlines() == ["satz 22 .", "satz 45 ."]
     assert (out / "data-bin" / "train.de-en.de.bin").is_file()  # direction de -> en by default
+
+
+# ----------------------------------------------------------------------------- Multi30k's test sets
+def _test_sets(data_bin: Path) -> list:
+    return [line.split("\t") for line in (data_bin / "test_sets.tsv").read_text().splitlines()]
+
+
+def test_shared_raw_files_give_four_named_test_sets(shared_data, tmp_path, cli_env):
+    """From ../shared/data/multi30k/raw (a 50-pair slice of each split: seconds, not minutes)."""
+    out = tmp_path / "m30k"
+    run_cli(
+        ["bash", SCRIPT, "--raw-dir", shared_data / "multi30k" / "raw", "--output", out]
+        + ["--max-lines", "50", "--vocab-size", "400", "--no-progress"],
+        cli_env,
+        timeout=300,
+    )
+    assert _test_sets(out / "data-bin") == [[f"test{i or ''}", n] for i, n in enumerate(OFFICIAL)]
+    for i, name in enumerate(OFFICIAL):
+        raw = gzip.open(shared_data / "multi30k" / "raw" / f"{name}.de.gz", "rt", encoding="utf-8")
+        first = P.normalize_line(raw.readline())
+        assert (out / "text" / f"test{i or ''}.de").read_text().splitlines()[0] == first
+        assert (out / "data-bin" / f"test{i or ''}.en-de.de.bin").is_file()
+
+
+@pytest.fixture(scope="module")
+def toy_m30k(tmp_path_factory, cli_env):
+    """The toy Multi30k (four test sets of 20, 15, 11, 14 pairs), prepared, and a 2-update model."""
+    root = tmp_path_factory.mktemp("toy_m30k")
+    raw = _small_multi30k(root, n_train=60)
+    out = root / "prep"
+    run_cli(["bash", SCRIPT, "--raw-dir", raw, "--output", out, "--vocab-size", "300"], cli_env)
+    run_cli(
+        ["fairseq-train", out / "data-bin", *TINY_ARCH, *TINY_TRAIN, "--criterion", "cross_entropy"]
+        + ["--max-update", "2", "--save-dir", root / "ckpt", "--no-last-checkpoints"],
+        cli_env,
+        timeout=300,
+    )
+    return out, root / "ckpt" / "checkpoint_best.pt"
+
+
+def test_bleu_subset_takes_the_test_sets_name(toy_m30k, tmp_path, capsys):
+    out, ckpt = toy_m30k
+    assert _test_sets(out / "data-bin")[2] == ["test2", "test_2017_mscoco"]
+    results = {}
+    for subset in ("test_2017_mscoco", "test2"):
+        argv = ["bleu", "--data", str(out / "data-bin"), "--path", str(ckpt), "--subset", subset]
+        argv += ["--device", "cpu", "--max-len-b", "10", "--no-progress", "--output", str(tmp_path / subset)]
+        assert lskd(argv) == 0
+        results[subset] = json.loads(capsys.readouterr().out)
+    named = results["test_2017_mscoco"]
+    assert named["subset"] == "test2" and named["test_set"] == "test_2017_mscoco"
+    assert named["counts"]["sentences"] == 11  # the mscoco slice, not test_2016_flickr's 20
+    refs = (tmp_path / "test_2017_mscoco" / "test2.ref").read_text().splitlines()
+    mscoco = (out / "text" / "test2.de").read_text().splitlines()
+    assert len(refs) == len(mscoco) == 11
+    # the references are mscoco's text (pieces outside the toy dictionary come back as <<unk>>)
+    assert all(r == t or "<<unk>>" in r for r, t in zip(refs, mscoco))
+    assert sum(r == t for r, t in zip(refs, mscoco)) >= 5
+    assert named["sacrebleu"] == results["test2"]["sacrebleu"]
+
+
+def test_earlier_preparation_is_refused_with_the_upgrade(toy_m30k, tmp_path, cli_env, capsys):
+    prepared_now, ckpt = toy_m30k
+    old = tmp_path / "old"
+    shutil.copytree(prepared_now, old)
+    manifest = json.loads((old / "prepare.json").read_text())
+    (old / "prepare.json").write_text(json.dumps({"layout": "multi30k", "fingerprint": {"hash": "x"}}))
+    (old / "data-bin" / "test_sets.tsv").unlink()
+    raw = manifest["raw_dir"]
+    cmd = ["bash", SCRIPT, "--raw-dir", raw, "--output", old, "--vocab-size", "300"]
+    assert_cmd_fails_one_line(
+        cmd, cli_env, unchanged=[old], must_contain=["prepared by an earlier lskd", "--overwrite"]
+    )
+    assert_fails_one_line(
+        ["bleu", "--data", str(old / "data-bin"), "--path", str(ckpt), "--subset", "test_2017_mscoco"],
+        capsys,
+        must_contain=["'test_2017_mscoco' not found", "prepare it again", "--overwrite"],
+    )
+    run_cli([*cmd, "--overwrite"], cli_env)
+    assert _test_sets(old / "data-bin")[3] == ["test3", "test_2018_flickr"]

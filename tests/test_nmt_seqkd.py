@@ -123,7 +123,7 @@ def test_resume_after_interruption_gives_identical_files(full_run, tiny_mt_data,
 
 def test_other_settings_do_not_mix_with_existing_shards(full_run, tiny_mt_data, tiny_teacher_150):
     out, _ = full_run
-    with pytest.raises(LskdError, match=r"holds shards of a different run \(beam: 4 -> 2\)"):
+    with pytest.raises(LskdError, match=r"holds results made with other settings \(beam\).*--overwrite"):
         run_seqkd(
             tiny_mt_data.data_bin,
             str(tiny_teacher_150),
@@ -135,14 +135,33 @@ def test_other_settings_do_not_mix_with_existing_shards(full_run, tiny_mt_data, 
         )
 
 
-def test_failed_hypotheses_are_counted_and_kept_aligned(tiny_mt_data, tiny_teacher, tmp_path):
-    """max_len_b=0 makes fairseq's generator refuse every sentence: all 40 fail, none is dropped."""
-    broken = DecodeOptions(max_len_b=0, device="cpu")
+def test_failed_hypotheses_are_counted_and_kept_aligned(tiny_mt_data, tiny_teacher, tmp_path, monkeypatch):
+    """Every sentence fails to decode: all 40 are counted, none is dropped; the result is a
+    failure (exit 1) unless allow_failures accepts it."""
+    from lskd_plugins.errors import LskdFailure
+    from lskd_plugins.nmt.decode import Decoder
+
+    def broken(self, batch):
+        raise RuntimeError("min_len cannot be larger than max_len")
+
+    monkeypatch.setattr(Decoder, "_generate", broken)
+    options = DecodeOptions(max_len_b=30, device="cpu")
     ref = _lines(tiny_mt_data.text_dir / "valid.de")
+    with pytest.raises(LskdFailure, match="40 of 40 sentences failed"):
+        run_seqkd(
+            tiny_mt_data.data_bin, str(tiny_teacher), tmp_path / "ref", "valid", options, progress=False
+        )
+    assert json.loads((tmp_path / "ref" / "seqkd.json").read_text())["complete"] is False
     report = run_seqkd(
-        tiny_mt_data.data_bin, str(tiny_teacher), tmp_path / "ref", "valid", broken, progress=False
+        tiny_mt_data.data_bin,
+        str(tiny_teacher),
+        tmp_path / "ref",
+        "valid",
+        options,
+        progress=False,
+        allow_failures=True,
     )
-    assert report["failed"] == 40 and report["replaced_by_reference"] == 40
+    assert report["failed"] == 40 and report["replaced_by_reference"] == 40 and report["complete"]
     assert "min_len cannot be larger than max_len" in report["failed_ids"]["7"]
     assert _lines(tmp_path / "ref" / "valid.de") == ref  # each failure replaced by its own reference
     assert _lines(tmp_path / "ref" / "valid.en") == _lines(tiny_mt_data.text_dir / "valid.en")
@@ -153,9 +172,10 @@ def test_failed_hypotheses_are_counted_and_kept_aligned(tiny_mt_data, tiny_teach
         str(tiny_teacher),
         tmp_path / "keep",
         "valid",
-        broken,
+        options,
         on_empty="keep",
         progress=False,
+        allow_failures=True,
     )
     assert kept["failed"] == 40 and kept["replaced_by_reference"] == 0
     assert (tmp_path / "keep" / "valid.de").read_text() == "\n" * 40
@@ -190,9 +210,12 @@ def test_cli_reports_and_stops_after_max_shards(tiny_mt_data, tiny_teacher, tmp_
     )
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "stopped after 2 new shard(s) (--max-shards); 2/3 shards done" in proc.stderr
+    # progress in a log: whole-job lines (all 40 sentences, not one shard's), no carriage returns
+    assert "seqkd: 30/40 sent (75%)" in proc.stderr and "\r" not in proc.stderr
     proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "seqkd: 40 sentences; 0 empty and 0 failed hypotheses (replaced by the reference)" in proc.stderr
+    assert "seqkd: 40/40 sent (100%)" in proc.stderr and "\r" not in proc.stderr
     assert len(_lines(tmp_path / "cli" / "test.de")) == 40
 
 

@@ -5,10 +5,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_fails_one_line, snapshot
 
-from lskd_plugins import synth_mt
 from lskd_plugins.cli import main as cli_main
 from lskd_plugins.errors import LskdError
+from lskd_plugins.nmt import synth_mt
 
 SPLITS = ("train", "valid", "test")
 # The target grammar's article table, written out independently of the implementation.
@@ -257,7 +258,7 @@ def test_cli_writes_files(tmp_path, capsys):
     rc = cli_main(
         [
             "synth-mt",
-            "--out",
+            "--output",
             str(out),
             "--size",
             "120",
@@ -308,21 +309,59 @@ def test_bad_input_raises(tmp_path, kwargs, message):
     assert not (tmp_path / "x").exists()
 
 
-def test_out_is_existing_file(tmp_path, capsys):
+def test_output_is_existing_file(tmp_path, capsys):
     path = tmp_path / "file.txt"
     path.write_text("keep me")
     with pytest.raises(LskdError, match="is an existing file; give a directory path"):
         synth_mt.generate_corpus(path, 10, 1)
-    rc = cli_main(["synth-mt", "--out", str(path), "--size", "10"])
-    assert rc == 2
-    assert "is an existing file; give a directory path" in capsys.readouterr().err
-    assert path.read_text() == "keep me"
+    assert_fails_one_line(
+        ["synth-mt", "--output", str(path), "--size", "10"],
+        capsys,
+        unchanged=[path],
+        must_contain=["is a file, not a folder"],
+    )
 
 
-def test_cli_bad_size_exit_code(tmp_path, capsys):
-    rc = cli_main(["synth-mt", "--out", str(tmp_path / "o"), "--size", "0"])
-    assert rc == 2
-    assert "lskd: error: --size must be a positive number of sentences, got 0" in capsys.readouterr().err
-    rc = cli_main(["synth-mt", "--out", str(tmp_path / "o"), "--src", "en", "--tgt", "en"])
-    assert rc == 2
-    assert "--src and --tgt are both 'en'" in capsys.readouterr().err
+def test_cli_bad_numbers_are_refused_before_any_work(tmp_path, capsys):
+    for argv, text in (
+        (["--size", "0"], "--size: expected an integer > 0, got '0'"),
+        (["--valid", "-1"], "--valid: expected an integer > 0"),
+        (["--test", "nan"], "--test: expected an integer > 0"),
+    ):
+        assert_fails_one_line(
+            ["synth-mt", "--output", str(tmp_path / "o"), *argv], capsys, must_contain=[text]
+        )
+    assert not (tmp_path / "o").exists()
+    assert_fails_one_line(
+        ["synth-mt", "--output", str(tmp_path / "o"), "--src", "en", "--tgt", "en"],
+        capsys,
+        must_contain=["--src and --tgt are both 'en'"],
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_corpus_is_not_overwritten_without_overwrite(tmp_path, capsys):
+    """Class 1: another corpus (other settings) or foreign files in --output are refused;
+    the same command again is a no-op rewrite; --overwrite replaces."""
+    out = tmp_path / "corpus"
+    assert cli_main(["synth-mt", "--output", str(out), "--size", "30", "--seed", "1"]) == 0
+    first = snapshot([out])
+    assert cli_main(["synth-mt", "--output", str(out), "--size", "30", "--seed", "1"]) == 0
+    assert snapshot([out]) == first
+    assert_fails_one_line(
+        ["synth-mt", "--output", str(out), "--size", "30", "--seed", "2"],
+        capsys,
+        unchanged=[out],
+        must_contain=["holds results made with other settings (seed)", "--overwrite"],
+    )
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "train.en").write_text("my own data\n")
+    assert_fails_one_line(
+        ["synth-mt", "--out", str(foreign), "--size", "30"],
+        capsys,
+        unchanged=[foreign],
+        must_contain=["holds files that lskd did not write"],
+    )
+    assert cli_main(["synth-mt", "--output", str(out), "--size", "30", "--seed", "2", "--overwrite"]) == 0
+    assert snapshot([out]) != first

@@ -21,10 +21,10 @@ from typing import Dict, Iterable, List, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from lskd_plugins.diffusion.projection import augment_templates
 from lskd_plugins.errors import LskdError
+from lskd_plugins.progress import progress_iter
 
 
 class ForwardHookManager:
@@ -98,6 +98,13 @@ class Captured:
         )
 
 
+def batch_count(batches: Iterable, total: int | None) -> int | None:
+    """The number of batches for the progress line: ``total`` when given, else ``len(batches)``."""
+    if total is not None:
+        return total
+    return len(batches) if hasattr(batches, "__len__") else None
+
+
 def model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -151,6 +158,7 @@ def capture_timm(
     desc: str = "features",
     progress: bool = True,
     keep_features: bool = True,
+    total: int | None = None,
 ) -> Captured:
     """Run ``model`` over (images, labels) batches; hook the classifier input.
 
@@ -163,7 +171,7 @@ def capture_timm(
     feats, labels, probs, correct = [], [], [], []
     with ForwardHookManager(model) as hooks:
         hooks.add_hook(name, requires_input=True)
-        for images, target in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        for images, target in progress_iter(batches, batch_count(batches, total), desc, "batch", progress):
             logits = model(images.to(device))
             io = hooks.pop_io_dict()[name]["input"]
             if keep_features:
@@ -225,7 +233,7 @@ def capture_fairseq(
     prob_ids = list(token_ids if prob_ids is None else prob_ids)
     prob_idx = torch.as_tensor(prob_ids, dtype=torch.long, device=device)
     feats, labels, probs, correct = [], [], [], []
-    for sample in tqdm(batches, desc=desc, disable=not progress, leave=False):
+    for sample in progress_iter(batches, batch_count(batches, None), desc, "batch", progress):
         net = sample["net_input"]
         target = sample["target"].to(device)
         mask = torch.isin(target, keep.to(device)) & (target != pad)

@@ -1,4 +1,6 @@
-"""Writing diffusion results: OUT/diffusion.json, OUT/diffusion.md, OUT/projection*.png."""
+"""Writing diffusion results: OUT/diffusion.json, OUT/diffusion.md, OUT/projection*.png, OUT/numbers.png.
+
+Every file is written atomically (``lskd_plugins.files``): a killed run never leaves a half file."""
 
 from __future__ import annotations
 
@@ -99,7 +101,8 @@ def markdown(records: Sequence[dict]) -> str:
 
 
 def write_outputs(records: List[dict], projections: Sequence, out_dir: str | Path) -> Dict[str, Path]:
-    """Write diffusion.json, diffusion.md, projection.png (paper) and projection_plane.png (Mueller)."""
+    """Write diffusion.json, diffusion.md, projection.png (paper), projection_plane.png (Mueller et al.)
+    and numbers.png (eta and J_ab per model)."""
     from lskd_plugins.diffusion.plots import plot_all
 
     out = Path(out_dir)
@@ -115,8 +118,6 @@ def write_outputs(records: List[dict], projections: Sequence, out_dir: str | Pat
     }
     paths = {"json": out / "diffusion.json", "markdown": out / "diffusion.md"}
     write_text_atomic(paths["json"], json.dumps(clean(doc), indent=1, allow_nan=False) + "\n")
-    paths["markdown"].write_text(markdown(records))
-    png, plane = plot_all(records, projections, out)
-    paths["png"] = png
-    paths["plane_png"] = plane
+    write_text_atomic(paths["markdown"], markdown(records))
+    paths["png"], paths["plane_png"], paths["numbers_png"] = plot_all(records, projections, out)
     return paths

@@ -14,6 +14,7 @@ ImageFolder layout; the class index is the sorted folder name). Transforms come 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -26,6 +27,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from lskd_plugins.errors import LskdError
 
 AUG_PRESETS = ("none", "cifar", "imagenet", "cub")
+BAD_IMAGE_POLICIES = ("skip", "error")
 # Evaluation crop fraction per preset: 224/256 for ImageNet-style data, full image for small ones.
 DEFAULT_CROP_PCT = {"none": 1.0, "cifar": 1.0, "imagenet": 0.875, "cub": 0.875}
 
@@ -38,6 +40,8 @@ def split_dir(root: os.PathLike | str, split: str) -> Path:
             f"--data {root}: no such directory (expected an ImageFolder root with train/ and val/)"
         )
     path = root / split
+    if path.exists() and not path.is_dir():
+        raise LskdError(f"--data {root}: {path} is a file, not a folder of class folders")
     if not path.is_dir():
         raise LskdError(
             f"--data {root} has no {split}/ folder; expected {root}/{split}/<class>/<image> "
@@ -54,19 +58,74 @@ def class_names(folder: Path) -> List[str]:
     return classes
 
 
+@dataclass(frozen=True)
+class BadImage:
+    """An image file PIL could not decode (truncated, corrupt, not an image): skipped or refused."""
+
+    path: str
+    reason: str
+
+
+class CheckedImageFolder(ImageFolder):
+    """ImageFolder that returns a ``BadImage`` instead of raising inside a loader worker, so the main
+    process applies the ``--bad-images`` policy with one line (a worker's exception is a traceback)."""
+
+    def __getitem__(self, index: int):
+        try:
+            return super().__getitem__(index)
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for unreadable files
+            return BadImage(self.samples[index][0], f"{type(err).__name__}: {err}".splitlines()[0])
+
+
+def collate_checked(batch):
+    """(images, targets, [BadImage, ...]): the readable examples stacked, the unreadable ones listed."""
+    from torch.utils.data import default_collate
+
+    good = [b for b in batch if not isinstance(b, BadImage)]
+    bad = [b for b in batch if isinstance(b, BadImage)]
+    if not good:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long), bad
+    images, targets = default_collate(good)
+    return images, targets, bad
+
+
+class BadImageCounter:
+    """Applies ``--bad-images``: ``error`` stops at the first unreadable file, ``skip`` counts them."""
+
+    def __init__(self, policy: str = "skip"):
+        self.policy, self.files = policy, {}
+
+    def add(self, bad: List[BadImage]) -> None:
+        for item in bad:
+            if self.policy == "error":
+                raise LskdError(
+                    f"cannot read image {item.path} ({item.reason}); remove or replace it, "
+                    "or pass --bad-images skip to leave unreadable images out"
+                )
+            self.files.setdefault(item.path, item.reason)
+
+    def warning(self, where: str) -> str | None:
+        if not self.files:
+            return None
+        path, reason = next(iter(self.files.items()))
+        return (
+            f"warning: skipped {len(self.files)} unreadable image(s) in {where} (first: {path}: {reason}); "
+            "--bad-images error refuses them"
+        )
+
+
 def image_folder(folder: Path, transform, expected_classes: List[str] | None = None) -> ImageFolder:
     """ImageFolder with one-line errors for empty or mismatched class folders."""
+    from lskd_plugins.image.checkpoint import first_difference
+
     classes = class_names(folder)
     if expected_classes is not None and classes != list(expected_classes):
-        missing = sorted(set(expected_classes) - set(classes))
-        extra = sorted(set(classes) - set(expected_classes))
         raise LskdError(
             f"{folder} has classes that differ from the training classes "
-            f"(missing: {', '.join(missing[:5]) or '-'}; extra: {', '.join(extra[:5]) or '-'}); "
-            "every split needs the same class folders"
+            f"({first_difference(classes, list(expected_classes))}); every split needs the same class folders"
         )
     try:
-        return ImageFolder(str(folder), transform=transform)
+        return CheckedImageFolder(str(folder), transform=transform)
     except FileNotFoundError as err:  # a class folder without any image
         raise LskdError(f"{folder}: {err} (image extensions: {', '.join(IMG_EXTENSIONS)})") from None
 
@@ -146,6 +205,7 @@ def build_loader(
         drop_last=drop_last,
         generator=generator,
         pin_memory=pin_memory,
+        collate_fn=collate_checked,
         persistent_workers=False,  # workers are re-seeded from ``generator`` every epoch
     )
 

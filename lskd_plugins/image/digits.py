@@ -1,4 +1,4 @@
-"""``lskd digits --out DIR``: scikit-learn's bundled 8x8 digits written as an ImageFolder.
+"""``lskd digits --output DIR``: scikit-learn's bundled 8x8 digits written as an ImageFolder.
 
 The embedded data set for runs without any download: 1,797 grey 8x8 images of the digits 0-9,
 written as RGB PNGs to ``DIR/{train,val}/{0..9}/NNNN.png`` with a stratified, seeded split
@@ -14,8 +14,8 @@ from typing import Dict
 
 import numpy as np
 
-from lskd_plugins.errors import LskdError
-from lskd_plugins.prepared import reuse_prepared, write_stamp
+from lskd_plugins.errors import LskdError, nonneg_int, positive_int, unit_float
+from lskd_plugins.image.staging import prepare_staged
 
 STAMP = ".lskd-digits.json"
 
@@ -42,18 +42,24 @@ def digits_split(val_fraction: float, seed: int):
     )
 
 
-def write_digits(out: Path, val_fraction: float = 0.2, seed: int = 0, scale: int = 1) -> Dict[str, int]:
-    """Write the ImageFolder; returns image counts per split. Idempotent for the same settings."""
-    from PIL import Image
-
+def write_digits(
+    out: Path, val_fraction: float = 0.2, seed: int = 0, scale: int = 1, overwrite: bool = False
+) -> Dict[str, int]:
+    """Write the ImageFolder; returns image counts per split. Idempotent for the same settings; built
+    in a temporary folder renamed at the end, so a killed run leaves nothing half-written."""
     if not 0.0 < val_fraction < 1.0:
         raise LskdError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
     if scale < 1:
         raise LskdError(f"--scale must be >= 1, got {scale}")
     settings = {"val_fraction": val_fraction, "seed": seed, "scale": scale}
-    done = reuse_prepared(out, STAMP, settings)
-    if done is not None:
-        return done
+    return prepare_staged(
+        out, STAMP, settings, lambda tmp: _write_images(tmp, val_fraction, seed, scale), overwrite
+    )
+
+
+def _write_images(out: Path, val_fraction: float, seed: int, scale: int) -> Dict[str, int]:
+    from PIL import Image
+
     tr_x, tr_y, va_x, va_y, tr_i, va_i = digits_split(val_fraction, seed)
     counts = {}
     for split, xs, ys, ids in (("train", tr_x, tr_y, tr_i), ("val", va_x, va_y, va_i)):
@@ -65,20 +71,36 @@ def write_digits(out: Path, val_fraction: float = 0.2, seed: int = 0, scale: int
                 img = img.resize((8 * scale, 8 * scale), Image.NEAREST)
             img.save(out / split / str(int(y)) / f"{int(i):04d}.png")
         counts[split] = int(len(xs))
-    write_stamp(out, STAMP, settings, counts)
     return counts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder (gets train/ and val/)")
-    parser.add_argument(
-        "--val-fraction", type=float, default=0.2, help="held-out share per class (default 0.2)"
+    add = parser.add_argument
+    add("--output", default=None, help="output folder, required (gets train/ and val/)")
+    add("--out", dest="output", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name
+    add(
+        "--overwrite",
+        action="store_true",
+        help="replace a folder prepared with other settings (default: off)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
-    parser.add_argument("--scale", type=int, default=1, help="upscale factor: 1 -> 8x8 PNGs, 4 -> 32x32")
+    add(
+        "--val-fraction",
+        type=unit_float,
+        default=0.2,
+        help="held-out share per class in (0, 1) (default: %(default)s)",
+    )
+    add("--seed", type=nonneg_int, default=0, help="seed of the stratified split (default: %(default)s)")
+    add(
+        "--scale",
+        type=positive_int,
+        default=1,
+        help="upscale factor: 1 -> 8x8 PNGs, 4 -> 32x32 (default: %(default)s)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    counts = write_digits(Path(args.out), args.val_fraction, args.seed, args.scale)
-    print(f"digits: {counts['train']} train / {counts['val']} val images, classes 0-9, in {args.out}")
+    if args.output is None:
+        raise LskdError("lskd digits: --output FOLDER is required")
+    counts = write_digits(Path(args.output), args.val_fraction, args.seed, args.scale, args.overwrite)
+    print(f"digits: {counts['train']} train / {counts['val']} val images, classes 0-9, in {args.output}")
     return 0

@@ -12,10 +12,10 @@ shared ``lskd_plugins.kd_loss.kd_loss`` with the paper's uniform smoothing conve
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
-from timm.task import DistillationTeacher, TrainingTask
+from timm.task import ClassificationTask, DistillationTeacher, TrainingTask
 from torch import nn
 
 from lskd_plugins.kd_loss import kd_loss
@@ -24,21 +24,60 @@ from lskd_plugins.kd_loss import kd_loss
 def make_teacher(
     model: nn.Module, mean: Sequence[float], std: Sequence[float], device: torch.device
 ) -> DistillationTeacher:
-    """Freeze ``model`` in a timm DistillationTeacher normalising with the teacher's own mean/std."""
+    """Freeze ``model`` in a timm DistillationTeacher normalising with the teacher's own mean/std.
+
+    timm's DistillationTeacher reads the normalisation from ``model.pretrained_cfg``; the model's
+    config is set to the statistics it was trained with (an lskd checkpoint's data_config), so timm
+    builds the right buffers itself."""
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    teacher = DistillationTeacher(model, device=device)
-    teacher.mean_kd = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    teacher.std_kd = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    return teacher
+    model.pretrained_cfg = {
+        **(getattr(model, "pretrained_cfg", None) or {}),
+        "mean": tuple(mean),
+        "std": tuple(std),
+    }
+    return DistillationTeacher(model, device=device)
+
+
+def load_teacher(args: Any, data_classes: List[str], folder, device: torch.device):
+    """(DistillationTeacher, metadata) for image-train's teacher options, or (None, None) without one.
+
+    Any classifier ``load_classifier`` reads (lskd, timm checkpoint, timm pretrained) is checked
+    against the data's classes (count, and order where the teacher names them) before use."""
+    from timm.data import resolve_data_config
+
+    from lskd_plugins.image.checkpoint import check_classes, load_classifier, num_outputs
+
+    if not (args.teacher_checkpoint or args.teacher_pretrained):
+        return None, None
+    loaded = load_classifier(
+        args.teacher_checkpoint,
+        model_name=args.teacher_model,
+        num_classes=args.teacher_num_classes,
+        class_file=args.teacher_class_file,
+        pretrained=args.teacher_pretrained,
+    )
+    what = f"teacher {args.teacher_checkpoint or loaded.model_name}"
+    check_classes(loaded, num_outputs(loaded.model), data_classes, what, folder)
+    cfg = loaded.data_config or resolve_data_config({}, model=loaded.model)
+    smoothing = (loaded.meta.get("args") or {}).get("smoothing") if loaded.source == "lskd" else None
+    meta = {
+        "path": str(args.teacher_checkpoint) if args.teacher_checkpoint else None,
+        "model": loaded.model_name,
+        "source": loaded.source,
+        "smoothing": float(smoothing) if smoothing is not None else None,
+        "label": loaded.meta.get("label", ""),
+    }
+    return make_teacher(loaded.model, cfg["mean"], cfg["std"], device), meta
 
 
 class LabelSmoothingKDTask(TrainingTask):
     """Cross-entropy with uniform label smoothing, plus the T^2-scaled KD term when a teacher is set.
 
     ``forward`` returns ``loss`` (mean over the batch, for backward), ``output`` (student logits)
-    and the summed parts of ``kd_loss`` (ce_loss, nll_loss, kd_loss, teacher_nll, ntokens), detached.
+    and the parts of ``kd_loss`` (ce_loss, nll_loss, kd_loss, teacher_nll) as batch means too, detached,
+    with ``ntokens`` (the batch size): every number a caller logs is on the loss's scale.
     """
 
     def __init__(
@@ -77,14 +116,8 @@ class LabelSmoothingKDTask(TrainingTask):
             self.teacher.eval()
         return self
 
-    def prepare_distributed(self, device_ids: list | None = None, **ddp_kwargs) -> LabelSmoothingKDTask:
-        """Wrap only the student in DistributedDataParallel; the frozen teacher stays local."""
-        from torch.nn.parallel import DistributedDataParallel
-
-        self.trainable_module = DistributedDataParallel(
-            self.trainable_module, device_ids=device_ids, **ddp_kwargs
-        )
-        return self
+    # timm's: wrap ``trainable_module`` (the student) in DDP; the frozen teacher stays local.
+    prepare_distributed = ClassificationTask.prepare_distributed
 
     def teacher_logits(self, input: torch.Tensor) -> torch.Tensor | None:
         if self.teacher is None or self.kd_alpha == 0:
@@ -105,7 +138,8 @@ class LabelSmoothingKDTask(TrainingTask):
             scale_by_t2=True,
             smoothing_convention="uniform",
         )
-        out = {k: v.detach() for k, v in parts.items() if k != "loss"}
-        out["loss"] = parts["loss"] / target.numel()
+        n = target.numel()
+        out = {k: (v.detach() if k == "ntokens" else v.detach() / n) for k, v in parts.items() if k != "loss"}
+        out["loss"] = parts["loss"] / n
         out["output"] = logits
         return out

@@ -17,12 +17,11 @@ and restarted with ``--resume`` ends with exactly the weights of an uninterrupte
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -30,135 +29,230 @@ import numpy as np
 import torch
 from torch import nn
 
-from lskd_plugins.errors import LskdError
-from lskd_plugins.files import torch_save_atomic, write_text_atomic
+from lskd_plugins.errors import (
+    LskdError,
+    int_at_least,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    smoothing_float,
+    unit_float,
+)
+from lskd_plugins.files import (
+    OWNER_FILE,
+    claim_output,
+    refuse_overlap,
+    torch_save_atomic,
+    write_text_atomic,
+)
 from lskd_plugins.image import data as image_data
 from lskd_plugins.image import distributed as dist_utils
-from lskd_plugins.image.checkpoint import FORMAT, load_model, read_checkpoint
+from lskd_plugins.image import run_log
+from lskd_plugins.image.checkpoint import FORMAT, first_difference, read_checkpoint, read_state_dict
 from lskd_plugins.image.evaluate import autocast, evaluate
-from lskd_plugins.image.task import LabelSmoothingKDTask, make_teacher
+from lskd_plugins.image.task import LabelSmoothingKDTask, load_teacher
+from lskd_plugins.progress import Progress
 
 LAST, BEST, SUMMARY, METRICS = "checkpoint_last.pth", "checkpoint_best.pth", "summary.json", "metrics.csv"
 SCHEDULES = ("step", "cosine", "multistep", "constant", "none")
 # Arguments that may differ between a run and its resumption without changing the result.
-RESUME_FREE_ARGS = {"resume", "workers", "device", "stop_after", "output", "data", "quiet"}
+RESUME_FREE_ARGS = {
+    "resume",
+    "workers",
+    "device",
+    "stop_after",
+    "output",
+    "data",
+    "quiet",
+    "no_progress",
+    "overwrite",
+    "bad_images",
+    "log_tensorboard",
+    "log_wandb",
+    "wandb_project",
+}
 # ... of which these change the augmentation's random stream (workers draw their own seeds).
 RESUME_RANDOMNESS_ARGS = {"workers"}
 
 
+def helped(text: str) -> str:
+    """Help text that states the option's default (the project's convention)."""
+    return text + " (default: %(default)s)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("data and model")
+    _add_data_arguments(parser.add_argument_group("data and model"))
+    _add_optimisation_arguments(
+        parser.add_argument_group("optimisation (defaults: the paper's ImageNet teacher)")
+    )
+    _add_distillation_arguments(parser.add_argument_group("label smoothing and distillation"))
+    _add_running_arguments(parser.add_argument_group("running, output and logging"))
+
+
+def _add_data_arguments(g) -> None:
     g.add_argument(
         "--data", required=True, help="ImageFolder root with train/ and val/ (one folder per class)"
     )
     g.add_argument("--output", required=True, help="run folder: checkpoints, metrics.csv, summary.json")
-    g.add_argument("--model", default="resnet18", help="timm model name (default: resnet18)")
-    g.add_argument("--img-size", type=int, default=None, help="input size (default: the model's, e.g. 224)")
+    g.add_argument(
+        "--overwrite", action="store_true", help=helped("replace the results of another run in --output")
+    )
+    g.add_argument("--model", default="resnet18", help=helped("timm model name"))
+    g.add_argument(
+        "--img-size", type=positive_int, default=None, help=helped("input size; none: the model's")
+    )
     g.add_argument(
         "--crop-pct",
-        type=float,
+        type=positive_float,
         default=None,
-        help="eval centre-crop fraction (default: 0.875 for --aug imagenet/cub, else 1.0)",
+        help=helped("eval centre-crop fraction in (0, 1]; none: 0.875 for --aug imagenet/cub, else 1.0"),
     )
     g.add_argument(
-        "--aug",
-        choices=image_data.AUG_PRESETS,
-        default="imagenet",
-        help="training augmentation preset (default: imagenet); see docs/image.md",
+        "--aug", choices=image_data.AUG_PRESETS, default="imagenet", help=helped("augmentation preset")
     )
-    g.add_argument(
-        "--pretrained",
-        action="store_true",
-        help="start from timm's pretrained weights (needs them cached or internet)",
-    )
+    g.add_argument("--pretrained", action="store_true", help=helped("start from timm's pretrained weights"))
     g.add_argument(
         "--pretrained-checkpoint",
         default=None,
-        help="initialise from a file: an lskd checkpoint, a timm/torchvision state_dict or "
-        ".safetensors; a classifier of another size is re-initialised",
+        help=helped("initialise from a file: an lskd or timm checkpoint, a state dict or .safetensors"),
     )
-    g.add_argument("--limit-train", type=int, default=None, help="use a strided subset of N training images")
-    g.add_argument("--limit-val", type=int, default=None, help="use a strided subset of N val images")
+    g.add_argument(
+        "--limit-train", type=positive_int, default=None, help=helped("a strided subset of N train images")
+    )
+    g.add_argument(
+        "--limit-val", type=positive_int, default=None, help=helped("a strided subset of N val images")
+    )
+    g.add_argument(
+        "--bad-images",
+        choices=image_data.BAD_IMAGE_POLICIES,
+        default="skip",
+        help=helped(
+            "unreadable images: skip them (counted in summary.json and the log) or stop with an error"
+        ),
+    )
 
-    g = parser.add_argument_group("optimisation (defaults: the paper's ImageNet teacher)")
-    g.add_argument("--epochs", type=int, default=90)
-    g.add_argument("--batch-size", type=int, default=256, help="images per process and step")
-    g.add_argument(
-        "--opt",
-        default="momentum",
-        help="timm optimiser name (default: momentum = SGD with momentum, no Nesterov)",
-    )
-    g.add_argument("--lr", type=float, default=0.1)
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument(
-        "--weight-decay", type=float, default=1e-4, help="applied to all parameters, as in the paper"
-    )
-    g.add_argument(
-        "--sched",
-        choices=SCHEDULES,
-        default="step",
-        help="timm schedule: step (x decay-rate every decay-epochs), cosine, ... (default: step)",
-    )
-    g.add_argument("--decay-epochs", type=float, default=30, help="step: epochs between decays (default 30)")
-    g.add_argument("--decay-milestones", type=int, nargs="+", default=[30, 60, 90], help="multistep epochs")
-    g.add_argument("--decay-rate", type=float, default=0.1)
-    g.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs (paper's students: 5)")
-    g.add_argument("--warmup-lr", type=float, default=1e-5, help="learning rate at the start of the warm-up")
-    g.add_argument("--min-lr", type=float, default=0.0, help="cosine: final learning rate")
-    g.add_argument(
-        "--amp", action="store_true", help="mixed precision (float16 + grad scaling on GPU, bfloat16 on CPU)"
-    )
-    g.add_argument("--seed", type=int, default=0)
 
-    g = parser.add_argument_group("label smoothing and distillation")
+def _add_optimisation_arguments(g) -> None:
+    g.add_argument("--epochs", type=positive_int, default=90, help=helped("epochs"))
+    g.add_argument("--batch-size", type=positive_int, default=256, help=helped("images per process and step"))
+    g.add_argument(
+        "--opt", default="momentum", help=helped("timm optimiser name (momentum: SGD, no Nesterov)")
+    )
+    g.add_argument("--lr", type=positive_float, default=0.1, help=helped("learning rate"))
+    g.add_argument("--momentum", type=unit_float, default=0.9, help=helped("optimiser momentum"))
+    g.add_argument(
+        "--weight-decay", type=nonneg_float, default=1e-4, help=helped("applied to all parameters")
+    )
+    g.add_argument("--sched", choices=SCHEDULES, default="step", help=helped("timm learning-rate schedule"))
+    g.add_argument(
+        "--decay-epochs", type=positive_float, default=30, help=helped("step: epochs between decays")
+    )
+    g.add_argument(
+        "--decay-milestones",
+        type=positive_int,
+        nargs="+",
+        default=[30, 60, 90],
+        help=helped("multistep epochs"),
+    )
+    g.add_argument(
+        "--decay-rate", type=positive_float, default=0.1, help=helped("learning-rate factor per decay")
+    )
+    g.add_argument("--warmup-epochs", type=nonneg_int, default=0, help=helped("linear warm-up epochs"))
+    g.add_argument(
+        "--warmup-lr", type=nonneg_float, default=1e-5, help=helped("learning rate at the warm-up's start")
+    )
+    g.add_argument("--min-lr", type=nonneg_float, default=0.0, help=helped("cosine: final learning rate"))
+    g.add_argument(
+        "--amp", action="store_true", help=helped("mixed precision (float16 on GPU, bfloat16 on CPU)")
+    )
+    g.add_argument("--seed", type=nonneg_int, default=0, help=helped("seed of every random generator"))
+
+
+def _add_distillation_arguments(g) -> None:
     g.add_argument(
         "--smoothing",
-        type=float,
+        type=smoothing_float,
         default=0.0,
-        help="label smoothing: the teacher's alpha, or the student's eps on its CE term "
-        "(target (1-a)*onehot + a/K)",
+        help=helped("label smoothing: the teacher's alpha, or the student's eps on its CE term"),
     )
     g.add_argument(
         "--teacher-checkpoint",
         default=None,
-        help="distil from this lskd checkpoint (its own file names its model and classes)",
+        help=helped(
+            "distil from this file: an lskd checkpoint, a timm checkpoint, a state dict, .safetensors"
+        ),
     )
-    g.add_argument("--kd-temperature", type=float, default=1.0, help="KD temperature T (default 1)")
+    g.add_argument("--teacher-model", default=None, help=helped("timm model of a timm teacher file"))
     g.add_argument(
-        "--kd-beta",
-        type=float,
+        "--teacher-num-classes", type=int_at_least(2), default=None, help=helped("its class count")
+    )
+    g.add_argument(
+        "--teacher-class-file", default=None, help=helped("its class names, one per line in output order")
+    )
+    g.add_argument(
+        "--teacher-pretrained",
+        action="store_true",
+        help=helped("timm's pretrained weights of --teacher-model"),
+    )
+    g.add_argument("--kd-temperature", type=positive_float, default=1.0, help=helped("KD temperature T"))
+    g.add_argument(
+        "--kd-alpha",
+        type=unit_float,
         default=1.0,
-        help="weight of T^2*KL; 1 - beta goes to cross-entropy with --smoothing (default 1: pure KD)",
+        help=helped("weight of T^2*KL; 1 - alpha goes to the CE term"),
+    )
+    g.add_argument(
+        "--kd-beta", dest="kd_alpha", type=unit_float, default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
 
-    g = parser.add_argument_group("running")
+
+def _add_running_arguments(g) -> None:
     g.add_argument(
         "--resume",
         nargs="?",
         const="auto",
         default=None,
         metavar="CHECKPOINT",
-        help="continue from OUTPUT/checkpoint_last.pth (or the given file); starts fresh if absent",
+        help=helped("continue from OUTPUT/checkpoint_last.pth (or the given file); starts fresh if absent"),
     )
-    g.add_argument("--workers", type=int, default=4, help="data-loader processes per rank (0: in-process)")
-    g.add_argument("--device", default="auto", help="auto (GPU if visible), cpu, cuda")
+    g.add_argument("--workers", type=nonneg_int, default=4, help=helped("data-loader processes per rank"))
+    g.add_argument("--device", default="auto", help=helped("auto (GPU if visible), cpu, cuda"))
     g.add_argument(
         "--stop-after",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
-        help="stop after N epochs of this invocation (time-limited jobs; rerun with --resume)",
+        help=helped("stop after N epochs of this call"),
     )
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--no-progress", action="store_true", help=helped("no progress display"))
+    g.add_argument(
+        "--quiet", dest="no_progress", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    g.add_argument(
+        "--log-tensorboard", default=None, metavar="DIR", help=helped("also log metrics.csv's scalars here")
+    )
+    g.add_argument(
+        "--log-wandb", action="store_true", help=helped("also log them to wandb (offline unless WANDB_MODE)")
+    )
+    g.add_argument("--wandb-project", default="lskd", help=helped("wandb project name"))
 
 
 # ----------------------------------------------------------------------------- small pure helpers
 def role_label(smoothing: float, teacher_smoothing: float | None, temperature: float) -> str:
-    """'teacher alpha=0.1' or 'student T=3 from LS teacher' (LS: the teacher's alpha > 0)."""
+    """'teacher alpha=0.1' or 'student T=3 from LS teacher' (LS: the teacher's alpha > 0; a teacher
+    whose smoothing is unknown -- NaN, e.g. from timm -- is 'external')."""
     if teacher_smoothing is None:
         return f"teacher alpha={smoothing:g}"
-    kind = "LS" if teacher_smoothing > 0 else "noLS"
+    kind = "LS" if teacher_smoothing > 0 else "noLS" if teacher_smoothing == 0 else "external"
     return f"student T={temperature:g} from {kind} teacher"
+
+
+def teacher_smoothing(meta: Dict[str, Any] | None) -> float | None:
+    """The teacher's alpha for ``role_label``: None without a teacher, NaN when its file does not say."""
+    if meta is None:
+        return None
+    return math.nan if meta.get("smoothing") is None else float(meta["smoothing"])
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -221,26 +315,7 @@ def load_initial_weights(model: nn.Module, path: str) -> str:
 
     Returns a one-line description; raises LskdError when other parameters are missing or mismatched.
     """
-    import timm
-
-    p = Path(path)
-    if not p.is_file():
-        raise LskdError(f"--pretrained-checkpoint {path}: no such file")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=False) if p.suffix != ".safetensors" else None
-    except Exception as err:
-        raise LskdError(
-            f"--pretrained-checkpoint {path}: cannot read it ({type(err).__name__}: {err})"
-        ) from None
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        state = obj["state_dict"]
-    else:
-        try:
-            state = timm.models.load_state_dict(str(p), use_ema=True, weights_only=False)
-        except Exception as err:
-            raise LskdError(
-                f"--pretrained-checkpoint {path}: no state_dict in it ({type(err).__name__}: {err})"
-            ) from None
+    state, _ = read_state_dict(path, "--pretrained-checkpoint")
     own = model.state_dict()
     heads = classifier_prefixes(model)
     is_head = lambda k: any(k == h or k.startswith(h + ".") for h in heads)  # noqa: E731
@@ -262,160 +337,217 @@ def load_initial_weights(model: nn.Module, path: str) -> str:
     return f"initialised from {path}" + (" (classifier re-initialised)" if dropped else "")
 
 
-def write_metrics_csv(path: Path, history: List[Dict[str, Any]]) -> None:
-    if not history:
-        return
-    fields = list(history[0].keys())
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
-
-
 def check_args(args: argparse.Namespace) -> None:
-    if args.epochs < 1:
-        raise LskdError(f"--epochs must be >= 1, got {args.epochs}")
-    if args.batch_size < 1:
-        raise LskdError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not 0.0 <= args.smoothing < 1.0:
-        raise LskdError(f"--smoothing must lie in [0, 1), got {args.smoothing}")
-    if not args.kd_temperature > 0:
-        raise LskdError(f"--kd-temperature must be > 0, got {args.kd_temperature}")
-    if not 0.0 <= args.kd_beta <= 1.0:
-        raise LskdError(f"--kd-beta must lie in [0, 1], got {args.kd_beta}")
-    if args.teacher_checkpoint is None and (args.kd_temperature != 1.0 or args.kd_beta != 1.0):
+    """Checks that involve several options (single values are range-checked by argparse)."""
+    if args.crop_pct is not None and args.crop_pct > 1:
+        raise LskdError(f"--crop-pct must lie in (0, 1], got {args.crop_pct}")
+    has_teacher = bool(args.teacher_checkpoint or args.teacher_pretrained)
+    if not has_teacher and (args.kd_temperature != 1.0 or args.kd_alpha != 1.0):
         raise LskdError(
-            "--kd-temperature/--kd-beta need --teacher-checkpoint (without it this trains a teacher)"
+            "--kd-temperature/--kd-alpha need --teacher-checkpoint (without it this trains a teacher)"
+        )
+    if not has_teacher and (args.teacher_model or args.teacher_num_classes or args.teacher_class_file):
+        raise LskdError(
+            "--teacher-model/--teacher-num-classes/--teacher-class-file need --teacher-checkpoint"
         )
     if args.pretrained and args.pretrained_checkpoint:
         raise LskdError("use either --pretrained (timm's weights) or --pretrained-checkpoint FILE, not both")
 
 
+def owner_of(args: argparse.Namespace) -> Dict[str, Any]:
+    """The output folder's owner: the command and every argument that changes its results."""
+    settings = {k: v for k, v in json_args(args).items() if k not in RESUME_FREE_ARGS}
+    return json.loads(json.dumps({"command": "lskd image-train", **settings}, default=str))
+
+
+# ----------------------------------------------------------------------------- builders
+@dataclass
+class Data:
+    """The run's datasets, the per-epoch re-seeded training shuffle and the loaders."""
+
+    train_set: Any
+    val_set: Any
+    train_sampler: Any
+    generator: torch.Generator
+    train_loader: Any
+    val_loader: Any
+
+
+def build_data(args, ctx, train_dir: Path, val_dir: Path, class_names: List[str], data_config) -> Data:
+    """Training shuffle: a DistributedSampler (also in one process) re-seeded every epoch."""
+    train_set = image_data.image_folder(train_dir, image_data.build_transform(data_config, args.aug, True))
+    val_set = image_data.image_folder(
+        val_dir, image_data.build_transform(data_config, args.aug, False), class_names
+    )
+    train_set = image_data.strided_subset(train_set, args.limit_train)
+    val_set = image_data.strided_subset(val_set, args.limit_val)
+    sampler = torch.utils.data.DistributedSampler(
+        train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=args.seed
+    )
+    generator, pin = torch.Generator(), ctx.device.type == "cuda"
+    train_loader = image_data.build_loader(
+        train_set,
+        args.batch_size,
+        args.workers,
+        sampler,
+        drop_last=len(sampler) > args.batch_size,  # a trailing batch of 1 breaks BatchNorm
+        generator=generator,
+        pin_memory=pin,
+    )
+    val_sampler = dist_utils.ShardSampler(len(val_set), ctx.rank, ctx.world_size)
+    val_loader = image_data.build_loader(val_set, args.batch_size, args.workers, val_sampler, pin_memory=pin)
+    return Data(train_set, val_set, sampler, generator, train_loader, val_loader)
+
+
+def build_student(args, num_classes: int, fresh: bool, log) -> Tuple[nn.Module, Dict[str, Any], Dict]:
+    """(student, extra create_model kwargs, resolved timm data config); same weights on every rank."""
+    from timm.data import resolve_data_config
+
+    seed_everything(args.seed)
+    student, model_kwargs = create_student(args.model, num_classes, args.pretrained, args.img_size)
+    if args.pretrained_checkpoint and fresh:
+        log(load_initial_weights(student, args.pretrained_checkpoint))
+    crop_pct = args.crop_pct if args.crop_pct is not None else image_data.DEFAULT_CROP_PCT[args.aug]
+    overrides: Dict[str, Any] = {"crop_pct": crop_pct}
+    if args.img_size:
+        overrides["input_size"] = (3, args.img_size, args.img_size)
+    return student, model_kwargs, resolve_data_config(overrides, model=student)
+
+
+def build_optimisation(args, student: nn.Module, device: torch.device):
+    """(optimizer, scheduler or None, grad scaler) from timm's factories."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    optimizer = create_optimizer_v2(
+        student,
+        opt=args.opt,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        filter_bias_and_bn=False,
+    )
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=args.sched,
+        num_epochs=args.epochs,
+        decay_epochs=args.decay_epochs,
+        decay_milestones=args.decay_milestones,
+        decay_rate=args.decay_rate,
+        warmup_epochs=args.warmup_epochs,
+        warmup_lr=args.warmup_lr,
+        min_lr=args.min_lr,
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda")
+    return optimizer, scheduler, scaler
+
+
+def resume_path(args: argparse.Namespace, out: Path) -> Path | None:
+    """The checkpoint to resume from (--resume [FILE]), None for a fresh run."""
+    last = out / LAST
+    if args.overwrite or not args.resume:
+        return None
+    if args.resume != "auto":
+        return Path(args.resume)
+    return last if last.is_file() else None
+
+
+def refuse_restart(args: argparse.Namespace, out: Path) -> None:
+    """A fresh run over this run's own finished epochs needs --resume or --overwrite."""
+    if not args.resume and not args.overwrite and (out / LAST).is_file():
+        raise LskdError(
+            f"{out} already holds {LAST}; pass --resume to continue that run, --overwrite to replace it, "
+            "or choose another --output"
+        )
+
+
+def check_resume_compatible(
+    ckpt: Dict[str, Any], args, path: Path, class_names, world_size: int, log
+) -> None:
+    old, new = ckpt.get("args") or {}, json_args(args)
+    changed = sorted(k for k in new if k not in RESUME_FREE_ARGS and k in old and old[k] != new[k])
+    if changed:
+        diffs = "; ".join(f"--{k.replace('_', '-')} {old[k]} -> {new[k]}" for k in changed[:4])
+        raise LskdError(f"--resume {path}: the checkpoint was trained with other arguments ({diffs})")
+    for k in sorted(RESUME_RANDOMNESS_ARGS):
+        if k in old and old[k] != new[k]:
+            log(
+                f"warning: --{k} was {old[k]}, now {new[k]}: the random augmentation stream changes, "
+                "so the result will differ from an uninterrupted run"
+            )
+    if ckpt.get("world_size", world_size) != world_size:
+        log(
+            f"warning: the run had {ckpt['world_size']} process(es), now {world_size}: "
+            "shuffling and the global batch change, so the result will differ from an uninterrupted run"
+        )
+    if list(ckpt["class_names"]) != list(class_names):
+        raise LskdError(
+            f"--resume {path}: the checkpoint's classes differ from {args.data}/train "
+            f"({first_difference(list(ckpt['class_names']), list(class_names))})"
+        )
+    if "optimizer" not in ckpt:
+        raise LskdError(f"--resume {path} holds weights only (use checkpoint_last.pth)")
+
+
+def prepare_output(args, ctx, out: Path, class_names: List[str], log) -> Dict[str, Any] | None:
+    """Before any work: the output folder is this run's (or free), writable, not an input; the
+    resume checkpoint (if any) fits these arguments. Returns that checkpoint or None."""
+    inputs = [args.data, args.teacher_checkpoint, args.teacher_class_file, args.pretrained_checkpoint]
+    refuse_overlap(out, inputs, "--output")
+    if args.log_tensorboard:
+        refuse_overlap(args.log_tensorboard, [args.data], "--log-tensorboard")
+    run_log.check_log_targets(args.log_tensorboard if ctx.is_main else None, args.log_wandb and ctx.is_main)
+    if out.exists() and not out.is_dir():
+        raise LskdError(f"--output {out} is a file, not a folder; give a folder path")
+    path = resume_path(args, out)
+    ckpt = read_checkpoint(path, option="--resume") if path else None
+    if ckpt is not None:
+        check_resume_compatible(ckpt, args, path, class_names, ctx.world_size, log)
+    if ckpt is not None:
+        log(f"resuming {path} after epoch {int(ckpt['epoch'])}")
+    return ckpt
+
+
+def claim_run_folder(args, ctx, out: Path, resuming_own: bool) -> None:
+    """Make ``out`` this run's (after the inputs proved usable, so a failed start claims nothing)."""
+    if ctx.is_main:
+        if resuming_own and not (out / OWNER_FILE).exists():
+            # A run folder of an earlier lskd (no owner file) that this resume fits: adopt it.
+            write_text_atomic(out / OWNER_FILE, json.dumps(owner_of(args), indent=1, sort_keys=True) + "\n")
+        claim_output(out, owner_of(args), overwrite=args.overwrite, option="--output")
+    refuse_restart(args, out)
+
+
 # ----------------------------------------------------------------------------- the run
 class Run:
-    """State of one training run; ``main`` builds it and calls ``fit``."""
+    """One training run: ``__init__`` checks and builds (in that order), ``fit`` trains."""
 
     def __init__(self, args: argparse.Namespace, ctx: dist_utils.DistContext):
-        from timm.data import resolve_data_config
-        from timm.optim import create_optimizer_v2
-        from timm.scheduler import create_scheduler_v2
-
-        self.args, self.ctx = args, ctx
-        self.out = Path(args.output)
+        self.args, self.ctx, self.out = args, ctx, Path(args.output)
         self.log = print if ctx.is_main else (lambda *a, **k: None)
         check_args(args)
         train_dir = image_data.split_dir(args.data, "train")
         val_dir = image_data.split_dir(args.data, "val")
         self.class_names = image_data.class_names(train_dir)
-        num_classes = len(self.class_names)
-        if num_classes < 2:
-            raise LskdError(f"{train_dir} has {num_classes} class folder; need at least 2")
-
-        self.resume_path = self._resume_path()
-        resume_ckpt = read_checkpoint(self.resume_path) if self.resume_path else None
-        if resume_ckpt is not None:
-            self._check_resume_compatible(resume_ckpt)
-
-        # Teacher: rebuilt from its own checkpoint, checked against this data's classes.
-        self.teacher_meta = None
-        teacher = None
-        if args.teacher_checkpoint:
-            t_model, t_ckpt = load_model(args.teacher_checkpoint, map_location="cpu")
-            t_classes = list(t_ckpt["class_names"])
-            if len(t_classes) != num_classes:
-                raise LskdError(
-                    f"teacher {args.teacher_checkpoint} predicts {len(t_classes)} classes but "
-                    f"{train_dir} has {num_classes} class folders; distil on the data the teacher was "
-                    "trained on"
-                )
-            if t_classes != self.class_names:
-                raise LskdError(
-                    f"teacher {args.teacher_checkpoint} was trained on classes named differently from the "
-                    f"folders of {train_dir} (e.g. {t_classes[:3]} vs {self.class_names[:3]})"
-                )
-            t_cfg = t_ckpt.get("data_config") or resolve_data_config({}, model=t_model)
-            teacher = make_teacher(t_model, t_cfg["mean"], t_cfg["std"], ctx.device)
-            self.teacher_meta = {
-                "path": str(args.teacher_checkpoint),
-                "model": t_ckpt["model_name"],
-                "smoothing": float((t_ckpt.get("args") or {}).get("smoothing", 0.0)),
-                "label": t_ckpt.get("label", ""),
-            }
-        self.label = role_label(
-            args.smoothing, self.teacher_meta["smoothing"] if self.teacher_meta else None, args.kd_temperature
+        if len(self.class_names) < 2:
+            raise LskdError(f"{train_dir} has {len(self.class_names)} class folder; need at least 2")
+        resume_ckpt = prepare_output(args, ctx, self.out, self.class_names, self.log)
+        teacher, self.teacher_meta = load_teacher(args, self.class_names, train_dir, ctx.device)
+        self.label = role_label(args.smoothing, teacher_smoothing(self.teacher_meta), args.kd_temperature)
+        student, self.model_kwargs, self.data_config = build_student(
+            args, len(self.class_names), resume_ckpt is None, self.log
         )
-
-        # Student, same initial weights on every rank (DDP also broadcasts rank 0's at wrap time).
-        seed_everything(args.seed)
-        student, self.model_kwargs = create_student(args.model, num_classes, args.pretrained, args.img_size)
-        if args.pretrained_checkpoint and resume_ckpt is None:
-            self.log(load_initial_weights(student, args.pretrained_checkpoint))
-        crop_pct = args.crop_pct if args.crop_pct is not None else image_data.DEFAULT_CROP_PCT[args.aug]
-        overrides: Dict[str, Any] = {"crop_pct": crop_pct}
-        if args.img_size:
-            overrides["input_size"] = (3, args.img_size, args.img_size)
-        self.data_config = resolve_data_config(overrides, model=student)
-
-        # Data: the training shuffle is a DistributedSampler (also in one process) re-seeded per epoch.
-        train_set = image_data.image_folder(
-            train_dir, image_data.build_transform(self.data_config, args.aug, True)
+        claim_run_folder(
+            args, ctx, self.out, resume_ckpt is not None and resume_path(args, self.out) == self.out / LAST
         )
-        val_set = image_data.image_folder(
-            val_dir, image_data.build_transform(self.data_config, args.aug, False), self.class_names
-        )
-        self.train_set = image_data.strided_subset(train_set, args.limit_train)
-        self.val_set = image_data.strided_subset(val_set, args.limit_val)
-        self.train_sampler = torch.utils.data.DistributedSampler(
-            self.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=args.seed
-        )
-        per_rank = len(self.train_sampler)
-        self.loader_generator = torch.Generator()
-        pin = ctx.device.type == "cuda"
-        self.train_loader = image_data.build_loader(
-            self.train_set,
-            args.batch_size,
-            args.workers,
-            self.train_sampler,
-            drop_last=per_rank > args.batch_size,  # a trailing batch of 1 breaks BatchNorm
-            generator=self.loader_generator,
-            pin_memory=pin,
-        )
-        self.val_loader = image_data.build_loader(
-            self.val_set,
-            args.batch_size,
-            args.workers,
-            dist_utils.ShardSampler(len(self.val_set), ctx.rank, ctx.world_size),
-            pin_memory=pin,
-        )
-
+        self.data = build_data(args, ctx, train_dir, val_dir, self.class_names, self.data_config)
         self.student = student.to(ctx.device)
-        self.optimizer = create_optimizer_v2(
-            self.student,
-            opt=args.opt,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            momentum=args.momentum,
-            filter_bias_and_bn=False,
-        )
-        self.scheduler, _ = create_scheduler_v2(
-            self.optimizer,
-            sched=args.sched,
-            num_epochs=args.epochs,
-            decay_epochs=args.decay_epochs,
-            decay_milestones=args.decay_milestones,
-            decay_rate=args.decay_rate,
-            warmup_epochs=args.warmup_epochs,
-            warmup_lr=args.warmup_lr,
-            min_lr=args.min_lr,
-        )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=args.amp and ctx.device.type == "cuda")
+        self.optimizer, self.scheduler, self.scaler = build_optimisation(args, self.student, ctx.device)
         self.task = LabelSmoothingKDTask(
             self.student,
             teacher,
             smoothing=args.smoothing,
-            kd_beta=args.kd_beta,
+            kd_beta=args.kd_alpha,
             temperature=args.kd_temperature,
             student_mean=self.data_config["mean"],
             student_std=self.data_config["std"],
@@ -425,52 +557,13 @@ class Run:
             self.task.prepare_distributed(
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
             )
-
+        self.bad = {
+            "train": image_data.BadImageCounter(args.bad_images),
+            "val": image_data.BadImageCounter(args.bad_images),
+        }
         self.start_epoch, self.best_top1, self.best_epoch, self.history = 0, -math.inf, -1, []
         if resume_ckpt is not None:
             self._load_training_state(resume_ckpt)
-
-    # -------------------------------------------------------------------- resume
-    def _resume_path(self) -> Path | None:
-        args = self.args
-        last = self.out / LAST
-        if args.resume and args.resume != "auto":
-            return Path(args.resume)
-        if args.resume == "auto":
-            return last if last.is_file() else None
-        if last.is_file():
-            raise LskdError(
-                f"{self.out} already holds {LAST}; pass --resume to continue that run or choose "
-                "another --output"
-            )
-        return None
-
-    def _check_resume_compatible(self, ckpt: Dict[str, Any]) -> None:
-        old = ckpt.get("args") or {}
-        new = json_args(self.args)
-        changed = sorted(k for k in new if k not in RESUME_FREE_ARGS and k in old and old[k] != new[k])
-        if changed:
-            diffs = "; ".join(f"--{k.replace('_', '-')} {old[k]} -> {new[k]}" for k in changed[:4])
-            raise LskdError(
-                f"--resume {self.resume_path}: the checkpoint was trained with other arguments ({diffs})"
-            )
-        for k in sorted(RESUME_RANDOMNESS_ARGS):
-            if k in old and old[k] != new[k]:
-                self.log(
-                    f"warning: --{k} was {old[k]}, now {new[k]}: the random augmentation stream changes, "
-                    "so the result will differ from an uninterrupted run"
-                )
-        if ckpt.get("world_size", self.ctx.world_size) != self.ctx.world_size:
-            self.log(
-                f"warning: the run had {ckpt['world_size']} process(es), now {self.ctx.world_size}: "
-                "shuffling and the global batch change, so the result will differ from an uninterrupted run"
-            )
-        if list(ckpt["class_names"]) != self.class_names:
-            raise LskdError(
-                f"--resume {self.resume_path}: the checkpoint's classes differ from {self.args.data}/train"
-            )
-        if "optimizer" not in ckpt:
-            raise LskdError(f"--resume {self.resume_path} holds weights only (use checkpoint_last.pth)")
 
     def _load_training_state(self, ckpt: Dict[str, Any]) -> None:
         self.student.load_state_dict(ckpt["state_dict"])
@@ -483,9 +576,7 @@ class Run:
         self.best_top1 = float(ckpt.get("best_top1", -math.inf))
         self.best_epoch = int(ckpt.get("best_epoch", -1))
         self.history = list(ckpt.get("history", []))
-        self.log(f"resumed {self.resume_path} after epoch {self.start_epoch}")
 
-    # -------------------------------------------------------------------- checkpoints
     def checkpoint(self, epoch: int, with_training_state: bool) -> Dict[str, Any]:
         ckpt = {
             "format": FORMAT,
@@ -511,38 +602,35 @@ class Run:
         return ckpt
 
     # -------------------------------------------------------------------- loops
-    def train_one_epoch(self, epoch: int) -> Dict[str, float]:
-        from tqdm import tqdm
+    def train_step(self, images: torch.Tensor, target: torch.Tensor, epoch: int) -> torch.Tensor:
+        """One optimiser step; returns [n, loss sum, nll sum, kd sum, correct] (float64)."""
+        images = images.to(self.ctx.device, non_blocking=True)
+        target = target.to(self.ctx.device, non_blocking=True)
+        with autocast(self.ctx.device, self.args.amp):
+            out = self.task(images, target)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise LskdError(f"loss is {loss.item()} at epoch {epoch + 1}; lower --lr or disable --amp")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        n = target.numel()
+        correct = out["output"].detach().argmax(-1).eq(target).sum().item()
+        parts = [loss.item(), out["nll_loss"].item(), out["kd_loss"].item()]  # batch means
+        return torch.tensor([n, *(v * n for v in parts), correct], dtype=torch.float64)
 
-        args, ctx = self.args, self.ctx
+    def train_one_epoch(self, epoch: int, progress: Progress) -> Dict[str, float]:
         self.task.train()
         sums = torch.zeros(5, dtype=torch.float64)  # images, loss, nll, kd, correct
-        bar = tqdm(
-            self.train_loader,
-            desc=f"epoch {epoch + 1}/{args.epochs}",
-            leave=False,
-            disable=args.quiet or not ctx.is_main,
-        )
-        for images, target in bar:
-            images = images.to(ctx.device, non_blocking=True)
-            target = target.to(ctx.device, non_blocking=True)
-            with autocast(ctx.device, args.amp):
-                out = self.task(images, target)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise LskdError(f"loss is {loss.item()} at epoch {epoch + 1}; lower --lr or disable --amp")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            n = target.numel()
-            correct = out["output"].detach().argmax(-1).eq(target).sum().item()
-            sums += torch.tensor(
-                [n, loss.item() * n, out["nll_loss"].item(), out["kd_loss"].item(), correct],
-                dtype=torch.float64,
-            )
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        sums = dist_utils.all_reduce_sum(ctx, sums)
+        for images, target, bad in self.data.train_loader:
+            self.bad["train"].add(bad)
+            if target.numel():
+                step = self.train_step(images, target, epoch)
+                sums += step
+                progress.set_postfix(f"epoch {epoch + 1}, loss {step[1] / step[0]:.3f}")
+            progress.update(1)
+        sums = dist_utils.all_reduce_sum(self.ctx, sums)
         n = max(float(sums[0]), 1.0)
         return {
             "train_loss": float(sums[1]) / n,
@@ -557,90 +645,128 @@ class Run:
         reduce = (lambda t: dist_utils.all_reduce_sum(ctx, t)) if ctx.distributed else None
         return evaluate(
             self.student,
-            self.val_loader,
+            self.data.val_loader,
             ctx.device,
             amp=self.args.amp,
             all_reduce=reduce,
-            progress=not self.args.quiet and ctx.is_main,
+            bad_images=self.bad["val"],
         )
 
-    def fit(self) -> Dict[str, Any] | None:
+    def run_epoch(self, epoch: int, progress: Progress, metrics_log) -> Dict[str, float]:
+        """Train and validate one epoch from a seed of its own; save and log it; return val metrics."""
         args, ctx = self.args, self.ctx
+        seed = epoch_seed(args.seed, epoch, ctx.rank)
+        seed_everything(seed)
+        self.data.train_sampler.set_epoch(epoch)
+        self.data.generator.manual_seed(seed)
+        t0, lr = time.time(), self.optimizer.param_groups[0]["lr"]
+        train_stats = self.train_one_epoch(epoch, progress)
+        if self.scheduler is not None:
+            self.scheduler.step(epoch + 1)
+        val = self.validate()
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            **train_stats,
+            **{f"val_{k}": v for k, v in val.items() if k != "n"},
+            "time_s": round(time.time() - t0, 3),
+        }
+        self.history.append(row)
+        improved = val["top1"] > self.best_top1
+        if improved:
+            self.best_top1, self.best_epoch = val["top1"], epoch + 1
         if ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            if improved:
+                torch_save_atomic(self.checkpoint(epoch + 1, with_training_state=False), self.out / BEST)
+            torch_save_atomic(self.checkpoint(epoch + 1, with_training_state=True), self.out / LAST)
+            metrics_log.write(self.history)
+        self.log(epoch_line(row, args.epochs))
+        for split, counter in self.bad.items():
+            if counter.warning(split):
+                self.log(counter.warning(split))
+        return val
+
+    def fit(self) -> Dict[str, Any] | None:
+        """The epoch loop; returns the summary, or None when --stop-after ended it early."""
+        args, ctx = self.args, self.ctx
         self.log(
-            f"{self.label}: {args.model} on {len(self.train_set)} train / {len(self.val_set)} val images, "
-            f"{len(self.class_names)} classes, {ctx.world_size} process(es) on {ctx.device}"
+            f"{self.label}: {args.model} on {len(self.data.train_set)} train / {len(self.data.val_set)} val "
+            f"images, {len(self.class_names)} classes, {ctx.world_size} process(es) on {ctx.device}"
         )
         if self.scheduler is not None:
             self.scheduler.step(self.start_epoch)
         val = self.history[-1] if self.history else None
-        epochs_run = 0
-        for epoch in range(self.start_epoch, args.epochs):
-            if args.stop_after is not None and epochs_run >= args.stop_after:
-                self.log(
-                    f"stopped after {epochs_run} epoch(s) (--stop-after); rerun with --resume to continue"
-                )
-                return None
-            seed = epoch_seed(args.seed, epoch, ctx.rank)
-            seed_everything(seed)
-            self.train_sampler.set_epoch(epoch)
-            self.loader_generator.manual_seed(seed)
-            t0 = time.time()
-            lr = self.optimizer.param_groups[0]["lr"]
-            train_stats = self.train_one_epoch(epoch)
-            if self.scheduler is not None:
-                self.scheduler.step(epoch + 1)
-            val = self.validate()
-            row = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                **train_stats,
-                **{f"val_{k}": v for k, v in val.items() if k != "n"},
-                "time_s": round(time.time() - t0, 3),
-            }
-            self.history.append(row)
-            improved = val["top1"] > self.best_top1
-            if improved:
-                self.best_top1, self.best_epoch = val["top1"], epoch + 1
-            if ctx.is_main:
-                if improved:
-                    torch_save_atomic(self.checkpoint(epoch + 1, with_training_state=False), self.out / BEST)
-                torch_save_atomic(self.checkpoint(epoch + 1, with_training_state=True), self.out / LAST)
-                write_metrics_csv(self.out / METRICS, self.history)
-            self.log(
-                f"epoch {epoch + 1}/{args.epochs} lr {lr:.4g} loss {train_stats['train_loss']:.4f} "
-                f"train top1 {train_stats['train_top1']:.2f} | val top1 {val['top1']:.2f} top5 "
-                f"{val['top5']:.2f} "
-                f"nll {val['nll']:.4f} ece {val['ece']:.4f} ({row['time_s']:.1f}s)"
+        last = (
+            args.epochs if args.stop_after is None else min(args.epochs, self.start_epoch + args.stop_after)
+        )
+        steps = len(self.data.train_loader)
+        metrics_log = self.metrics_log()
+        progress = Progress(
+            steps * (last - self.start_epoch),
+            "train",
+            unit="batch",
+            enabled=not args.no_progress and ctx.is_main,
+        )
+        try:
+            for epoch in range(self.start_epoch, last):
+                val = self.run_epoch(epoch, progress, metrics_log)
+                dist_utils.barrier(ctx)
+        finally:
+            progress.close()
+            metrics_log.close()
+        if last < args.epochs:
+            self.log(f"stopped after {last - self.start_epoch} epoch(s) (--stop-after); rerun with --resume")
+            return None
+        return self.finish(val)
+
+    def metrics_log(self) -> run_log.MetricsLog:
+        args = self.args
+        if not self.ctx.is_main:
+            return run_log.MetricsLog(self.out / METRICS)  # written by rank 0 only; never called
+        wandb_run = None
+        if args.log_wandb:
+            wandb_run = dict(
+                project=args.wandb_project, name=self.label, config=json_args(args), folder=self.out
             )
-            epochs_run += 1
-            dist_utils.barrier(ctx)
+        return run_log.MetricsLog(self.out / METRICS, args.log_tensorboard, wandb_run)
+
+    def finish(self, val: Dict[str, Any] | None) -> Dict[str, Any]:
+        """The summary of the final epoch: printed first, then written (rank 0)."""
         if val is None or "top1" not in val:  # resumed a finished run whose summary was lost
             val = self.validate()
         final = {k: val.get(k, val.get(f"val_{k}")) for k in ("top1", "top5", "nll", "ece")}
         summary = {
             **final,
             "label": self.label,
-            "model": args.model,
+            "model": self.args.model,
             "num_classes": len(self.class_names),
-            "epochs": args.epochs,
+            "epochs": self.args.epochs,
             "best_top1": self.best_top1,
             "best_epoch": self.best_epoch,
-            "n_train": len(self.train_set),
-            "n_val": len(self.val_set),
-            "world_size": ctx.world_size,
+            "n_train": len(self.data.train_set),
+            "n_val": len(self.data.val_set),
+            "bad_images": {split: len(counter.files) for split, counter in self.bad.items()},
+            "world_size": self.ctx.world_size,
             "teacher": self.teacher_meta,
-            "args": json_args(args),
+            "args": json_args(self.args),
         }
-        if ctx.is_main:
+        self.log(
+            f"{self.label}: top1 {final['top1']:.2f} top5 {final['top5']:.2f} "
+            f"nll {final['nll']:.4f} ece {final['ece']:.4f}"
+        )
+        if self.ctx.is_main:
             write_text_atomic(self.out / SUMMARY, json.dumps(summary, indent=2) + "\n")
-            self.log(
-                f"wrote {self.out / SUMMARY}: top1 {final['top1']:.2f} top5 {final['top5']:.2f} "
-                f"nll {final['nll']:.4f} ece {final['ece']:.4f}"
-            )
-        dist_utils.barrier(ctx)
+            self.log(f"wrote {self.out / SUMMARY}")
+        dist_utils.barrier(self.ctx)
         return summary
+
+
+def epoch_line(row: Dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']}/{epochs} lr {row['lr']:.4g} loss {row['train_loss']:.4f} "
+        f"train top1 {row['train_top1']:.2f} | val top1 {row['val_top1']:.2f} top5 {row['val_top5']:.2f} "
+        f"nll {row['val_nll']:.4f} ece {row['val_ece']:.4f} ({row['time_s']:.1f}s)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,8 +1,11 @@
-"""Translation recipes: data preparation, sequence-level KD data and BLEU.
+"""Translation tools: data preparation, sequence-level KD data, BLEU, the embedded corpus.
 
-- ``prepare``: raw parallel text -> normalised text -> joint sentencepiece -> fairseq data-bin.
+- ``prepare``: ``lskd prepare-mt``, raw parallel text -> normalised text -> joint sentencepiece ->
+  fairseq data-bin (every test set of the layout, named in ``data-bin/test_sets.tsv``).
+- ``synth_mt``: ``lskd synth-mt``, the embedded synthetic corpus (grammar: docs/synth_mt.md).
 - ``decode``: the one in-process beam-search path (fairseq's SequenceGenerator) used by
-  ``seqkd`` and ``bleu``.
+  ``seqkd`` and ``bleu``; ``inputs``: what they check before decoding (data-bin, checkpoint kind,
+  dictionaries symbol by symbol, truncated files); ``options``: the options they share.
 - ``seqkd``: ``lskd seqkd``, a teacher's translations of a corpus as a training data-bin.
 - ``bleu``: ``lskd bleu``, sacreBLEU / chrF / tokenized BLEU of a checkpoint as one JSON object.
 

@@ -8,7 +8,7 @@ data gives back the detokenised, normalised text, so no detokeniser is involved.
 Scores (all from sacreBLEU):
 - ``sacrebleu``: corpus BLEU on the detokenised text with sacreBLEU's defaults (13a tokenisation,
   mixed case, exp smoothing), its signature, n-gram precisions, brevity penalty and lengths.
-  Equal to ``sacrebleu REF -i HYP -m bleu`` on the files ``--out`` writes.
+  Equal to ``sacrebleu REF -i HYP -m bleu`` on the files ``--output`` writes.
 - ``chrf``: chrF2 (sacreBLEU's defaults) and its signature.
 - ``tokenized_bleu``: what Tan et al.'s fairseq code printed: BLEU over whitespace tokens of
   Moses-tokenised text (fairseq-generate / multi-bleu.perl on Moses-tokenised, BPE-removed
@@ -18,7 +18,10 @@ Scores (all from sacreBLEU):
   equal to ``sacrebleu.score``; the ``tokenizer`` field says which one was used.
 References: the subset's target side of the data-bin (unknown pieces escaped as ``<<unk>>``, as
 fairseq-generate does, and counted) or ``--ref FILE`` (one line per sentence, e.g.
-``OUT/text/test.de`` from ``data_prep``).
+``OUT/text/test.de`` from ``lskd prepare-mt``).
+
+A sentence that fails to decode scores as an empty hypothesis: the count is printed on stderr,
+and the command exits 1 unless ``--allow-failures`` (the scores would rest on failed items).
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 from lskd_plugins.errors import LskdError
-from lskd_plugins.files import write_lines_atomic, write_text_atomic
+from lskd_plugins.files import check_writable, refuse_overlap, write_lines_atomic, write_text_atomic
 from lskd_plugins.nmt.decode import (
     POST_PROCESS_CHOICES,
     DecodeOptions,
@@ -39,6 +42,15 @@ from lskd_plugins.nmt.decode import (
     detect_post_process,
     options_from_args,
 )
+from lskd_plugins.nmt.options import (
+    add_allow_failures_option,
+    add_output_option,
+    add_overwrite_option,
+    add_progress_option,
+    report_failures,
+)
+
+OUTPUT_SUFFIXES = ("hyp", "ref", "src", "bleu.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,12 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="reference text file, one line per sentence (default: the data-bin's target side)",
     )
-    parser.add_argument(
-        "--out",
-        default=None,
-        help="also write OUT/<subset>.hyp, OUT/<subset>.ref, OUT/<subset>.src and OUT/<subset>.bleu.json",
+    add_output_option(
+        parser, "OUTPUT/<subset>.hyp, .ref, .src and .bleu.json (the result is printed first)", required=False
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overwrite_option(parser)
+    add_allow_failures_option(parser, "sentences")
+    add_progress_option(parser)
 
 
 def moses_tokenizer(lang: str):
@@ -110,13 +122,108 @@ def score_texts(hyps: Sequence[str], refs: Sequence[str], tgt_lang: str | None =
 
 def read_reference(path: str | Path, n: int) -> List[str]:
     path = Path(path)
+    if path.is_dir():
+        raise LskdError(f"--ref {path} is a folder; give the reference text file")
     if not path.is_file():
         raise LskdError(f"reference file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        refs = [line.rstrip("\n") for line in f]
+    try:
+        with open(path, encoding="utf-8") as f:
+            refs = [line.rstrip("\n") for line in f]
+    except (OSError, UnicodeDecodeError) as err:
+        raise LskdError(f"cannot read reference file {path} as UTF-8 text ({err})") from None
     if len(refs) != n:
         raise LskdError(f"reference file {path} has {len(refs)} lines, the subset has {n} sentences")
     return refs
+
+
+def check_output(
+    out: str | Path, subset: str, identity: Dict, inputs: Sequence, overwrite: bool, reference=None
+) -> Path:
+    """Before decoding: OUTPUT is a writable folder, neither is, holds nor lies inside the data-bin,
+    writes no file over the reference, and its <subset>.* files (if any) are this checkpoint's own
+    results on this data, unless ``overwrite``. (A checkpoint's folder is fine: only <subset>.*
+    files are written there.)"""
+    refuse_overlap(out, inputs, "--output")
+    out = check_writable(out, "--output")
+    written = {(out / f"{subset}.{kind}").resolve() for kind in OUTPUT_SUFFIXES}
+    if reference and Path(reference).resolve() in written:
+        raise LskdError(f"--output {out} would write over --ref {reference}; choose another folder")
+    old = out / f"{subset}.bleu.json"
+    if overwrite or not old.is_file():
+        return out
+    try:
+        previous = json.loads(old.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    if {k: previous.get(k) for k in identity} != identity:
+        raise LskdError(
+            f"--output {out} holds {old.name} of another checkpoint or data-bin; choose another "
+            "folder or pass --overwrite to replace it"
+        )
+    return out
+
+
+def decode_and_score(
+    decoder: Decoder, options: DecodeOptions, remove_bpe: str, ref, progress: bool
+) -> Tuple[Dict, Dict[str, List[str]]]:
+    """(result, texts): the scores ``lskd bleu`` prints, and the hyp/ref/src lines behind them."""
+    subset, n = decoder.subset, len(decoder)
+    post = detect_post_process(decoder.tgt_dict) if remove_bpe == "auto" else remove_bpe
+    refs = read_reference(ref, n) if ref is not None else None  # checked before decoding
+    if refs is None and decoder.dataset.tgt is None:
+        raise LskdError(
+            f"subset {subset} of {decoder.data} has no target side; give the references with --ref"
+        )
+    results = decoder.translate(list(range(n)), progress=progress, desc=f"bleu {decoder.subset_name}")
+    hyps = [
+        "" if results[i].tokens is None else decoder.hypothesis_text(results[i].tokens, post)
+        for i in range(n)
+    ]
+    unk = decoder.tgt_dict.unk_string(True)
+    if refs is None:
+        refs = [decoder.target_text(i, post, escape_unk=True) for i in range(n)]
+    failed = [i for i in range(n) if results[i].tokens is None]
+    result = {
+        "checkpoint": [str(p) for p in decoder.paths],
+        "data": str(decoder.data),
+        "subset": subset,
+        "test_set": decoder.subset_name,
+        "src": decoder.src,
+        "tgt": decoder.tgt,
+        "beam": options.beam,
+        "lenpen": options.lenpen,
+        "max_len_a": options.max_len_a,
+        "max_len_b": options.max_len_b,
+        "remove_bpe": post,
+        "reference": str(ref) if ref is not None else "data-bin",
+        **score_texts(hyps, refs, decoder.tgt),
+        "counts": {
+            "sentences": n,
+            "empty_hypotheses": sum(
+                1 for i in range(n) if results[i].tokens is not None and not hyps[i].strip()
+            ),
+            "failed": len(failed),
+            "references_with_unk": 0 if ref is not None else sum(unk in r for r in refs),
+        },
+        "failed_examples": {str(i): results[i].reason for i in failed[:5]},
+    }
+    texts = {"hyp": hyps, "ref": refs, "src": [decoder.source_text(i, post) for i in range(n)]}
+    return result, texts
+
+
+def output_files(out: Path, subset: str) -> Dict[str, str]:
+    return {kind: str(out / f"{subset}.{kind}") for kind in ("hyp", "ref", "src")}
+
+
+def write_outputs(out: Path, result: Dict, texts: Dict[str, List[str]]) -> Dict:
+    """OUTPUT/<subset>.{hyp,ref,src} and .bleu.json (atomic); returns the result with its file list."""
+    result = {**result, "files": output_files(out, result["subset"])}
+    for kind, path in result["files"].items():
+        write_lines_atomic(path, texts[kind])
+    write_text_atomic(
+        out / f"{result['subset']}.bleu.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+    )
+    return result
 
 
 def evaluate_checkpoint(
@@ -130,71 +237,36 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> Dict:
     """Decode ``subset`` and score it: the dict ``lskd bleu`` prints (and writes to
-    OUT/<subset>.bleu.json)."""
+    OUT/<subset>.bleu.json). Failed sentences are counted in ``result["counts"]["failed"]``."""
     options = options or DecodeOptions()
     decoder = Decoder(paths, data, subset, options)
-    post = detect_post_process(decoder.tgt_dict) if remove_bpe == "auto" else remove_bpe
-    n = len(decoder)
-    results = decoder.translate(list(range(n)), progress=progress, desc=f"bleu {subset}")
-    hyps = [
-        "" if results[i].tokens is None else decoder.hypothesis_text(results[i].tokens, post)
-        for i in range(n)
-    ]
-    unk = decoder.tgt_dict.unk_string(True)
-    if ref is not None:
-        refs = read_reference(ref, n)
-        refs_with_unk = 0
-    else:
-        refs = [decoder.target_text(i, post, escape_unk=True) for i in range(n)]
-        refs_with_unk = sum(unk in r for r in refs)
-    scores = score_texts(hyps, refs, decoder.tgt)
-    result = {
-        "checkpoint": [str(p) for p in decoder.paths],
-        "data": str(data),
-        "subset": subset,
-        "src": decoder.src,
-        "tgt": decoder.tgt,
-        "beam": options.beam,
-        "lenpen": options.lenpen,
-        "max_len_a": options.max_len_a,
-        "max_len_b": options.max_len_b,
-        "remove_bpe": post,
-        "reference": str(ref) if ref is not None else "data-bin",
-        **scores,
-        "counts": {
-            "sentences": n,
-            "empty_hypotheses": sum(
-                1 for i in range(n) if results[i].tokens is not None and not hyps[i].strip()
-            ),
-            "failed": sum(1 for i in range(n) if results[i].tokens is None),
-            "references_with_unk": refs_with_unk,
-        },
-    }
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        files = {"hyp": out / f"{subset}.hyp", "ref": out / f"{subset}.ref", "src": out / f"{subset}.src"}
-        write_lines_atomic(files["hyp"], hyps)
-        write_lines_atomic(files["ref"], refs)
-        write_lines_atomic(files["src"], [decoder.source_text(i, post) for i in range(n)])
-        result["files"] = {k: str(v) for k, v in files.items()}
-        write_text_atomic(
-            out / f"{subset}.bleu.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n"
-        )
-    return result
+        out = check_writable(out, "--output")
+    result, texts = decode_and_score(decoder, options, remove_bpe, ref, progress)
+    return write_outputs(out, result, texts) if out is not None else result
 
 
 def main(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    result = evaluate_checkpoint(
-        args.path,
-        args.data,
-        args.subset,
-        options,
-        remove_bpe=args.remove_bpe,
-        ref=args.ref,
-        out=args.out,
-        progress=not args.no_progress,
-    )
+    decoder = Decoder(args.path, args.data, args.subset, options)
+    out = None
+    if args.output is not None:
+        identity = {"checkpoint": [str(p) for p in decoder.paths], "data": str(decoder.data)}
+        out = check_output(args.output, decoder.subset, identity, [args.data], args.overwrite, args.ref)
+    result, texts = decode_and_score(decoder, options, args.remove_bpe, args.ref, not args.no_progress)
+    if out is not None:
+        result["files"] = output_files(out, decoder.subset)
     sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+    if out is not None:
+        try:
+            write_outputs(out, result, texts)
+        except OSError as err:
+            raise LskdError(
+                f"could not write --output {out} ({err.strerror or err}); the result is printed above"
+            ) from None
+    n = result["counts"]["sentences"]
+    report_failures(
+        result["counts"]["failed"], n, "sentences", args.allow_failures, "scored as empty hypotheses"
+    )
     return 0

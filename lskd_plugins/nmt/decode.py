@@ -14,13 +14,14 @@ The same ids and options give the same batches, hence the same output bytes on t
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from lskd_plugins.errors import LskdError
-from lskd_plugins.fairseq_io import load_ensemble, split_paths
+from lskd_plugins.errors import LskdError, finite_float, nonneg_float, nonneg_int, positive_int
+from lskd_plugins.fairseq_io import split_paths
+from lskd_plugins.nmt import inputs
+from lskd_plugins.progress import Progress
 
 POST_PROCESS_CHOICES = ("auto", "sentencepiece", "subword_nmt", "none")
 
@@ -45,6 +46,11 @@ class DecodeOptions:
             raise LskdError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.max_tokens is None and self.batch_size is None:
             raise LskdError("give --max-tokens or --batch-size")
+        if self.max_len_a < 0 or self.max_len_b < 0 or self.max_len_a + self.max_len_b <= 0:
+            raise LskdError(
+                f"--max-len-a {self.max_len_a} --max-len-b {self.max_len_b}: both must be >= 0 and "
+                "one > 0 (hypotheses may have up to a * source length + b tokens)"
+            )
 
 
 @dataclass
@@ -55,33 +61,50 @@ class Decoded:
 
 def add_decode_arguments(parser, default_subset: str, with_path: bool = True) -> None:
     """The options ``seqkd`` and ``bleu`` share (one decoding path, one set of flags)."""
-    parser.add_argument("--data", required=True, help="fairseq data-bin (its dictionaries are the model's)")
+    parser.add_argument(
+        "--data", required=True, help="fairseq data-bin; its dictionaries must be the model's (required)"
+    )
     if with_path:
         parser.add_argument(
             "--path",
             required=True,
-            help="checkpoint, or an ensemble as A.pt:B.pt (only load checkpoints you "
-            "trust: fairseq checkpoints are pickles)",
+            help="fairseq checkpoint, or an ensemble as A.pt:B.pt (required; only load checkpoints "
+            "you trust: fairseq checkpoints are pickles)",
         )
     parser.add_argument(
-        "--subset", default=default_subset, help=f"split to decode (default {default_subset})"
+        "--subset",
+        default=default_subset,
+        help="split to decode: fairseq's name (test, test1, ...) or a test set's name listed in "
+        "DATA/test_sets.tsv (e.g. test_2017_mscoco) (default %(default)s)",
     )
-    parser.add_argument("--beam", type=int, default=4, help="beam size (default 4, as Tan et al.)")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="source tokens per batch (default 4096)")
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="sentences per batch (default: no limit)"
+        "--beam", type=positive_int, default=4, help="beam size (default %(default)s, as Tan et al.)"
     )
-    parser.add_argument("--lenpen", type=float, default=1.0, help="length penalty (default 1.0)")
+    parser.add_argument(
+        "--max-tokens", type=positive_int, default=4096, help="source tokens per batch (default %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=None, help="sentences per batch (default: no limit)"
+    )
+    parser.add_argument(
+        "--lenpen", type=finite_float, default=1.0, help="length penalty (default %(default)s)"
+    )
     parser.add_argument(
         "--max-len-a",
-        type=float,
+        type=nonneg_float,
         default=0.0,
-        help="max hypothesis length = a * source length + b (default a=0; fairseq takes the "
+        help="max hypothesis length = a * source length + b (default a=%(default)s; fairseq takes the "
         "padded source length of the batch, so a > 0 makes hypotheses depend on batching)",
     )
-    parser.add_argument("--max-len-b", type=int, default=200, help="(default b=200)")
-    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
-    parser.add_argument("--fp16", action="store_true", help="half precision on GPU")
+    parser.add_argument(
+        "--max-len-b", type=nonneg_int, default=200, help="b of --max-len-a (default %(default)s)"
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda when available), cpu, cuda or cuda:N (default %(default)s)",
+    )
+    parser.add_argument("--fp16", action="store_true", help="half precision on GPU (default: off)")
 
 
 def options_from_args(args) -> DecodeOptions:
@@ -125,33 +148,63 @@ def detect_post_process(dictionary) -> str:
     return "none"
 
 
+def load_models(paths: Sequence[str], data: Path):
+    """(models, cfg, task) of a checkpoint or ensemble, with the task's data replaced by ``data``.
+
+    Each checkpoint is read once; one-line errors say what a file is when it is not a fairseq
+    translation checkpoint, and the model's dictionaries are compared with ``data``'s."""
+    from fairseq import checkpoint_utils
+    from fairseq.dataclass.utils import overwrite_args_by_name
+
+    models, cfg, task = [], None, None
+    for path in paths:
+        state = inputs.read_fairseq_state(path)
+        trained_data = state["cfg"]["task"].get("data")
+        overwrite_args_by_name(state["cfg"], {"data": str(data)})
+        try:
+            loaded, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], task=task, state=state)
+        except LskdError:
+            raise
+        except Exception as err:
+            raise LskdError(f"cannot load checkpoint {path}: {type(err).__name__}: {err}") from None
+        src, tgt = getattr(task.cfg, "source_lang", None), getattr(task.cfg, "target_lang", None)
+        inputs.check_model_dictionaries(path, trained_data, state["model"], data, src, tgt)
+        models.extend(loaded)
+    return models, cfg, task
+
+
+def subset_hint(data: Path, known: Sequence[str]) -> str:
+    """What the data-bin has, and where a test set's name could come from."""
+    hint = f"it has {', '.join(known) or 'none'}"
+    if inputs.read_test_sets(data):
+        return f"{hint}; test-set names in {data / inputs.TEST_SETS_FILE}"
+    if (data.parent / "prepare.json").is_file():
+        return (
+            f"{hint} and no {inputs.TEST_SETS_FILE} (prepared by an earlier lskd?); prepare it again "
+            "with the same command plus --overwrite to get every test set and their names"
+        )
+    return hint
+
+
 class Decoder:
     """A loaded model (or ensemble) and one subset of a data-bin, ready to translate ids."""
 
     def __init__(self, paths: str | Sequence[str], data: str | Path, subset: str, options: DecodeOptions):
         import torch
-        from fairseq import utils
-        from fairseq.dataclass.configs import GenerationConfig
 
         options.check()
         self.options = options
         self.paths = split_paths(paths)
-        data = Path(data)
-        if not (data / "dict.txt").is_file() and not list(data.glob("dict.*.txt")):
-            raise LskdError(f"--data {data} is not a fairseq data-bin (no dict.*.txt there)")
+        data = inputs.check_data_bin(data)
+        for dict_file in sorted(data.glob("dict.*.txt")):
+            inputs.load_dictionary(dict_file)
+        subset, self.subset_name = inputs.resolve_subset(data, subset)
         self.device = resolve_device(options.device)
-        models, cfg, task = load_ensemble(self.paths, arg_overrides={"data": str(data)})
+        models, cfg, task = load_models(self.paths, data)
         self.task, self.cfg = task, cfg
         self.src, self.tgt = getattr(task.cfg, "source_lang", None), getattr(task.cfg, "target_lang", None)
-        try:
-            task.load_dataset(subset, combine=False, epoch=1)
-        except (FileNotFoundError, KeyError) as err:
-            raise LskdError(
-                f"subset {subset!r} not found in {data} ({err}); "
-                f"e.g. {subset}.{self.src}-{self.tgt}.{self.src}.bin"
-            ) from None
-        self.dataset = task.dataset(subset)
-        self.subset = subset
+        self.dataset = self._load_subset(data, subset)
+        self.subset, self.data = subset, data
         use_fp16 = options.fp16 and self.device.type == "cuda"
         for m in models:
             m.eval()
@@ -159,11 +212,39 @@ class Decoder:
                 m.half()
             m.to(self.device)
         self.models = models
+        self.generator = self._build_generator()
+        self.src_dict, self.tgt_dict = task.source_dictionary, task.target_dictionary
+        self._torch = torch
+
+    def _load_subset(self, data: Path, subset: str):
+        for prefix in inputs.subset_files(data, subset, self.src, self.tgt):
+            inputs.check_indexed_dataset(prefix)
+        try:
+            self.task.load_dataset(subset, combine=False, epoch=1)
+        except (FileNotFoundError, KeyError) as err:
+            known = sorted(
+                {p.name.split(".")[0] for p in data.glob(f"*.{self.src}-{self.tgt}.{self.src}.idx")}
+            )
+            raise LskdError(
+                f"subset {subset!r} not found in {data} ({err}); {subset_hint(data, known)}"
+            ) from None
+        except Exception as err:
+            raise LskdError(
+                f"cannot read subset {subset!r} of {data} ({type(err).__name__}: {str(err)[:120]}); "
+                "binarize the data again"
+            ) from None
+        return self.task.dataset(subset)
+
+    def _build_generator(self):
+        from fairseq import utils
+        from fairseq.dataclass.configs import GenerationConfig
+
+        options = self.options
         self.max_positions = utils.resolve_max_positions(
-            task.max_positions(), *[m.max_positions() for m in models]
+            self.task.max_positions(), *[m.max_positions() for m in self.models]
         )
-        self.generator = task.build_generator(
-            models,
+        return self.task.build_generator(
+            self.models,
             GenerationConfig(
                 beam=options.beam,
                 max_len_a=options.max_len_a,
@@ -171,8 +252,6 @@ class Decoder:
                 lenpen=options.lenpen,
             ),
         )
-        self.src_dict, self.tgt_dict = task.source_dictionary, task.target_dictionary
-        self._torch = torch
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -227,11 +306,16 @@ class Decoder:
         return out
 
     def translate(
-        self, ids: Sequence[int], progress: bool = True, desc: str = "decode"
+        self,
+        ids: Sequence[int],
+        progress: bool = True,
+        desc: str = "decode",
+        bar: Progress | None = None,
     ) -> Dict[int, Decoded]:
-        """Best beam hypothesis for every id (``Decoded.tokens is None`` where it could not be decoded)."""
-        from tqdm import tqdm
+        """Best beam hypothesis for every id (``Decoded.tokens is None`` where it could not be decoded).
 
+        ``bar``: a caller's whole-job Progress to advance (seqkd's over all shards); without it,
+        one over these ids."""
         results: Dict[int, Decoded] = {}
         max_src = self.max_positions[0] if isinstance(self.max_positions, tuple) else self.max_positions
         todo = []
@@ -243,26 +327,29 @@ class Decoder:
                 )
             else:
                 todo.append(int(i))
-        bar = tqdm(
-            total=len(ids),
-            desc=desc,
-            unit="sent",
-            file=sys.stderr,
-            disable=not progress,
-            initial=len(results),
-            dynamic_ncols=True,
-        )
+        own = bar is None
+        if own:
+            bar = Progress(total=len(ids), desc=desc, unit="sent", enabled=progress)
+        bar.update(len(results))
         for batch in self._batches(todo):
-            try:
-                results.update(self._generate(batch))
-            except Exception as err:  # retry alone, so one bad sentence fails by itself
-                if "out of memory" in str(err) and self.device.type == "cuda":
-                    self._torch.cuda.empty_cache()
-                for i in batch:
-                    try:
-                        results.update(self._generate([i]))
-                    except Exception as single_err:
-                        results[i] = Decoded(None, f"{type(single_err).__name__}: {single_err}"[:200])
+            results.update(self._generate_or_retry(batch))
             bar.update(len(batch))
-        bar.close()
+        if own:
+            bar.close()
+        return results
+
+    def _generate_or_retry(self, batch: Sequence[int]) -> Dict[int, Decoded]:
+        """A batch, or, when it raises (e.g. out of memory), each sentence alone: one bad sentence
+        fails by itself."""
+        try:
+            return self._generate(batch)
+        except Exception as err:
+            if "out of memory" in str(err) and self.device.type == "cuda":
+                self._torch.cuda.empty_cache()
+        results: Dict[int, Decoded] = {}
+        for i in batch:
+            try:
+                results.update(self._generate([i]))
+            except Exception as single_err:
+                results[i] = Decoded(None, f"{type(single_err).__name__}: {single_err}"[:200])
         return results

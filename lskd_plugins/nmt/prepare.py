@@ -1,21 +1,27 @@
-"""Raw parallel text -> a fairseq data-bin: normalise, joint sentencepiece, fairseq-preprocess.
+"""``lskd prepare-mt``: raw parallel text -> a fairseq data-bin (normalise, joint sentencepiece,
+fairseq-preprocess).
 
-``python -m lskd_plugins.nmt.prepare --layout multi30k --raw-dir RAW --out OUT`` writes
+``lskd prepare-mt --layout multi30k --raw-dir RAW --output OUT`` writes
 
-- ``OUT/text/{train,valid,test}.{src,tgt}``: normalised, untokenised text (the BLEU references);
+- ``OUT/text/{train,valid,test,test1,...}.{src,tgt}``: normalised, untokenised text (the BLEU
+  references);
 - ``OUT/spm/spm.model`` (+ ``.vocab``): ONE sentencepiece model trained on both sides of train;
 - ``OUT/spm/{split}.{lang}``: the pieces, space separated;
-- ``OUT/data-bin``: ``fairseq-preprocess --joined-dictionary`` of the pieces (plus ``spm.model``);
-- ``OUT/prepare.json``: the settings, the raw files' sizes and the line counts. A second run with
-  the same settings and raw files does nothing; different settings stop with an error unless
-  ``--force``.
+- ``OUT/data-bin``: ``fairseq-preprocess --joined-dictionary`` of the pieces (plus ``spm.model``),
+  every test set of the layout (fairseq's test, test1, ...) and ``test_sets.tsv`` naming them;
+- ``OUT/prepare.json``: the stamp (``lskd_plugins.prepared``): settings, raw files, line counts.
+  A second run with the same settings and raw files does nothing; other settings, a folder
+  holding other files, or one prepared by an earlier lskd stop with an error unless
+  ``--overwrite``. The work happens in ``OUT/.partial`` and is moved into place at the end; a
+  killed run's leftovers are removed by the next run, which starts clean.
+  (``python -m lskd_plugins.nmt.prepare ARGS`` still works: it runs ``lskd prepare-mt ARGS``.)
 
 Layouts say where each split's lines live in a raw directory (``LAYOUTS``): ``multi30k``
 (github.com/multi30k/dataset task1 ``raw/``), ``iwslt14`` (the ``de-en.tgz`` fairseq's
 ``prepare-iwslt14.sh`` uses: TED ``train.tags`` with every 23rd pair held out as valid, the
 concatenated dev/tst xml files as test), ``wmt14`` (Europarl v7 + Common Crawl + News Commentary
 v9, newstest2013 valid, newstest2014 test), and ``plain`` (``--split train=PREFIX`` etc.).
-The shell wrappers in ``data_prep/`` download the raw files and call this module.
+The shell wrappers in ``data_prep/`` download the raw files and call ``lskd prepare-mt``.
 
 Normalisation is Unicode NFKC, control characters removed, whitespace collapsed (optionally
 lowercased); no Moses tokenisation: sentencepiece works on raw text and its pieces decode back
@@ -34,14 +40,28 @@ import shutil
 import subprocess
 import sys
 import unicodedata
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
-from lskd_plugins.errors import LskdError, run_script
-from lskd_plugins.files import write_lines_atomic, write_text_atomic
+from lskd_plugins.errors import LskdError, nonneg_float, nonneg_int, positive_int
+from lskd_plugins.files import OWNER_FILE, check_writable, write_lines_atomic
+from lskd_plugins.nmt.inputs import TEST_SETS_FILE
+from lskd_plugins.nmt.options import (
+    add_output_option,
+    add_overwrite_option,
+    add_progress_option,
+    require_output,
+)
+from lskd_plugins.prepared import read_stamp, reuse_prepared, write_stamp
+from lskd_plugins.progress import Progress
 
 SPLITS = ("train", "valid", "test")  # what fairseq-preprocess names trainpref/validpref/testpref
+MANIFEST = "prepare.json"  # the stamp of a finished preparation (lskd_plugins.prepared)
+PARTIAL = ".partial"  # a run works in OUT/.partial and moves its results into OUT at the end
+RESULTS = ("text", "spm", "data-bin")
+FORMAT = 2  # 2: every test set of the layout binarized, DATA_BIN/test_sets.tsv names them
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,9 @@ class Layout:
     train_max_words: int = 0
     train_max_ratio: float = 0.0
     vocab_size: int = 8000
+    # (fairseq subset, official name) of the test sets; subsets after "test" are optional: those
+    # whose raw files exist are binarized as test1, test2, ... (fairseq-preprocess --testpref A,B)
+    test_sets: Tuple[Tuple[str, str], ...] = ()
 
 
 def _plain(*prefixes: str, clean: bool = False) -> SplitSpec:
@@ -86,14 +109,26 @@ _IWSLT_TEST = tuple(
     for name in ("TED.dev2010", "TEDX.dev2012", "TED.tst2010", "TED.tst2011", "TED.tst2012")
 )
 
+MULTI30K_TEST_SETS = (
+    ("test", "test_2016_flickr"),
+    ("test1", "test_2017_flickr"),
+    ("test2", "test_2017_mscoco"),
+    ("test3", "test_2018_flickr"),
+)
+
 LAYOUTS: Dict[str, Layout] = {
     "multi30k": Layout(
         "multi30k",
         "en",
         "de",
-        {"train": _plain("train", clean=True), "valid": _plain("val"), "test": _plain("test_2016_flickr")},
+        {
+            "train": _plain("train", clean=True),
+            "valid": _plain("val"),
+            **{subset: _plain(name) for subset, name in MULTI30K_TEST_SETS},
+        },
         subdirs=("", "raw", "data/task1/raw"),
         vocab_size=8000,
+        test_sets=MULTI30K_TEST_SETS,
     ),
     "iwslt14": Layout(
         "iwslt14",
@@ -126,6 +161,7 @@ LAYOUTS: Dict[str, Layout] = {
         train_max_words=250,
         train_max_ratio=1.5,
         vocab_size=32000,
+        test_sets=(("test", "newstest2014"),),
     ),
     "plain": Layout("plain", "en", "de", {}),
 }
@@ -166,7 +202,20 @@ def open_text(path: Path):
 
 
 def read_lines(path: Path, kind: str) -> Iterator[str]:
-    """Sentences of one raw file, without the line break; tags/xml reduced to their text."""
+    """Sentences of one raw file, without the line break; tags/xml reduced to their text.
+
+    A truncated or corrupt file (a cut download, a bad .gz, text that is not UTF-8) stops with one
+    line naming it."""
+    try:
+        yield from _read_lines(path, kind)
+    except (EOFError, OSError, UnicodeDecodeError, zlib.error) as err:
+        raise LskdError(
+            f"raw file {path} is truncated or corrupt ({type(err).__name__}: {err}); "
+            "download it again (delete it, then rerun the data_prep script)"
+        ) from None
+
+
+def _read_lines(path: Path, kind: str) -> Iterator[str]:
     with open_text(path) as f:
         if kind == "text":
             for line in f:
@@ -246,6 +295,7 @@ def resolve_layout(cfg: PrepareConfig) -> Layout:
         base.train_max_words if cfg.train_max_words < 0 else cfg.train_max_words,
         base.train_max_ratio if cfg.train_max_ratio < 0 else cfg.train_max_ratio,
         cfg.vocab_size or base.vocab_size,
+        tuple((k, v) for k, v in base.test_sets if k not in cfg.split_overrides),
     )
 
 
@@ -254,33 +304,46 @@ def _candidates(root: Path, pattern: str, lang: str, role: str) -> List[Path]:
     return [root / rel] + ([root / f"{rel}.gz"] if not rel.endswith(".gz") else [])
 
 
+def split_names(layout: Layout) -> List[str]:
+    """train, valid, test, then the layout's optional test sets (test1, test2, ...) in order."""
+    return [*SPLITS, *(name for name in layout.splits if name not in SPLITS)]
+
+
+def _find(roots: List[Path], source: RawSource, lang: str, role: str) -> Path | None:
+    for root in roots:
+        found = next((p for p in _candidates(root, source.pattern, lang, role) if p.is_file()), None)
+        if found:
+            return found
+    return None
+
+
 def resolve_files(raw_dir: Path, layout: Layout) -> Dict[str, List[Tuple[RawSource, Path, Path]]]:
-    """split -> [(source, src file, tgt file)]; one error naming every missing file."""
+    """split -> [(source, src file, tgt file)]; one error naming every missing file.
+
+    The optional test sets (after ``test``) are left out where their raw files are absent."""
+    if raw_dir.exists() and not raw_dir.is_dir():
+        raise LskdError(f"--raw-dir {raw_dir} is a file, not a folder; give the folder of raw files")
     if not raw_dir.is_dir():
         raise LskdError(f"raw directory not found: {raw_dir}")
     roots = [raw_dir / d if d else raw_dir for d in layout.subdirs]
     roots = [r for r in roots if r.is_dir()] or [raw_dir]
     resolved: Dict[str, List[Tuple[RawSource, Path, Path]]] = {}
     missing: List[str] = []
-    for split in SPLITS:
-        resolved[split] = []
+    for split in split_names(layout):
+        entries, absent = [], []
         for source in layout.splits[split].sources:
-            pair = []
-            for lang, role in ((layout.src, "src"), (layout.tgt, "ref")):
-                found = None
-                for root in roots:
-                    found = next(
-                        (p for p in _candidates(root, source.pattern, lang, role) if p.is_file()), None
-                    )
-                    if found:
-                        break
+            pair = [
+                _find(roots, source, lang, role) for lang, role in ((layout.src, "src"), (layout.tgt, "ref"))
+            ]
+            for lang, role, found in zip((layout.src, layout.tgt), ("src", "ref"), pair):
                 if found is None:
                     rel = source.pattern.format(lang=lang, role=role)
-                    name = rel if source.kind != "text" else f"{rel}[.gz]"
-                    if name not in missing:
-                        missing.append(name)
-                pair.append(found)
-            resolved[split].append((source, pair[0], pair[1]))
+                    absent.append(rel if source.kind != "text" else f"{rel}[.gz]")
+            entries.append((source, pair[0], pair[1]))
+        if absent and split not in SPLITS:
+            continue  # an optional test set that this raw folder does not have
+        missing.extend(name for name in absent if name not in missing)
+        resolved[split] = entries
     if missing:
         raise LskdError(
             f"raw directory {raw_dir} lacks the files layout {layout.name} expects "
@@ -337,11 +400,15 @@ def iter_split_pairs(
 # ---------------------------------------------------------------------------------------------
 
 
-def write_text(out: Path, layout: Layout, resolved, cfg: PrepareConfig) -> Dict[str, Dict[str, int]]:
+def write_text(
+    out: Path, layout: Layout, resolved, cfg: PrepareConfig, bar: Progress | None = None
+) -> Dict[str, Dict[str, int]]:
+    """OUT/text/<split>.<lang>: normalised, filtered pairs; returns the line counts per split."""
+    bar = bar or Progress(None, "normalise", enabled=False)
     text_dir = out / "text"
     text_dir.mkdir(parents=True, exist_ok=True)
     report: Dict[str, Dict[str, int]] = {}
-    for split in SPLITS:
+    for split in resolved:
         stats: Dict[str, int] = {}
         src_lines: List[str] = []
         tgt_lines: List[str] = []
@@ -350,6 +417,7 @@ def write_text(out: Path, layout: Layout, resolved, cfg: PrepareConfig) -> Dict[
         ):
             if cfg.max_lines and len(src_lines) >= cfg.max_lines:
                 break
+            bar.update(1)
             src_lines.append(s)
             tgt_lines.append(t)
         if not src_lines:
@@ -363,6 +431,14 @@ def write_text(out: Path, layout: Layout, resolved, cfg: PrepareConfig) -> Dict[
     return report
 
 
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
 def train_sentencepiece(out: Path, layout: Layout, cfg: PrepareConfig) -> Path:
     """One joint model on both sides of train; a soft vocabulary limit so tiny corpora work."""
     import sentencepiece as spm
@@ -370,7 +446,21 @@ def train_sentencepiece(out: Path, layout: Layout, cfg: PrepareConfig) -> Path:
     spm_dir = out / "spm"
     spm_dir.mkdir(parents=True, exist_ok=True)
     prefix = spm_dir / "spm.tmp"
+    try:
+        _train_spm(spm, out, layout, cfg, prefix)
+    except (RuntimeError, OSError) as err:
+        raise LskdError(
+            f"sentencepiece could not train on {out / 'text'} ({str(err).strip().splitlines()[-1][:300]}); "
+            "try another --vocab-size"
+        ) from None
+    for ext in ("model", "vocab"):
+        os.replace(f"{prefix}.{ext}", spm_dir / f"spm.{ext}")
+    return spm_dir / "spm.model"
+
+
+def _train_spm(spm, out: Path, layout: Layout, cfg: PrepareConfig, prefix: Path) -> None:
     with open(os.devnull, "w") as devnull:
+        quiet = {"logstream": devnull} if _has_fileno(sys.stderr) else {}  # (not under pytest capsys)
         spm.SentencePieceTrainer.train(
             input=[str(out / "text" / f"train.{lang}") for lang in (layout.src, layout.tgt)],
             model_prefix=str(prefix),
@@ -383,63 +473,61 @@ def train_sentencepiece(out: Path, layout: Layout, cfg: PrepareConfig) -> Path:
             shuffle_input_sentence=True,
             num_threads=max(1, cfg.workers),
             seed_sentencepiece_size=min(1_000_000, max(1000, cfg.spm_sentences)),
-            logstream=devnull,
+            **quiet,
         )
-    for ext in ("model", "vocab"):
-        os.replace(f"{prefix}.{ext}", spm_dir / f"spm.{ext}")
-    return spm_dir / "spm.model"
 
 
-def encode_splits(out: Path, layout: Layout, model_path: Path) -> None:
+def encode_splits(out: Path, layout: Layout, model_path: Path, splits: Sequence[str], bar: Progress) -> None:
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
-    for split in SPLITS:
+    for split in splits:
         for lang in (layout.src, layout.tgt):
             with open(out / "text" / f"{split}.{lang}", encoding="utf-8") as f:
                 lines = [line.rstrip("\n") for line in f]
             pieces = sp.encode(lines, out_type=str)
             write_lines_atomic(out / "spm" / f"{split}.{lang}", [" ".join(p) for p in pieces])
+            if lang == layout.tgt:
+                bar.update(len(lines))
 
 
-def binarize(out: Path, layout: Layout, workers: int) -> Path:
-    """fairseq-preprocess --joined-dictionary (its own CLI, from this interpreter's fairseq)."""
+def binarize(out: Path, layout: Layout, splits: Sequence[str], workers: int) -> Path:
+    """fairseq-preprocess --joined-dictionary (its own CLI, from this interpreter's fairseq).
+
+    Every test set goes through one ``--testpref A,B,...``: fairseq names them test, test1, ..."""
     dest = out / "data-bin"
     tmp = out / "data-bin.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     pref = out / "spm"
-    cmd = [
-        sys.executable,
-        "-m",
-        "fairseq_cli.preprocess",
-        "--source-lang",
-        layout.src,
+    tests = [name for name in splits if name.startswith("test")]
+    cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", layout.src]
+    cmd += [
         "--target-lang",
         layout.tgt,
         "--trainpref",
         str(pref / "train"),
         "--validpref",
         str(pref / "valid"),
-        "--testpref",
-        str(pref / "test"),
-        "--destdir",
-        str(tmp),
-        "--joined-dictionary",
-        "--workers",
-        str(max(1, workers)),
     ]
+    cmd += ["--testpref", ",".join(str(pref / name) for name in tests), "--destdir", str(tmp)]
+    cmd += ["--joined-dictionary", "--workers", str(max(1, workers))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
         raise LskdError(f"fairseq-preprocess failed ({proc.returncode}): {' | '.join(tail)}")
     shutil.copy2(out / "spm" / "spm.model", tmp / "spm.model")
+    names = dict(layout.test_sets)
+    lines = [f"{subset}\t{names[subset]}" for subset in tests if subset in names]
+    if lines:
+        write_lines_atomic(tmp / TEST_SETS_FILE, lines)
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return dest
 
 
 def fingerprint(cfg: PrepareConfig, layout: Layout, resolved) -> dict:
-    """What decides the output: the settings and the raw files' names and sizes."""
+    """What decides the output (the stamp's settings): the options, the format, and the raw
+    files' names and sizes."""
     files = sorted(
         {
             (str(p.name), p.stat().st_size)
@@ -450,61 +538,123 @@ def fingerprint(cfg: PrepareConfig, layout: Layout, resolved) -> dict:
     )
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("raw_dir", "out", "workers")}
     settings.update(
+        format=FORMAT,
         src=layout.src,
         tgt=layout.tgt,
         vocab_size=layout.vocab_size,
         train_max_words=layout.train_max_words,
         train_max_ratio=layout.train_max_ratio,
+        splits=list(resolved),
     )
-    blob = json.dumps({"settings": settings, "files": files}, sort_keys=True)
-    return {"settings": settings, "files": files, "hash": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+    settings["raw_files"] = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
+    return settings
 
 
-def prepare(cfg: PrepareConfig, force: bool = False, log=print) -> dict:
-    """Run every step (or nothing, when OUT already holds the same preparation)."""
-    layout = resolve_layout(cfg)
-    out = Path(cfg.out)
-    resolved = resolve_files(Path(cfg.raw_dir), layout)
-    fp = fingerprint(cfg, layout, resolved)
-    manifest_path = out / "prepare.json"
-    if manifest_path.is_file() and (out / "data-bin").is_dir():
-        old = json.loads(manifest_path.read_text())
-        if old.get("fingerprint", {}).get("hash") == fp["hash"]:
-            log(f"prepare: {out} already holds this preparation ({fp['hash']}); nothing to do")
-            return old
-        if not force:
-            changed = sorted(
-                k for k in fp["settings"] if old["fingerprint"]["settings"].get(k) != fp["settings"][k]
-            )
-            what = f"settings {', '.join(changed)}" if changed else "raw files"
-            raise LskdError(f"{out} was prepared with different {what}; use another --out or add --force")
-    log(f"prepare: checking line counts of {sum(len(v) for v in resolved.values())} file pairs")
-    check_line_counts(resolved)
-    log("prepare: normalising text")
-    lines = write_text(out, layout, resolved, cfg)
-    log(
-        f"prepare: joint sentencepiece ({layout.vocab_size} pieces max) on "
-        f"train.{layout.src}+train.{layout.tgt}"
+def refuse_earlier_version(out: Path, force: bool, command: str) -> None:
+    """A folder prepared before the test sets were named (no ``settings`` in its prepare.json)."""
+    old = read_stamp(out, MANIFEST)
+    if old is None or "settings" in old or force:
+        return
+    raise LskdError(
+        f"{out} was prepared by an earlier lskd (only the test set test_2016_flickr, no "
+        f"data-bin/{TEST_SETS_FILE}); upgrade it by preparing again: {command} --overwrite "
+        "(the raw files are kept)"
     )
-    model = train_sentencepiece(out, layout, cfg)
-    encode_splits(out, layout, model)
+
+
+def run_steps(
+    work: Path, layout: Layout, resolved, cfg: PrepareConfig, raw_pairs: int, log, progress: bool
+) -> dict:
+    """Normalise, sentencepiece, encode, binarize into ``work``; returns the line counts.
+
+    Whole-job progress in pairs: each raw pair is counted once when normalised and once when
+    encoded (pairs dropped by the filter or --max-lines count as done)."""
+    with Progress(2 * raw_pairs, "prepare", unit="pairs", enabled=progress) as bar:
+        log("prepare: normalising text")
+        lines = write_text(work, layout, resolved, cfg, bar)
+        bar.update(max(0, raw_pairs - bar.done))
+        log(f"prepare: joint sentencepiece ({layout.vocab_size} pieces max) on both sides of train")
+        model = train_sentencepiece(work, layout, cfg)
+        encode_splits(work, layout, model, list(resolved), bar)
+        bar.update(max(0, 2 * raw_pairs - bar.done))
     log("prepare: fairseq-preprocess --joined-dictionary")
-    data_bin = binarize(out, layout, cfg.workers)
-    manifest = {
+    binarize(work, layout, list(resolved), cfg.workers)
+    return lines
+
+
+def move_results(work: Path, out: Path) -> None:
+    """text/, spm/, data-bin/ from the work folder into OUT (the stamp comes after, last)."""
+    for name in RESULTS:
+        shutil.rmtree(out / name, ignore_errors=True)
+        os.replace(work / name, out / name)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def stamp_facts(out: Path, cfg: PrepareConfig, layout: Layout, resolved, lines: dict) -> dict:
+    """What prepare.json records beside the settings and counts (paths, test sets, dictionary size)."""
+    data_bin = out / "data-bin"
+    return {
         "layout": layout.name,
         "src": layout.src,
         "tgt": layout.tgt,
         "raw_dir": str(Path(cfg.raw_dir).resolve()),
         "data_bin": str(data_bin.resolve()),
         "spm_model": str((out / "spm" / "spm.model").resolve()),
-        "lines": lines,
-        "dictionary_size": sum(1 for _ in open(data_bin / f"dict.{layout.src}.txt", encoding="utf-8")),
-        "fingerprint": fp,
+        "lines": lines,  # = counts; the name the earlier version used
+        "test_sets": {
+            subset: dict(layout.test_sets).get(subset, subset)
+            for subset in resolved
+            if subset.startswith("test")
+        },
+        "dictionary_size": len(
+            (data_bin / f"dict.{layout.src}.txt").read_text(encoding="utf-8").splitlines()
+        ),
     }
-    write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+
+
+def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool = False) -> dict:
+    """Run every step (or nothing, when OUT already holds the same preparation).
+
+    The work happens in OUT/.partial, moved into OUT at the end, the stamp written last: a killed
+    run leaves no result that looks finished, and its leftovers are removed by the next run."""
+    layout = resolve_layout(cfg)
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise LskdError(f"--output {out} is a file, not a folder; give a folder path")
+    resolved = resolve_files(Path(cfg.raw_dir), layout)
+    for name in (*RESULTS, PARTIAL):  # the folders a run replaces must not hold the raw files
+        if Path(cfg.raw_dir).resolve().is_relative_to((out / name).resolve()):
+            raise LskdError(
+                f"--raw-dir {cfg.raw_dir} lies in {out / name}, which the preparation replaces; "
+                "move the raw files or choose another --output"
+            )
+    settings = fingerprint(cfg, layout, resolved)
+    refuse_earlier_version(out, force, "lskd prepare-mt (or the data_prep script) with the same options")
+    own = (*RESULTS, PARTIAL, "data-bin.tmp", MANIFEST, "raw", OWNER_FILE)
+    if reuse_prepared(out, MANIFEST, settings, force=force, own=own, option="--output") is not None:
+        if all((out / name).is_dir() for name in RESULTS):
+            log(f"prepare: {out} already holds this preparation; nothing to do")
+            return read_stamp(out, MANIFEST)
+        log(
+            f"prepare: {out} has the stamp of this preparation but lacks some of its results; preparing again"
+        )
+    check_writable(out, "--output")
+    skipped = [name for subset, name in layout.test_sets if subset not in resolved]
+    if skipped:
+        log(f"prepare: test sets without raw files, left out: {', '.join(skipped)}")
+    log(f"prepare: checking line counts of {sum(len(v) for v in resolved.values())} file pairs")
+    counts = check_line_counts(resolved)
+    raw_pairs = sum(counts[str(src)] for entries in resolved.values() for _, src, _ in entries)
+    work = out / PARTIAL
+    shutil.rmtree(work, ignore_errors=True)  # a killed run's leftovers: start clean
+    lines = run_steps(work, layout, resolved, cfg, raw_pairs, log, progress)
+    move_results(work, out)
+    manifest = stamp_facts(out, cfg, layout, resolved, lines)
+    data_bin = out / "data-bin"
+    write_stamp(out, MANIFEST, settings, lines, **manifest)
     counts = ", ".join(f"{s} {v['lines']}" for s, v in lines.items())
     log(f"prepare: wrote {data_bin} ({counts} pairs; dictionary {manifest['dictionary_size']} entries)")
-    return manifest
+    return read_stamp(out, MANIFEST)
 
 
 def _split_override(value: str) -> Tuple[str, List[str]]:
@@ -514,19 +664,14 @@ def _split_override(value: str) -> Tuple[str, List[str]]:
     return name.strip(), [p for p in prefixes.split("+") if p]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m lskd_plugins.nmt.prepare",
-        description="Normalise raw parallel text, train a joint sentencepiece model and binarize it with "
-        "fairseq-preprocess --joined-dictionary into OUT/data-bin. Idempotent.",
-    )
-    p.add_argument("--raw-dir", required=True, help="directory holding the raw files of the layout")
-    p.add_argument("--out", required=True, help="output directory (text/, spm/, data-bin/, prepare.json)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--raw-dir", required=True, help="folder holding the raw files of the layout (required)")
+    add_output_option(p, "text/, spm/, data-bin/ (with test_sets.tsv), prepare.json")
     p.add_argument(
         "--layout",
         default="multi30k",
         choices=sorted(LAYOUTS),
-        help="where the splits live in --raw-dir (default multi30k)",
+        help="where the splits live in --raw-dir (default %(default)s)",
     )
     p.add_argument("--src", default="", help="source language suffix (default: the layout's)")
     p.add_argument("--tgt", default="", help="target language suffix (default: the layout's)")
@@ -537,66 +682,79 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=PREFIX[+PREFIX]",
         help="plain-text files PREFIX.{src,tgt}[.gz] (relative to --raw-dir) for split NAME "
-        "(train, valid or test); overrides the layout; repeatable",
+        "(train, valid or test); overrides the layout; repeatable (default: the layout's files)",
     )
+    add_size_arguments(p)
+    add_overwrite_option(p)
+    p.add_argument("--force", dest="overwrite", action="store_true", help=argparse.SUPPRESS)
+    add_progress_option(p)
+
+
+def add_size_arguments(p: argparse.ArgumentParser) -> None:
+    """Vocabulary, slicing, filtering and parallelism of ``lskd prepare-mt``."""
     p.add_argument(
         "--vocab-size",
-        type=int,
+        type=nonneg_int,
         default=0,
-        help="joint sentencepiece vocabulary size (default: multi30k 8000, iwslt14 10000, wmt14 32000)",
+        help="joint sentencepiece vocabulary size (default 0: the layout's, multi30k 8000, iwslt14 10000, "
+        "wmt14 32000)",
     )
     p.add_argument(
-        "--max-lines", type=int, default=0, help="keep only the first N pairs of each split (smoke runs)"
+        "--max-lines",
+        type=nonneg_int,
+        default=0,
+        help="keep only the first N pairs of each split (default 0: all)",
     )
-    p.add_argument("--lowercase", action="store_true", help="lowercase all text")
+    p.add_argument("--lowercase", action="store_true", help="lowercase all text (default: keep case)")
     p.add_argument(
         "--train-max-words",
-        type=int,
-        default=-1,
-        help="drop training pairs with a side longer than N words "
+        type=nonneg_int,
+        default=None,
+        help="drop training pairs with a side longer than N words; 0: no limit "
         "(default: iwslt14 175, wmt14 250, else none)",
     )
     p.add_argument(
         "--train-max-ratio",
-        type=float,
-        default=-1.0,
-        help="drop training pairs whose word-count ratio exceeds R (default: iwslt14/wmt14 1.5, else none)",
+        type=nonneg_float,
+        default=None,
+        help="drop training pairs whose word-count ratio exceeds R; 0: no limit "
+        "(default: iwslt14/wmt14 1.5, else none)",
     )
     p.add_argument(
         "--spm-sentences",
-        type=int,
+        type=positive_int,
         default=2_000_000,
-        help="sentencepiece samples at most this many training sentences (default 2000000)",
+        help="sentencepiece samples at most this many training sentences (default %(default)s)",
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="processes for sentencepiece and fairseq-preprocess"
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="processes for sentencepiece and fairseq-preprocess (default %(default)s)",
     )
-    p.add_argument("--force", action="store_true", help="redo the preparation even if OUT holds another one")
-    return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.vocab_size < 0 or args.max_lines < 0:
-        raise LskdError("--vocab-size and --max-lines must be >= 0")
+def main(args: argparse.Namespace) -> int:
     cfg = PrepareConfig(
         raw_dir=args.raw_dir,
-        out=args.out,
+        out=require_output(args),
         layout=args.layout,
         src=args.src,
         tgt=args.tgt,
         vocab_size=args.vocab_size,
         max_lines=args.max_lines,
         lowercase=args.lowercase,
-        train_max_words=args.train_max_words,
-        train_max_ratio=args.train_max_ratio,
+        train_max_words=-1 if args.train_max_words is None else args.train_max_words,
+        train_max_ratio=-1.0 if args.train_max_ratio is None else args.train_max_ratio,
         spm_sentences=args.spm_sentences,
         workers=args.workers,
         split_overrides=dict(args.split),
     )
-    prepare(cfg, force=args.force)
+    prepare(cfg, force=args.overwrite, progress=not args.no_progress)
     return 0
 
 
-if __name__ == "__main__":
-    run_script(main)
+if __name__ == "__main__":  # the old entry point, kept: the same as `lskd prepare-mt ARGS`
+    from lskd_plugins.cli import main as lskd_main
+
+    sys.exit(lskd_main(["prepare-mt", *sys.argv[1:]]))

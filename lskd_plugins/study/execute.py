@@ -46,7 +46,7 @@ def prepare_translation(cfg: Dict[str, Any], out: Path) -> str:
     sec = cfg["translation"]
     if sec["data"] != "synth":
         return _prepared(sec, cfg, "translation")
-    from lskd_plugins.synth_mt import generate_corpus
+    from lskd_plugins.nmt.synth_mt import generate_corpus
 
     text, data_bin = out / "data" / "synth" / "text", out / "data" / "synth" / "data-bin"
     if not (data_bin / ".done").is_file():

@@ -29,6 +29,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from lskd_plugins.errors import LskdError
 from lskd_plugins.fairseq_io import check_readable, split_paths
+from lskd_plugins.ranks import check_joined_launcher, fingerprint, on_every_rank, same_on_every_rank
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +172,17 @@ class LskdTranslationTask(TranslationTask):
         self._teacher_placement = None
 
     def build_criterion(self, cfg, from_checkpoint=False):
+        check_joined_launcher()
         criterion = super().build_criterion(cfg, from_checkpoint)
         if getattr(criterion, "needs_teacher", False):
-            self.load_teachers()
+            # Every rank loads its own teacher; a failure on one rank, or another teacher on one
+            # rank, stops all of them.
+            teachers = on_every_rank(self.load_teachers, "loading the teacher")
+            same_on_every_rank(
+                lambda: f"teacher sha256 {fingerprint(teachers or ())[:16]}",
+                "the teacher (--teacher-path)",
+                "give every rank the same teacher checkpoint",
+            )
         elif self.cfg.teacher_path:
             logger.warning(
                 f"lskd: --teacher-path is not used by criterion {type(criterion).__name__} "

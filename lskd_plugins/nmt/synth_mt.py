@@ -1,19 +1,9 @@
 """``lskd synth-mt``: the embedded synthetic English -> German-like parallel corpus.
 
 Why it exists: the NMT half of the study must run without downloads, and the diffusion analysis
-needs target tokens that are *semantically similar* (a teacher spreads real probability mass
-over them) next to tokens that are not. Real structure, small vocabulary:
-
-- grammar: [adverb] NP verb NP [PP] [conjunction NP verb NP [PP]] "." with NP = article,
-  0-2 adjectives, noun (singular or plural) and PP = preposition NP;
-- reordering: target adjectives follow the noun in mirrored order, a fronted adverb puts the
-  verb second (before the subject), and subordinate clauses are verb-final after a comma;
-- agreement: the target article depends on the noun's gender, number and case (subject =
-  nominative, object = accusative, after a preposition = dative), adjective endings on gender
-  and number (m -er, f -e, n -es, plural -en), verb endings on the subject's number (-t/-et vs -en);
-- near-synonyms: many source words translate to one of 2-3 target words drawn independently
-  at every occurrence with skewed probabilities (0.6/0.3/0.1 or 0.7/0.3); ``synonyms.json``
-  lists these groups and suggests a similar/similar/dissimilar triple for the analysis.
+needs target tokens that are *semantically similar* next to tokens that are not. The grammar,
+reordering, agreement and near-synonym rules are described in ONE place, docs/synth_mt.md; the
+word lists below are the data those rules draw from.
 
 Only the standard library: every split has its own ``random.Random`` stream derived from the
 seed, so the same seed gives byte-identical files, and valid/test do not depend on ``--size``.
@@ -31,8 +21,9 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from lskd_plugins.errors import LskdError
-from lskd_plugins.files import write_text_atomic
+from lskd_plugins.errors import LskdError, positive_int
+from lskd_plugins.files import claim_output, write_text_atomic
+from lskd_plugins.nmt.options import add_output_option, add_overwrite_option, require_output
 
 GENDERS = ("m", "f", "n")
 NUMBERS = ("sg", "pl")
@@ -480,19 +471,13 @@ def _readme(seed, sizes, src, tgt, vocab, overlap, triple, cfg: GrammarConfig) -
     size_lines = "\n".join(f"| {split} | {n} |" for split, n in sizes.items())
     return f"""# Synthetic parallel corpus ({src} -> {tgt})
 
-Written by `lskd synth-mt --out DIR --size {sizes["train"]} --seed {seed} --valid {sizes["valid"]} \
+Written by `lskd synth-mt --output DIR --size {sizes["train"]} --seed {seed} --valid {sizes["valid"]} \
 --test {sizes["test"]} --src {src} --tgt {tgt}`; the same command rewrites byte-identical files.
-Pure standard-library generator (`lskd_plugins/synth_mt.py`, documented in docs/synth_mt.md):
+Pure standard-library generator (`lskd_plugins/nmt/synth_mt.py`):
 English-like source, German-like target, one sentence a line, space-tokenised, lowercase.
 
-- Grammar: [adverb] NP verb NP [PP] [conjunction NP verb NP [PP]] "." (NP: article, 0-2
-  adjectives, singular or plural noun; PP: preposition + NP).
-- Reordering: target adjectives follow the noun (mirrored order); a fronted adverb moves the
-  verb before the subject; subordinate clauses are verb-final after a comma.
-- Agreement: article by gender/number/case, adjective ending by gender/number (-er/-e/-es/-en),
-  verb ending by the subject's number (-t or -et / -en).
-- Near-synonyms: target words drawn per occurrence with probabilities 0.6/0.3/0.1 or 0.7/0.3;
-  the groups are in `synonyms.json`, with the suggested analysis triple {triple}
+- Grammar, reordering, agreement and near-synonyms: docs/synth_mt.md of lskd. The synonym
+  groups are in `synonyms.json`, with the suggested analysis triple {triple}
   (two similar words, one dissimilar).
 - Options: {cfg}.
 - Streams: each split has its own random stream of seed {seed}, so valid/test do not depend
@@ -507,21 +492,7 @@ Vocabulary (types over all splits): {src} {vocab["src"]}, {tgt} {vocab["tgt"]}.
 """
 
 
-def generate_corpus(
-    out_dir,
-    size: int,
-    seed: int,
-    valid_size: int = 1000,
-    test_size: int = 1000,
-    src: str = "en",
-    tgt: str = "de",
-    cfg: GrammarConfig = GrammarConfig(),
-) -> dict:
-    """Write train/valid/test.{src,tgt}, synonyms.json and README.md under ``out_dir``.
-
-    Returns ``{"out_dir", "files": {name: path}, "counts": {split: n}, "synonyms", "readme",
-    "suggested_triple", "vocab": {"src": n, "tgt": n}}``.
-    """
+def check_arguments(size: int, seed: int, valid_size: int, test_size: int, src: str, tgt: str) -> None:
     for value, flag in ((size, "--size"), (valid_size, "--valid"), (test_size, "--test")):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise LskdError(f"{flag} must be a positive number of sentences, got {value!r}")
@@ -531,15 +502,10 @@ def generate_corpus(
     _check_lang(tgt, "--tgt")
     if src == tgt:
         raise LskdError(f"--src and --tgt are both {src!r}; the two sides need different file suffixes")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise LskdError(f"--out {str(out)!r} is an existing file; give a directory path")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise LskdError(f"cannot create --out directory {str(out)!r}: {err.strerror}") from None
 
-    sizes = {"train": size, "valid": valid_size, "test": test_size}
+
+def _write_splits(out: Path, sizes: Dict[str, int], seed: int, src: str, tgt: str, cfg: GrammarConfig):
+    """Each split's two files; returns (files, vocabulary sets, train target counts, overlap with train)."""
     files: Dict[str, str] = {}
     vocab: Dict[str, set] = {"src": set(), "tgt": set()}
     train_tgt_counts: Counter = Counter()
@@ -562,6 +528,35 @@ def generate_corpus(
             path = out / f"{split}.{lang}"
             write_text_atomic(path, "\n".join(lines) + "\n")
             files[path.name] = str(path)
+    return files, vocab, train_tgt_counts, overlap
+
+
+def generate_corpus(
+    out_dir,
+    size: int,
+    seed: int,
+    valid_size: int = 1000,
+    test_size: int = 1000,
+    src: str = "en",
+    tgt: str = "de",
+    cfg: GrammarConfig = GrammarConfig(),
+) -> dict:
+    """Write train/valid/test.{src,tgt}, synonyms.json and README.md under ``out_dir``.
+
+    Returns ``{"out_dir", "files": {name: path}, "counts": {split: n}, "synonyms", "readme",
+    "suggested_triple", "vocab": {"src": n, "tgt": n}}``.
+    """
+    check_arguments(size, seed, valid_size, test_size, src, tgt)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise LskdError(f"--out {str(out)!r} is an existing file; give a directory path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LskdError(f"cannot create --out directory {str(out)!r}: {err.strerror}") from None
+
+    sizes = {"train": size, "valid": valid_size, "test": test_size}
+    files, vocab, train_tgt_counts, overlap = _write_splits(out, sizes, seed, src, tgt, cfg)
 
     groups = synonym_groups()
     triple = suggest_triple(groups, train_tgt_counts)
@@ -593,18 +588,34 @@ def generate_corpus(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="directory to write (created if missing)")
-    parser.add_argument("--size", type=int, default=20000, help="training sentences (default 20000)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1); same seed, same bytes")
-    parser.add_argument("--valid", type=int, default=1000, help="validation sentences (default 1000)")
-    parser.add_argument("--test", type=int, default=1000, help="test sentences (default 1000)")
-    parser.add_argument("--src", default="en", help="source file suffix (default en)")
-    parser.add_argument("--tgt", default="de", help="target file suffix (default de)")
+    add_output_option(parser, "train/valid/test.{src,tgt}, synonyms.json, README.md")
+    parser.add_argument(
+        "--size", type=positive_int, default=20000, help="training sentences (default %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, help="random seed (default %(default)s); same seed, same bytes"
+    )
+    parser.add_argument(
+        "--valid", type=positive_int, default=1000, help="validation sentences (default %(default)s)"
+    )
+    parser.add_argument(
+        "--test", type=positive_int, default=1000, help="test sentences (default %(default)s)"
+    )
+    parser.add_argument("--src", default="en", help="source file suffix (default %(default)s)")
+    parser.add_argument("--tgt", default="de", help="target file suffix (default %(default)s)")
+    add_overwrite_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:
+    out = require_output(args)
+    check_arguments(args.size, args.seed, args.valid, args.test, args.src, args.tgt)
+    owner = {
+        "command": "synth-mt",
+        **{k: getattr(args, k) for k in ("size", "seed", "valid", "test", "src", "tgt")},
+    }
+    claim_output(out, owner, args.overwrite, "--output")
     result = generate_corpus(
-        args.out, args.size, args.seed, valid_size=args.valid, test_size=args.test, src=args.src, tgt=args.tgt
+        out, args.size, args.seed, valid_size=args.valid, test_size=args.test, src=args.src, tgt=args.tgt
     )
     counts = ", ".join(f"{k} {v}" for k, v in result["counts"].items())
     print(

@@ -1,0 +1,275 @@
+"""The image side of the diffusion analysis: timm classifiers on an ImageFolder root.
+
+The data layout and its rules (``train/`` and ``val/``, one folder per class, sorted class names)
+are ``lskd_plugins.image.data``'s, the same as the image trainer's. Every model sees the same
+seeded sample of files; each model's own data config makes its evaluation transform.
+
+Unreadable images (corrupt or truncated files) are skipped and counted (``skipped_images`` in each
+record and a warning line), the image trainer's default policy: one bad file in a
+thousand should not stop an analysis whose numbers are means over the rest.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from lskd_plugins.diffusion.capture import Captured, capture_timm, timm_templates
+from lskd_plugins.diffusion.inputs import IMAGE_EXPECTED, checkpoint_kind, first_difference, peek_checkpoint
+from lskd_plugins.diffusion.select import mean_probability_matrix
+from lskd_plugins.errors import LskdError
+
+
+@dataclass
+class ImageModel:
+    """A loaded classifier and what the analysis needs to know about it."""
+
+    model: torch.nn.Module
+    class_names: List[str]
+    label: str
+    data_config: dict
+    extra: dict = field(default_factory=dict)  # record fields: model_name, args
+
+
+@dataclass
+class TimmOptions:
+    """--model / --num-classes / --class-file: how to read a timm checkpoint that names none of them."""
+
+    model_name: str | None = None
+    num_classes: int | None = None
+    class_file: str | None = None
+
+    def given(self) -> bool:
+        return any(v is not None for v in (self.model_name, self.num_classes, self.class_file))
+
+
+def _load_classifier_fn():
+    """The image package's loader of lskd and timm checkpoints, where this version has it."""
+    try:
+        from lskd_plugins.image.checkpoint import load_classifier
+    except ImportError:
+        return None
+    return load_classifier
+
+
+def load_image_model(path: str, timm_options: TimmOptions, device: torch.device) -> ImageModel:
+    """THE call site that loads an image checkpoint (lskd's; timm's through ``load_classifier``)."""
+    load_classifier = _load_classifier_fn()
+    try:
+        if load_classifier is not None:
+            loaded = load_classifier(
+                path,
+                model_name=timm_options.model_name,
+                num_classes=timm_options.num_classes,
+                class_file=timm_options.class_file,
+                option="--checkpoints",
+            )
+            model, names, config, meta = loaded.model, loaded.class_names, loaded.data_config, loaded.meta
+            meta = dict(meta or {}, model_name=loaded.model_name)
+        else:
+            model, names, config, meta = _load_lskd(path, timm_options)
+    except LskdError:
+        kind = checkpoint_kind(peek_checkpoint(path))
+        if kind.startswith("a fairseq"):
+            raise LskdError(f"--checkpoints {path} is {kind}; {IMAGE_EXPECTED}") from None
+        raise
+    label = meta.get("label") or Path(path).stem
+    extra = {"model_name": meta.get("model_name"), "args": meta.get("args")}
+    return ImageModel(model.to(device).eval(), names and [str(c) for c in names], label, config or {}, extra)
+
+
+def _load_lskd(path: str, timm_options: TimmOptions):
+    from lskd_plugins.image.checkpoint import load_model
+
+    if timm_options.given():
+        raise LskdError(
+            "--model/--num-classes/--class-file read timm checkpoints through "
+            "lskd_plugins.image.checkpoint.load_classifier, which this version lacks; give lskd image "
+            "checkpoints (lskd image-train)"
+        )
+    model, ckpt = load_model(path)
+    return model, ckpt["class_names"], ckpt.get("data_config"), ckpt
+
+
+def eval_transform(m: ImageModel):
+    """timm's evaluation transform from the model's data config (resolved from the model if absent)."""
+    import timm.data
+
+    from lskd_plugins.image.data import build_transform
+
+    cfg = dict(timm.data.resolve_data_config({}, model=m.model))
+    cfg.update(m.data_config or {})
+    return build_transform(cfg, "none", training=False)
+
+
+def sample_files(
+    folder: Path, names: Sequence[str], ids: Sequence[int], per_class: int, seed: int
+) -> List[Tuple[str, int]]:
+    """Up to ``per_class`` files per class, a seeded random sample (the same for every model).
+
+    Files are listed by torchvision's ImageFolder rule (extensions, sorted walk), class by class.
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    items = []
+    for name, cid in zip(names, ids):
+        try:
+            files = [p for p, _ in make_dataset(str(folder), {name: int(cid)}, extensions=IMG_EXTENSIONS)]
+        except FileNotFoundError:
+            raise LskdError(
+                f"no images in {folder / name} (image extensions: {', '.join(IMG_EXTENSIONS)})"
+            ) from None
+        rng = random.Random(f"{seed}:{name}")
+        items.extend((f, int(cid)) for f in sorted(rng.sample(files, min(per_class, len(files)))))
+    return items
+
+
+class ImageList(torch.utils.data.Dataset):
+    """(path, label) items; an unreadable file gives (None, label, path) instead of an exception."""
+
+    def __init__(self, items: List[Tuple[str, int]], transform):
+        self.items = items
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        path, label = self.items[i]
+        try:
+            with Image.open(path) as img:
+                return self.transform(img.convert("RGB")), label, ""
+        except (OSError, SyntaxError, ValueError):  # PIL's errors for corrupt or truncated files
+            return None, label, path
+
+
+def collate_readable(batch):
+    """Stack the readable images; pass the unreadable files' paths on for the count."""
+    good = [(x, y) for x, y, _ in batch if x is not None]
+    bad = [p for x, _, p in batch if x is None]
+    if not good:
+        return None, None, bad
+    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), bad
+
+
+def readable_batches(loader, skipped: List[str]):
+    for images, labels, bad in loader:
+        skipped.extend(bad)
+        if images is not None:
+            yield images, labels
+
+
+class ImageSource:
+    """Loads image checkpoints and captures their penultimate features on ROOT/train and ROOT/val."""
+
+    modality, unit, units = "image", "class", "classes"
+
+    def __init__(
+        self,
+        data_dir,
+        per_class: int = 100,
+        select_per_class: int | None = None,
+        batch_size: int = 64,
+        workers: int = 0,
+        seed: int = 0,
+        device: torch.device | None = None,
+        progress: bool = True,
+        log=print,
+        timm_options: TimmOptions | None = None,
+    ):
+        from lskd_plugins.image.data import class_names, split_dir
+
+        self.dirs = {"train": split_dir(data_dir, "train"), "valid": split_dir(data_dir, "val")}
+        self.folder_classes = {s: class_names(d) for s, d in self.dirs.items()}
+        self.per_class, self.select_per_class, self.seed = per_class, select_per_class, seed
+        self.batch_size, self.workers, self.progress, self.log = batch_size, workers, progress, log
+        self.device = device or torch.device("cpu")
+        self.timm_options = timm_options or TimmOptions()
+        self.samples: Dict[tuple, list] = {}
+        self.skipped: Dict[str, set] = {"train": set(), "valid": set(), "choice": set()}
+
+    def load(self, path: str) -> ImageModel:
+        m = load_image_model(path, self.timm_options, self.device)
+        if m.class_names is None:  # a timm checkpoint without class names: the folders' order
+            m.class_names = self.folder_classes["train"]
+        self.check_classes(path, m)
+        return m
+
+    def check_classes(self, path: str, m: ImageModel) -> None:
+        """The model's classes must be the data's class folders, in the same order."""
+        for split, folder in self.dirs.items():
+            diff = first_difference(m.class_names, self.folder_classes[split], ("model", "data"))
+            if diff:
+                raise LskdError(
+                    f"--checkpoints {path} has {len(m.class_names)} classes that are not the "
+                    f"{len(self.folder_classes[split])} class folders of {folder} ({diff}); "
+                    "use the data the model was trained on (or --class-file in its output order)"
+                )
+
+    def class_index(self, m: ImageModel) -> Dict[str, int]:
+        return {n: i for i, n in enumerate(m.class_names)}
+
+    def describe_first(self, m: ImageModel, path: str) -> str:
+        return f"{m.label} ({path})"
+
+    def loader(self, m: ImageModel, items, skipped: List[str]):
+        loader = torch.utils.data.DataLoader(
+            ImageList(items, eval_transform(m)),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.workers,
+            collate_fn=collate_readable,
+        )
+        return readable_batches(loader, skipped), len(loader)
+
+    def capture_items(self, m, items, prob_ids, split, desc, keep_features=True, key=None) -> Captured:
+        """Capture on ``items``; unreadable files are counted under ``key`` (default: the split)."""
+        skipped: List[str] = []
+        batches, total = self.loader(m, items, skipped)
+        cap = capture_timm(m.model, batches, prob_ids, desc, self.progress, keep_features, total)
+        new = sorted(set(skipped) - self.skipped[key or split])
+        if new:
+            self.skipped[key or split].update(new)
+            self.log(
+                f"lskd: warning: skipped {len(new)} unreadable image(s) in {self.dirs[split]} "
+                f"(corrupt or truncated; first: {new[0]}); the numbers rest on the others"
+            )
+        return cap
+
+    def confusion(self, m: ImageModel) -> Tuple[np.ndarray, List[str], List[int]]:
+        """Mean soft predictions M[i, j] on a validation sample of every class (automatic choice)."""
+        k = len(m.class_names)
+        n_sel = self.select_per_class or min(self.per_class, 50)
+        items = sample_files(self.dirs["valid"], m.class_names, range(k), n_sel, self.seed)
+        self.log(f"diffusion: choosing classes on {len(items)} {self.dirs['valid'].name} images")
+        cap = self.capture_items(m, items, range(k), "valid", "choose classes", False, key="choice")
+        return mean_probability_matrix(cap.probs, cap.labels, k), list(m.class_names), list(range(k))
+
+    def capture(self, m: ImageModel, selection, split: str, desc: str) -> Captured:
+        key = (split, tuple(selection.ids))
+        if key not in self.samples:
+            folder = self.dirs[split]
+            self.samples[key] = sample_files(
+                folder, selection.names, selection.ids, self.per_class, self.seed
+            )
+        return self.capture_items(m, self.samples[key], selection.ids, split, desc)
+
+    def too_few(self, name: str, n: int, split: str) -> str:
+        return (
+            f"class {name!r} has {n} readable image(s) in {self.dirs[split]}; the analysis needs at least 2 "
+            "per class and split"
+        )
+
+    def templates(self, m: ImageModel, ids: Sequence[int]) -> np.ndarray:
+        return timm_templates(m.model, ids)
+
+    def record_extra(self, m: ImageModel) -> dict:
+        skipped = {s: len(self.skipped[s]) for s in self.dirs}
+        return dict(m.extra, skipped_images=skipped)

@@ -1,0 +1,289 @@
+"""The translation side of the diffusion analysis: fairseq checkpoints on a data-bin.
+
+Classes are target tokens; features are the decoder's last hidden state at gold positions under
+teacher forcing (``capture.capture_fairseq``). Before a model is loaded its checkpoint is read
+without its weights to check what kind of file it is and that its dictionaries are the data-bin's
+symbol by symbol (a data-bin with the same symbols in another order would give numbers for the
+wrong tokens, silently).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from lskd_plugins.diffusion.capture import Captured, capture_fairseq, fairseq_templates
+from lskd_plugins.diffusion.core import positions
+from lskd_plugins.diffusion.inputs import (
+    NMT_EXPECTED,
+    checkpoint_kind,
+    first_difference,
+    is_fairseq,
+    peek_checkpoint,
+)
+from lskd_plugins.diffusion.select import mean_probability_matrix
+from lskd_plugins.errors import LskdError
+
+LSKD_KD_ALPHA_DEFAULT = 0.9  # lskd_kd's default --kd-alpha, for checkpoints that do not store it
+
+
+def cfg_get(node: Any, name: str, default=None):
+    """A value from a fairseq config node (DictConfig, dict or Namespace); ``default`` when unset."""
+    try:
+        value = node.get(name, default) if hasattr(node, "get") else getattr(node, name, default)
+    except Exception:  # omegaconf missing values
+        value = default
+    return default if value is None else value
+
+
+def checkpoint_section(state: Any, section: str) -> Any:
+    """``state['cfg'][section]`` of a fairseq checkpoint, or its old flat ``args`` Namespace."""
+    cfg = state.get("cfg") if isinstance(state, dict) else None
+    if cfg is not None:
+        return cfg_get(cfg, section)
+    return state.get("args") if isinstance(state, dict) else None
+
+
+def teacher_smoothing(teacher_path: str) -> float | None:
+    """The label smoothing a teacher checkpoint was trained with (None when it cannot be read)."""
+    first = teacher_path.split(":")[0]
+    try:
+        state = peek_checkpoint(first)
+    except LskdError:
+        return None
+    crit = checkpoint_section(state, "criterion")
+    return None if crit is None else float(cfg_get(crit, "label_smoothing", 0.0))
+
+
+def nmt_label(cfg, path: str, teacher_ls: float | None = None) -> str:
+    """A readable role from a fairseq checkpoint's config, else the file name.
+
+    - ``lskd_kd`` with kd_alpha > 0 and a teacher: "KD student T=3 kd_alpha=0.9 eps=0.1 from teacher
+      alpha=0.1" (the teacher's smoothing ``teacher_ls``; its folder name where it is unknown);
+    - ``lskd_kd`` with kd_alpha 0 or no teacher: "no-KD student eps=0.1";
+    - any other criterion: "teacher alpha=<label_smoothing>".
+    """
+    crit = getattr(cfg, "criterion", None)
+    if crit is None:
+        return Path(path).stem
+    name = str(cfg_get(crit, "_name", "") or "")
+    ls = float(cfg_get(crit, "label_smoothing", 0.0))
+    teacher = str(cfg_get(getattr(cfg, "task", None), "teacher_path", "") or "")
+    if "kd" not in name:
+        return f"teacher alpha={ls:g}"
+    alpha = float(cfg_get(crit, "kd_alpha", LSKD_KD_ALPHA_DEFAULT))
+    eps = f" eps={ls:g}" if ls else ""
+    if alpha <= 0 or not teacher:
+        return f"no-KD student{eps}"
+    t = float(cfg_get(crit, "kd_temperature", 1.0))
+    first = Path(teacher.split(":")[0])
+    source = f"teacher alpha={teacher_ls:g}" if teacher_ls is not None else first.parent.name or first.stem
+    return f"KD student T={t:g} kd_alpha={alpha:g}{eps} from {source}"
+
+
+def is_word(symbol: str) -> bool:
+    """A whole-word target symbol (letters only; not a BPE continuation, not a special symbol)."""
+    s = symbol.lstrip("\u2581")
+    return (
+        bool(s)
+        and s.isalpha()
+        and not symbol.endswith("@@")
+        and not (symbol.startswith("<") and symbol.endswith(">"))
+    )
+
+
+def nmt_batches(dataset, n_sentences: int, batch_size: int) -> List[dict]:
+    """The first ``n_sentences`` sentences of a fairseq LanguagePairDataset, collated in order."""
+    n = min(n_sentences, len(dataset))
+    return [
+        dataset.collater([dataset[j] for j in range(i, min(i + batch_size, n))])
+        for i in range(0, n, batch_size)
+    ]
+
+
+def cap_per_class(cap: Captured, per_class: int) -> Captured:
+    """Keep the first ``per_class`` rows of each label (occurrence order)."""
+    keep = np.zeros(len(cap.labels), dtype=bool)
+    for lab in np.unique(cap.labels):
+        idx = np.flatnonzero(cap.labels == lab)[:per_class]
+        keep[idx] = True
+    return Captured(cap.features[keep], cap.labels[keep], cap.probs[keep], cap.correct[keep], cap.prob_ids)
+
+
+def data_bin_languages(data_bin: Path, state: Any) -> Tuple[str, str]:
+    """(source, target) language of the checkpoint, or inferred from the data-bin's file names."""
+    task = checkpoint_section(state, "task")
+    src, tgt = cfg_get(task, "source_lang"), cfg_get(task, "target_lang")
+    if src and tgt:
+        return str(src), str(tgt)
+    from fairseq.data.data_utils import infer_language_pair
+
+    src, tgt = infer_language_pair(str(data_bin))
+    if not src:
+        raise LskdError(f"--data {data_bin}: cannot tell the language pair (no train.SRC-TGT.* files)")
+    return src, tgt
+
+
+def load_dictionary(path: Path):
+    from fairseq.data import Dictionary
+
+    try:
+        return Dictionary.load(str(path))
+    except Exception as err:
+        raise LskdError(
+            f"dictionary {path} is corrupt ({type(err).__name__}); binarize the data again"
+        ) from None
+
+
+def dictionary_problems(path: str, state: Any, data_bin: Path, log) -> List[str]:
+    """Differences between the checkpoint's training dictionaries and the data-bin's, symbol by symbol.
+
+    Where the training data-bin is gone, the embedding sizes are compared (and a warning says so)."""
+    trained = Path(str(cfg_get(checkpoint_section(state, "task"), "data", "") or "").split(":")[0])
+    problems = []
+    keys = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
+    for side, lang, key in zip(("source", "target"), data_bin_languages(data_bin, state), keys):
+        here_file, theirs_file = data_bin / f"dict.{lang}.txt", trained / f"dict.{lang}.txt"
+        if not here_file.is_file():
+            raise LskdError(f"--data {data_bin} has no {here_file.name}; give the fairseq data-bin folder")
+        here = load_dictionary(here_file)
+        if str(trained) not in ("", ".") and theirs_file.is_file():
+            diff = first_difference(load_dictionary(theirs_file).symbols, here.symbols, ("model", "data"))
+            if diff:
+                problems.append(f"{side} dictionary ({theirs_file} vs {here_file}): {diff}")
+            continue
+        weight = (state.get("model") or {}).get(key)
+        rows = int(weight.shape[0]) if torch.is_tensor(weight) and weight.dim() == 2 else None
+        if rows is not None and rows != len(here):
+            problems.append(
+                f"{side} dictionary: the model has {rows} symbols ({key}), {here_file} {len(here)}"
+            )
+        log(f"lskd: warning: {path}: its training data-bin is gone; only dictionary sizes were compared")
+    return problems
+
+
+@dataclass
+class NmtModel:
+    model: torch.nn.Module
+    label: str
+    task: Any
+    extra: dict = field(default_factory=dict)
+
+
+class NmtSource:
+    """Loads fairseq checkpoints and captures decoder states on the first sentences of two subsets."""
+
+    modality, unit, units = "nmt", "target token", "tokens"
+
+    def __init__(
+        self,
+        data_bin,
+        max_sentences: int = 2000,
+        per_token: int = 500,
+        batch_size: int = 64,
+        candidates: int = 50,
+        train_subset: str = "train",
+        valid_subset: str = "valid",
+        device: torch.device | None = None,
+        progress: bool = True,
+        log=print,
+    ):
+        self.data_bin = Path(data_bin)
+        if not self.data_bin.is_dir():
+            what = "is a file, not a folder" if self.data_bin.exists() else "not found"
+            raise LskdError(
+                f"--data {self.data_bin}: data-bin folder {what}; give fairseq-preprocess's output"
+            )
+        self.max_sentences, self.per_token, self.candidates = max_sentences, per_token, candidates
+        self.subsets = {"train": train_subset, "valid": valid_subset}
+        self.batch_size, self.progress, self.log = batch_size, progress, log
+        self.device = device or torch.device("cpu")
+        self.batches: Dict[str, List[dict]] = {}
+        self.pad = 1
+
+    def load(self, path: str) -> NmtModel:
+        from lskd_plugins.fairseq_io import load_ensemble
+
+        state = peek_checkpoint(path)
+        if not is_fairseq(state):
+            raise LskdError(f"--checkpoints {path} is {checkpoint_kind(state)}; {NMT_EXPECTED}")
+        problems = dictionary_problems(path, state, self.data_bin, self.log)
+        if problems:
+            raise LskdError(
+                f"--checkpoints {path} was not trained on the dictionaries of --data {self.data_bin}: "
+                f"{'; '.join(problems)}; give the data-bin the model was trained on"
+            )
+        teacher = str(cfg_get(checkpoint_section(state, "task"), "teacher_path", "") or "")
+        teacher_ls = teacher_smoothing(teacher) if teacher else None
+        del state
+        try:
+            models, cfg, task = load_ensemble([path], arg_overrides={"data": str(self.data_bin)})
+        except LskdError as err:  # fairseq's own messages span lines (omegaconf's full_key ...)
+            raise LskdError(str(err.message).strip().splitlines()[0]) from None
+        if not self.batches:
+            self.read_batches(task)
+        return NmtModel(models[0].to(self.device).eval(), nmt_label(cfg, path, teacher_ls), task)
+
+    def read_batches(self, task) -> None:
+        """The first --max-sentences sentences of each subset, collated once for every model."""
+        self.pad = task.target_dictionary.pad()
+        for split, subset in self.subsets.items():
+            try:
+                task.load_dataset(subset)
+                self.batches[split] = nmt_batches(task.dataset(subset), self.max_sentences, self.batch_size)
+            except Exception as err:
+                first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+                raise LskdError(
+                    f"cannot read the {subset!r} split of {self.data_bin} ({type(err).__name__}: {first}); "
+                    "check the subset name, or binarize the data again if its files are truncated"
+                ) from None
+
+    def class_index(self, m: NmtModel) -> Dict[str, int]:
+        d = m.task.target_dictionary
+        return {d[i]: i for i in range(d.nspecial, len(d))}
+
+    def candidate_tokens(self, m: NmtModel) -> List[int]:
+        """The --candidates most frequent whole-word target tokens of the validation sentences."""
+        d = m.task.target_dictionary
+        counts = Counter()
+        for b in self.batches["valid"]:
+            counts.update(t for t in b["target"].flatten().tolist() if t != self.pad)
+        cand = [t for t, _ in counts.most_common() if t >= d.nspecial and is_word(d[t])][: self.candidates]
+        if len(cand) < 3:
+            raise LskdError(
+                f"fewer than three word tokens in the first {self.max_sentences} {self.subsets['valid']} "
+                "sentences; give --tokens"
+            )
+        return cand
+
+    def confusion(self, m: NmtModel) -> Tuple[np.ndarray, List[str], List[int]]:
+        """Mean soft predictions among the candidate tokens at their gold positions (automatic choice)."""
+        cand = self.candidate_tokens(m)
+        self.log(f"diffusion: choosing tokens among the {len(cand)} most frequent target words")
+        cap = capture_fairseq(
+            m.model, self.batches["valid"], cand, cand, self.pad, "choose tokens", self.progress, False
+        )
+        m_probs = mean_probability_matrix(cap.probs, positions(cap.labels, cand), len(cand))
+        return m_probs, [m.task.target_dictionary[t] for t in cand], cand
+
+    def capture(self, m: NmtModel, selection, split: str, desc: str) -> Captured:
+        ids = selection.ids
+        cap = capture_fairseq(m.model, self.batches[split], ids, ids, self.pad, desc, self.progress)
+        return cap_per_class(cap, self.per_token)
+
+    def too_few(self, name: str, n: int, split: str) -> str:
+        return (
+            f"target token {name!r} occurs {n} time(s) in the first {self.max_sentences} {split} sentences; "
+            "raise --max-sentences or choose a more frequent token"
+        )
+
+    def templates(self, m: NmtModel, ids: Sequence[int]) -> np.ndarray:
+        return fairseq_templates(m.model, ids)
+
+    def record_extra(self, m: NmtModel) -> dict:
+        return dict(m.extra)
