@@ -12,7 +12,7 @@
 QUICK_DEFAULT="--epochs 1 --limit-train 256 --limit-val 128 --batch-size 32 --workers 0 --warmup-epochs 0 --lr 0.01"
 source "$(dirname "$0")/common.sh"
 SOURCE=${SOURCE:-$REPO/../shared/data/cifar10/cifar10-jpeg.zip}
-PREP="[python, data_prep/prepare_cifar.py, --source, $SOURCE, --out, '{data}'"
+PREP="[python, data_prep/prepare_cifar.py, --source, $SOURCE, --output, '{data}'"
 [ -n "${PER_CLASS:-}" ] && PREP+=", --per-class, '$PER_CLASS'"
 [ -n "${VAL_PER_CLASS:-}" ] && PREP+=", --val-per-class, '$VAL_PER_CLASS'"
 EPOCHS=${EPOCHS:-60}
