@@ -135,7 +135,7 @@ def test_distill_seq_quick(word_sweep, quick_env):
     _run("distill_seq.sh", {**quick_env, "SEQ_WORD_KD": "1"})
     for alpha in ("0", "0.1"):
         (seqkd,) = _runs(word_sweep, f"seqkd_a{alpha}_s0")
-        assert json.loads((seqkd / "seqkd.json").read_text())["complete"]
+        assert json.loads((seqkd / "seqkd" / "seqkd.json").read_text())["complete"]
         (seq,) = _runs(word_sweep, f"seq_a{alpha}_s0")
-        assert f"{seqkd}/data-bin" in " ".join(json.loads((seq / "run.json").read_text())["command"])
+        assert f"{seqkd}/seqkd/data-bin" in " ".join(json.loads((seq / "run.json").read_text())["command"])
         assert _runs(word_sweep, f"seqword_a{alpha}_T1_s0")

@@ -95,7 +95,10 @@ def test_every_table_number_is_the_runs_own(mini_study):
     _, out = mini_study
     doc = json.loads((out / "report.json").read_text())
     assert set(doc["modalities"]) == {"image", "translation"}
-    for modality, own_file, metric in (("image", "summary.json", "top1"), ("translation", None, "bleu")):
+    for modality, own_file, metric in (
+        ("image", "train/summary.json", "top1"),
+        ("translation", None, "bleu"),
+    ):
         sec = doc["modalities"][modality]
         runs = {r["name"]: r for r in sec["runs"]}
         kind = "logit" if modality == "image" else "word"

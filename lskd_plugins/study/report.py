@@ -274,7 +274,7 @@ def projection_grid(runs: List[Run], folders, modality: str, alphas, temps, path
     except ImportError:
         plot_projection_grid = None
     if plot_projection_grid is None or not (folder / "projections.pkl").is_file():
-        shutil.copyfile(folder / "projection.png", path)
+        shutil.copyfile(folder / "diffusion" / "projection.png", path)
         return path
     with open(folder / "projections.pkl", "rb") as f:
         projections = pickle.load(f)

@@ -50,6 +50,15 @@ def folder(ctx: Dict[str, Any], name: str) -> Path:
     return Path(ctx["folders"][name])
 
 
+# Each tool writes into its own subfolder of the run folder: the tools claim their --output
+# (.lskd-owner.json) and refuse a folder holding the study's run.json and log.txt.
+IMAGE_DIR, SEQKD_DIR, DIFFUSION_DIR = "train", "seqkd", "diffusion"
+
+
+def image_checkpoint(ctx: Dict[str, Any], name: str) -> Path:
+    return folder(ctx, name) / IMAGE_DIR / "checkpoint_last.pth"
+
+
 # ----------------------------------------------------------------------------------------- images
 def image_parser() -> argparse.ArgumentParser:
     from lskd_plugins.image import train
@@ -66,7 +75,7 @@ def _flag(parser: argparse.ArgumentParser, new: str, old: str) -> str:
 
 def image_argv(run: Run, ctx: Dict[str, Any]) -> List[str]:
     sec, parser = ctx["cfg"]["image"], image_parser()
-    argv = ["--data", ctx["data"]["image"], "--output", str(folder(ctx, run.name)), "--resume"]
+    argv = ["--data", ctx["data"]["image"], "--output", str(folder(ctx, run.name) / IMAGE_DIR), "--resume"]
     argv += ["--seed", str(run.seed), "--device", ctx["cfg"]["device"]]
     argv += [] if "workers" in run.spec["options"] else ["--workers", "0"]
     argv += [_flag(parser, "--no-progress", "--quiet")]
@@ -75,7 +84,7 @@ def image_argv(run: Run, ctx: Dict[str, Any]) -> List[str]:
     if run.spec.get("init"):
         argv += ["--pretrained-checkpoint", run.spec["init"]]
     if run.role == "student":
-        teacher = folder(ctx, run.deps[0]) / "checkpoint_last.pth"
+        teacher = image_checkpoint(ctx, run.deps[0])
         argv += ["--teacher-checkpoint", str(teacher), "--kd-temperature", f"{run.temperature:g}"]
         argv += [_flag(parser, "--kd-alpha", "--kd-beta"), f"{sec['kd_alpha']:g}"]
     return argv
@@ -85,8 +94,8 @@ def image_train(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
     from lskd_plugins.image import train
 
     train.main(image_parser().parse_args(image_argv(run, ctx)))
-    summary = json.loads((folder(ctx, run.name) / "summary.json").read_text())
-    return {"metrics": {k: summary[k] for k in IMAGE_METRICS}, "result_file": "summary.json"}
+    summary = json.loads((folder(ctx, run.name) / IMAGE_DIR / "summary.json").read_text())
+    return {"metrics": {k: summary[k] for k in IMAGE_METRICS}, "result_file": f"{IMAGE_DIR}/summary.json"}
 
 
 # ------------------------------------------------------------------------------------ translation
@@ -110,7 +119,7 @@ def fairseq_argv(run: Run, ctx: Dict[str, Any]) -> List[str]:
     sec = ctx["cfg"]["translation"]
     data = ctx["data"]["translation"]
     if run.kind in ("seq", "seqword"):
-        data = str(folder(ctx, run.deps[-1]) / "data-bin")
+        data = str(folder(ctx, run.deps[-1]) / SEQKD_DIR / "data-bin")
     argv = [data, "--user-dir", PLUGINS, "--save-dir", str(folder(ctx, run.name)), "--seed", str(run.seed)]
     argv += ["--no-progress-bar", "--log-format", "simple", *device_args(ctx)]
     argv += options_argv(run.spec["options"])
@@ -270,7 +279,7 @@ def seqkd_command(run: Run, ctx: Dict[str, Any]) -> List[str]:
         "--path",
         str(teacher),
         "--output",
-        str(folder(ctx, run.name)),
+        str(folder(ctx, run.name) / SEQKD_DIR),
         "--subset",
         "train",
         "--beam",
@@ -290,7 +299,7 @@ def seqkd(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
     report = run_seqkd(
         ctx["data"]["translation"],
         str(teacher),
-        folder(ctx, run.name),
+        folder(ctx, run.name) / SEQKD_DIR,
         "train",
         decode_options(ctx),
         progress=False,
@@ -299,7 +308,7 @@ def seqkd(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
     return {
         "metrics": {},
         "seqkd": {k: v for k, v in report.items() if isinstance(v, (int, float, str))},
-        "result_file": "seqkd.json",
+        "result_file": f"{SEQKD_DIR}/seqkd.json",
     }
 
 
@@ -318,7 +327,7 @@ def diffusion(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
     labels = [m.split("/", 1)[1] for m in models]
     dev = None if ctx["cfg"]["device"] == "auto" else ctx["cfg"]["device"]
     if run.modality == "image":
-        paths = [str(folder(ctx, m) / "checkpoint_last.pth") for m in models]
+        paths = [str(image_checkpoint(ctx, m)) for m in models]
         records, projections = analyse_image_checkpoints(
             paths,
             ctx["data"]["image"],
@@ -343,13 +352,18 @@ def diffusion(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
             progress=False,
             log=print,
         )
-    write_outputs(records, projections, out)
+    write_outputs(records, projections, out / DIFFUSION_DIR)
     with open(out / "projections.pkl", "wb") as f:
         pickle.dump(projections, f)
     per_model = {m: {k: rec["valid"].get(k) for k in DIFFUSION_KEYS} for m, rec in zip(models, records)}
     classes = records[0].get("classes")
     names = [classes[k] for k in "abc"] if isinstance(classes, dict) else list(classes)
-    return {"metrics": {}, "per_model": per_model, "classes": names, "result_file": "diffusion.json"}
+    return {
+        "metrics": {},
+        "per_model": per_model,
+        "classes": names,
+        "result_file": f"{DIFFUSION_DIR}/diffusion.json",
+    }
 
 
 def validate(runs: List[Run], ctx: Dict[str, Any]) -> None:
