@@ -74,12 +74,12 @@ def mini_study(tmp_path_factory):
         image={**TINY_IMAGE, "diffusion": {"per_class": 10}},
         translation={
             "data": "synth",
-            "synth": {"size": 300, "valid": 40, "test": 40},
+            "synth": {"size": 600, "valid": 40, "test": 40},
             "kinds": ["word"],  # sequence-level KD end to end: tests/test_nmt_recipes.py
             "common": TINY_FAIRSEQ,
             "beam": 2,
             "max_len_b": 20,
-            "diffusion": {"max_sentences": 200, "per_token": 10},
+            "diffusion": {"tokens": "mann,herr,apfel", "max_sentences": 600, "per_token": 10},
         },
     )
     out = root / "out"
