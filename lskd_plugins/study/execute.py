@@ -158,6 +158,8 @@ def run_task(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
 
 # --------------------------------------------------------------------------------------- backends
 class Inline:
+    """``jobs: 1``: each run in this process."""
+
     def submit(self, run: Run, ctx: Dict[str, Any]) -> Future:
         fut: Future = Future()
         try:
@@ -168,7 +170,7 @@ class Inline:
             fut.set_exception(exc)
         return fut
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -193,8 +195,12 @@ class Pool:
     def submit(self, run: Run, ctx: Dict[str, Any]) -> Future:
         return self.pool.submit(run_task, run, ctx)
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        """Wait for the workers; on an interrupt stop them at once (their runs resume next time)."""
+        if abort:
+            for proc in list(getattr(self.pool, "_processes", {}).values()):
+                proc.terminate()
+        self.pool.shutdown(wait=not abort, cancel_futures=True)
 
 
 class Submitit:
@@ -214,7 +220,7 @@ class Submitit:
     def submit(self, run: Run, ctx: Dict[str, Any]):
         return self.executor.submit(run_task, run, ctx)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -277,9 +283,12 @@ def schedule(runs: List[Run], ctx: Dict[str, Any], log=print) -> Dict[str, Dict[
                     text = text.replace("lskd: error: ", "")
                     failed.append(f"{name}: {text[:300]} (log: {ctx['folders'][name]}/{LOG})")
                 bar.update(1)
+    except BaseException:
+        be.close(abort=True)
+        raise
     finally:
         bar.close()
-        be.close()
+    be.close()
     if failed or pending:
         what = failed[0] if failed else f"{len(pending)} runs never became ready"
         raise LskdFailure(f"study: {len(failed)} run(s) failed, first: {what}; rerun to resume")
