@@ -309,7 +309,7 @@ def modality_section(cfg, runs: List[Run], files, folders, modality: str, out: P
         doc["comparisons"][metric] = stats.comparisons(
             data["cells"], data["baseline"], alphas, temps, kinds, with_verdict=metric == primary
         )
-        if metric == primary:
+        if metric == primary and kinds:  # kinds: []: teachers and the baseline only, nothing vs T
             doc["figures"]["metric_vs_T"] = plot_metric(
                 data, alphas, temps, kinds, metric, modality, out / f"{modality}_{metric}_vs_T.png"
             ).name
@@ -390,8 +390,11 @@ def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
         "",
         *table_markdown(doc["tables"][primary], alphas),
         "",
-        f"![{primary} vs T]({doc['figures']['metric_vs_T']})",
-        "",
+        *(
+            [f"![{primary} vs T]({doc['figures']['metric_vs_T']})", ""]
+            if "metric_vs_T" in doc["figures"]
+            else []
+        ),
         "### Comparisons, paired by seed (verdicts for the primary metric only)",
         "",
         *comparison_markdown(doc["comparisons"][primary], primary, True),
