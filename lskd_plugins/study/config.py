@@ -37,6 +37,14 @@ def _is_prepare(v: Any) -> bool:
 
 
 # key: (default, check, what must hold, documentation)
+# the same key in both sections: a modality may fix its teachers while the other does not
+SECTION_FIXED_TEACHERS = (
+    None,
+    lambda v: v is None or isinstance(v, bool),
+    "true, false or null",
+    "this modality's own fixed_teachers (null: the top-level value)",
+)
+
 TOP: Dict[str, Tuple[Any, Check, str, str]] = {
     "output": (None, lambda v: v is None or isinstance(v, str), "a folder", "study folder (--output)"),
     "seeds": (3, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1", "seeds 0..n-1 (--seeds)"),
@@ -117,12 +125,7 @@ IMAGE: Dict[str, Tuple[Any, Check, str, str]] = {
         "a timm model name",
         "timm model of the students and the no-KD baseline (default: teacher_model)",
     ),
-    "fixed_teachers": (
-        None,
-        lambda v: v is None or isinstance(v, bool),
-        "true, false or null",
-        "this modality's own fixed_teachers (null: the top-level value)",
-    ),
+    "fixed_teachers": SECTION_FIXED_TEACHERS,
     "teacher_init": (
         {},
         _dict,
@@ -171,12 +174,7 @@ TRANSLATION: Dict[str, Tuple[Any, Check, str, str]] = {
         "{inputs: [...], command: [...]}",
         "a command that writes the data-bin `data` when it is missing (lskd prepare-mt)",
     ),
-    "fixed_teachers": (
-        None,
-        lambda v: v is None or isinstance(v, bool),
-        "true, false or null",
-        "this modality's own fixed_teachers (null: the top-level value)",
-    ),
+    "fixed_teachers": SECTION_FIXED_TEACHERS,
     "kinds": (
         ["word", "seq", "seqword"],
         lambda v: isinstance(v, list) and set(v) <= KINDS,
