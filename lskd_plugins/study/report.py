@@ -175,10 +175,7 @@ def answer(comps: List[dict], metric: str, n_seeds: int) -> str:
 
 def plot_metric(data: Dict[str, Any], alphas, temps, kinds, metric: str, title: str, path: Path) -> Path:
     """Students' metric vs T (error bars: 95% intervals), teachers dashed, the no-KD baseline grey."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     tkinds = [k for k in kinds if k != "seq"] or kinds
     fig, axes = plt.subplots(
@@ -193,6 +190,19 @@ def plot_metric(data: Dict[str, Any], alphas, temps, kinds, metric: str, title: 
         _reference(ax, stats.summary(data["baseline"].values()), "0.4", "no-KD baseline", ":")
         _style(ax, temps, LABELS[metric], f"{title}: {KIND_LABELS[kind]}")
     return _save(fig, axes[0][0], path)
+
+
+def _pyplot():
+    """matplotlib without a display, and quiet: fairseq may leave the root logger at DEBUG."""
+    import logging
+
+    import matplotlib
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _style(ax, temps, ylabel: str, title: str) -> None:
@@ -231,10 +241,7 @@ def _reference(ax, s: Dict[str, Any], colour, label, style) -> None:
 
 
 def plot_diffusion(cells_by_key: Dict[str, dict], alphas, temps, kind: str, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(1, len(DIFFUSION), figsize=(5.2 * len(DIFFUSION), 4.2), dpi=110)
     xs = list(range(len(temps)))
