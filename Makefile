@@ -15,12 +15,11 @@ test: install
 test-slow: install
 	$(PY) -m pytest -m slow --run-slow $(PYTEST_ARGS)
 
-# The main job on the embedded data: the image study (digits; LS and non-LS teachers, KD students
-# at T in {1,2,3,64}, diffusion analysis, study_out/report.md), then the translation demo
-# (synthetic corpus; LS teacher, word-level KD student, sacreBLEU; demo_out/). Both resume.
+# The main job on the embedded data: the study of both modalities (digits and lskd synth-mt; LS and
+# non-LS teachers, KD students at T in {1,2,3,64}, 3 seeds, paired comparisons with intervals and
+# verdicts, diffusion analysis) in study_out/report.md. Resumes; finished runs are reused by key.
 demo: install
-	PATH="$(abspath $(VENV))/bin:$$PATH" OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} lskd study --out study_out
-	PATH="$(abspath $(VENV))/bin:$$PATH" bash recipes/demo.sh
+	PATH="$(abspath $(VENV))/bin:$$PATH" OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} lskd study recipes/study/quickstart.yaml
 
 lint: install
 	$(VENV)/bin/ruff check .

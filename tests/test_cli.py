@@ -93,20 +93,7 @@ def _options_without_help(name):
     return missing
 
 
-# Subcommands whose owners add the missing help in their own branches (issue 10 item 4); the lead
-# removes an entry when that branch lands (the test then checks it; XPASS says it is ready).
-HELP_PENDING = {"study"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason="options without help; fixed in its owner's branch"))
-        if n in HELP_PENDING
-        else n
-        for n in sorted(SUBCOMMANDS)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
 def test_every_option_has_help(name):
     assert _options_without_help(name) == []
 

@@ -1,4 +1,5 @@
-"""recipes/nmt with QUICK=1 on a tiny sentencepiece data-bin, and the sweep table they end with."""
+"""recipes/nmt with QUICK=1 on a tiny sentencepiece data-bin: the scripts call the study engine
+(no grid loops of their own) and their environment variables keep working."""
 
 from __future__ import annotations
 
@@ -9,60 +10,19 @@ from pathlib import Path
 import pytest
 
 from lskd_plugins.nmt import prepare as P
-from lskd_plugins.nmt.sweep_table import Run, build_table, parse_run_name, render_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes" / "nmt"
 
 
-def test_parse_run_name():
-    assert parse_run_name("teacher_a0.1") == ("teacher", "0.1", None)
-    assert parse_run_name("word_a0.0_T64") == ("word", "0.0", 64.0)
-    assert parse_run_name("seq_a0.1") == ("seq", "0.1", None)
-    assert parse_run_name("seqword_a0.1_T2") == ("seqword", "0.1", 2.0)
-    assert parse_run_name("word_a0.1") is None  # word-level runs carry a temperature
-    assert parse_run_name("seqkd_a0.1") is None  # the decoded data, not a model
-    assert parse_run_name("notes") is None
-
-
-def _result(bleu: float) -> dict:
-    return {
-        "sacrebleu": {"score": bleu, "signature": "nrefs:1|tok:13a"},
-        "chrf": {"score": 2 * bleu, "signature": "c"},
-        "tokenized_bleu": {"score": bleu + 1, "tokenizer": "13a"},
-    }
-
-
-def test_table_layout_rows_t_columns_teachers():
-    runs = [
-        Run(n, *parse_run_name(n), Path(f"/s/{n}/checkpoint_best.pt"))
-        for n in ("teacher_a0.0", "teacher_a0.1", "word_a0.0_T1", "word_a0.1_T1", "word_a0.1_T64", "seq_a0.1")
-    ]
-    results = {
-        "teacher_a0.0": _result(26.5),
-        "teacher_a0.1": _result(26.8),
-        "word_a0.0_T1": _result(24.9),
-        "word_a0.1_T1": _result(25.1),
-        "word_a0.1_T64": _result(6.5),
-        "seq_a0.1": _result(23.0),
-    }
-    table = build_table(runs, results, "test")
-    assert [c["label"] for c in table["columns"]] == ["noLS teacher (α=0.0)", "LS teacher (α=0.1)"]
-    assert [r["label"] for r in table["rows"]] == [
-        "teacher",
-        "word-level KD, T=1",
-        "word-level KD, T=64",
-        "sequence-level KD",
-    ]
-    assert table["rows"][2]["cells"]["0.0"] is None  # word_a0.0_T64 was not run
-    assert table["rows"][1]["cells"]["0.1"]["sacrebleu"] == 25.1
-    assert table["best_student"] == {"label": "word-level KD, T=1", "alpha": "0.1", "sacrebleu": 25.1}
-    md = render_markdown(table)
-    assert "| | noLS teacher (α=0.0) | LS teacher (α=0.1) |" in md
-    assert "| word-level KD, T=1 | 24.90 | **25.10** |" in md
-    assert "| word-level KD, T=64 | – | 6.50 |" in md
-    assert "| teacher | 26.50 | 26.80 |" in md  # teachers are never bold
-    assert "| word-level KD, T=1 | 49.80 | **50.20** |" in md  # chrF table
+def test_recipes_contain_no_grid_loops():
+    for script in RECIPES.glob("*.sh"):
+        text = script.read_text()
+        assert (
+            "for a in" not in text and "for t in" not in text and "fairseq-train" not in text.split("\n#")[0]
+        )
+        if script.name != "common.sh":
+            assert "run_study" in text
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +60,7 @@ def quick_env(spm_data, cli_env, tmp_path_factory):
         "ALPHAS": "0.0 0.1",
         "TEMPS": "1",
         "MAX_UPDATE": "20",
+        "STUDY_ARGS": "--no-progress",
         "LOG_INTERVAL": "10",
     }
 
@@ -111,49 +72,43 @@ def word_sweep(quick_env):
     return Path(quick_env["SAVE"])
 
 
-def test_train_teacher_and_distill_word_quick(word_sweep, spm_data):
+def _runs(save: Path, pattern: str) -> list:
+    return sorted(save.glob(f"runs/translation/{pattern}-*"))
+
+
+def test_train_teacher_and_distill_word_quick(word_sweep):
     save = word_sweep
-    for alpha in ("0.0", "0.1"):
-        teacher = save / f"teacher_a{alpha}"
-        assert (teacher / "checkpoint_best.pt").is_file() and (teacher / ".done").is_file()
-        cmd = (teacher / "command.txt").read_text()
+    for alpha in ("0", "0.1"):
+        (teacher,) = _runs(save, f"teacher_a{alpha}_s0")
+        cmd = " ".join(json.loads((teacher / "run.json").read_text())["command"])
         assert f"--label-smoothing {alpha}" in cmd and "--criterion label_smoothed_cross_entropy" in cmd
         assert "--share-all-embeddings" in cmd and "--cpu" in cmd and "--max-update 20" in cmd
-        student = save / f"word_a{alpha}_T1"
+        (student,) = _runs(save, f"word_a{alpha}_T1_s0")
         assert (student / "checkpoint_best.pt").is_file()
-        cmd = (student / "command.txt").read_text()
+        cmd = " ".join(json.loads((student / "run.json").read_text())["command"])
         assert "--task lskd_translation" in cmd and f"--teacher-path {teacher}/checkpoint_best.pt" in cmd
         assert "--criterion lskd_kd --kd-alpha 0.9 --kd-temperature 1 --label-smoothing 0.1" in cmd
-        assert "num_updates 20" in (student / "train.log").read_text()
+        assert "num_updates 20" in (student / "log.txt").read_text()
 
 
-def test_finished_runs_are_skipped(word_sweep, quick_env):
+def test_finished_runs_are_reused(word_sweep, quick_env):
     proc = _run("train_teacher.sh", quick_env)
-    assert f"skip {word_sweep}/teacher_a0.0 (done" in proc.stderr
-    assert f"skip {word_sweep}/teacher_a0.1 (done" in proc.stderr
+    assert " 0 to run" in proc.stderr
 
 
 def test_evaluate_writes_the_table(word_sweep, quick_env, spm_data):
-    proc = _run("evaluate.sh", quick_env)
-    table = json.loads((word_sweep / "results.json").read_text())
-    md = (word_sweep / "results.md").read_text()
-    assert md == proc.stdout
-    assert [c["alpha"] for c in table["columns"]] == ["0.0", "0.1"]
-    assert [r["label"] for r in table["rows"]] == ["teacher", "word-level KD, T=1"]
-    for row in table["rows"]:
-        for cell in row["cells"].values():
-            run = cell["run"]
-            per_run = json.loads((word_sweep / run / "eval" / "test.bleu.json").read_text())
-            assert cell["sacrebleu"] == per_run["sacrebleu"]["score"]
-            assert per_run["remove_bpe"] == "sentencepiece"  # detected from the sentencepiece dictionary
-            assert per_run["beam"] == 4 and per_run["max_len_b"] == 50
-            # references are the detokenised, normalised text data_prep wrote
-            refs = (word_sweep / run / "eval" / "test.ref").read_text().splitlines()
-            assert refs == (spm_data / "text" / "test.de").read_text().splitlines()
-            assert f"| {row['label']} |" in md
-    # a second evaluation reuses every result
-    again = _run("evaluate.sh", quick_env)
-    assert again.stderr.count("reusing") == 4 and again.stdout == md
+    proc = _run("evaluate.sh", {**quick_env, "KINDS": "word"})
+    doc = json.loads((word_sweep / "report.json").read_text())["modalities"]["translation"]
+    assert "# lskd study" in proc.stdout and " 0 to run" in proc.stderr
+    row = next(r for r in doc["tables"]["bleu"]["rows"] if r["label"] == "word-level KD, T=1")
+    for alpha in ("0", "0.1"):
+        (student,) = _runs(word_sweep, f"word_a{alpha}_T1_s0")
+        per_run = json.loads((student / "eval" / "test.bleu.json").read_text())
+        assert row["cells"][alpha]["mean"] == per_run["sacrebleu"]["score"] and row["cells"][alpha]["n"] == 1
+        assert per_run["remove_bpe"] == "sentencepiece"  # detected from the sentencepiece dictionary
+        assert per_run["beam"] == 4 and per_run["max_len_b"] == 50
+        refs = (student / "eval" / "test.ref").read_text().splitlines()
+        assert refs == (spm_data / "text" / "test.de").read_text().splitlines()
 
 
 def test_recipes_need_data(cli_env, tmp_path):
@@ -175,23 +130,12 @@ def test_recipes_need_data(cli_env, tmp_path):
 
 
 @pytest.mark.slow
-def test_distill_seq_quick_then_full_table(word_sweep, quick_env):
-    """Sequence-level KD (seqkd + CE student, and + word-level KD), then the table with every row."""
-    env = {**quick_env, "SEQ_WORD_KD": "1"}
-    _run("distill_seq.sh", env)
-    save = word_sweep
-    for alpha in ("0.0", "0.1"):
-        manifest = json.loads((save / f"seqkd_a{alpha}" / "seqkd.json").read_text())
-        assert manifest["complete"] and manifest["sentences"] == 600
-        assert (save / f"seq_a{alpha}" / "checkpoint_best.pt").is_file()
-        assert (save / f"seqword_a{alpha}_T1" / "checkpoint_best.pt").is_file()
-        assert f"seqkd_a{alpha}/data-bin" in (save / f"seq_a{alpha}" / "command.txt").read_text()
-    _run("evaluate.sh", quick_env)
-    table = json.loads((save / "results.json").read_text())
-    assert [r["label"] for r in table["rows"]] == [
-        "teacher",
-        "word-level KD, T=1",
-        "sequence-level KD",
-        "seq-level + word-level KD, T=1",
-    ]
-    assert all(cell is not None for row in table["rows"] for cell in row["cells"].values())
+def test_distill_seq_quick(word_sweep, quick_env):
+    """Sequence-level KD (seqkd + CE student, and + word-level KD) through the engine."""
+    _run("distill_seq.sh", {**quick_env, "SEQ_WORD_KD": "1"})
+    for alpha in ("0", "0.1"):
+        (seqkd,) = _runs(word_sweep, f"seqkd_a{alpha}_s0")
+        assert json.loads((seqkd / "seqkd" / "seqkd.json").read_text())["complete"]
+        (seq,) = _runs(word_sweep, f"seq_a{alpha}_s0")
+        assert f"{seqkd}/seqkd/data-bin" in " ".join(json.loads((seq / "run.json").read_text())["command"])
+        assert _runs(word_sweep, f"seqword_a{alpha}_T1_s0")

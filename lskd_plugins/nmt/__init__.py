@@ -8,4 +8,6 @@
   dictionaries symbol by symbol, truncated files); ``options``: the options they share.
 - ``seqkd``: ``lskd seqkd``, a teacher's translations of a corpus as a training data-bin.
 - ``bleu``: ``lskd bleu``, sacreBLEU / chrF / tokenized BLEU of a checkpoint as one JSON object.
+
+Sweeps and their tables: the study engine (``lskd_plugins.study``, ``lskd study``).
 """

@@ -1,0 +1,331 @@
+"""Running the grid: data first, then every run whose key has no finished result, at most ``jobs``
+at once, with one overall progress line; each run's own output goes to its folder's ``log.txt``.
+
+Backends: ``inline`` (``jobs: 1``: this process), ``pool`` (``jobs: N``: N spawned worker processes,
+the CPU cores split between them), ``submitit`` (``launcher: slurm``, one SLURM job per run; or
+``submitit-local``, submitit's local executor). All call ``run_task``, which skips a run whose
+``result.json`` carries its key, and otherwise resumes it from its own checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+from lskd_plugins.errors import LskdError, LskdFailure
+from lskd_plugins.files import write_text_atomic
+from lskd_plugins.progress import Progress
+from lskd_plugins.study import runners
+from lskd_plugins.study.config import substitute
+from lskd_plugins.study.grid import Run
+from lskd_plugins.study.keys import tree_hash
+
+RESULT, SETTINGS, LOG = "result.json", "run.json", "log.txt"
+
+
+# ------------------------------------------------------------------------------------------- data
+def prepare_image(cfg: Dict[str, Any], out: Path) -> str:
+    sec = cfg["image"]
+    if sec["data"] == "digits":
+        from lskd_plugins.image.digits import write_digits
+
+        data = out / "data" / "digits"
+        write_digits(data)
+        return str(data)
+    return _prepared(sec, cfg, "image")
+
+
+def prepare_translation(cfg: Dict[str, Any], out: Path) -> str:
+    sec = cfg["translation"]
+    if sec["data"] != "synth":
+        return _prepared(sec, cfg, "translation")
+    from lskd_plugins.nmt.synth_mt import generate_corpus
+
+    text, data_bin = out / "data" / "synth" / "text", out / "data" / "synth" / "data-bin"
+    if not (data_bin / ".done").is_file():
+        s = sec["synth"]
+        generate_corpus(
+            text,
+            s.get("size", 4000),
+            s.get("seed", 1),
+            valid_size=s.get("valid", 200),
+            test_size=s.get("test", 200),
+        )
+        preprocess(text, data_bin)
+        (data_bin / ".done").write_text("")
+    return str(data_bin)
+
+
+def preprocess(text: Path, data_bin: Path) -> None:
+    """fairseq-preprocess --joined-dictionary, in process, its log in DATA_BIN/preprocess.log."""
+    from fairseq import options
+    from fairseq_cli import preprocess as fp
+
+    argv = [
+        "--source-lang",
+        "en",
+        "--target-lang",
+        "de",
+        "--trainpref",
+        str(text / "train"),
+        "--validpref",
+        str(text / "valid"),
+        "--testpref",
+        str(text / "test"),
+        "--destdir",
+        str(data_bin),
+        "--joined-dictionary",
+        "--workers",
+        "1",
+    ]
+    data_bin.mkdir(parents=True, exist_ok=True)
+    with redirected(data_bin / ".preprocess.log"):
+        fp.main(options.get_preprocessing_parser().parse_args(argv))
+
+
+def _prepared(sec: Dict[str, Any], cfg: Dict[str, Any], name: str) -> str:
+    """The configured data folder, made by ``prepare.command`` when it is missing."""
+    import subprocess
+
+    data = substitute(sec["data"], cfg)
+    if sec["prepare"] and not Path(data, ".lskd-study-prepared").is_file():
+        cmd = [substitute(str(c), cfg, data) for c in sec["prepare"]["command"]]
+        cmd = [sys.executable if c == "python" else c for c in cmd]
+        print(f"study: preparing {name} data: {shlex.join(cmd)}", file=sys.stderr)
+        proc = subprocess.run(cmd)
+        if proc.returncode != 0:
+            raise LskdError(f"{name}.prepare failed (exit {proc.returncode}): {shlex.join(cmd)}")
+        Path(data, ".lskd-study-prepared").write_text(shlex.join(cmd) + "\n")
+    return str(Path(data).resolve())
+
+
+# ------------------------------------------------------------------------------------ one run
+@contextmanager
+def redirected(path: Path) -> Iterator[None]:
+    """stdout and stderr of this process into ``path``, at the file-descriptor level (fairseq's
+    logging and tqdm hold their own references to the streams)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a", buffering=1) as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def is_done(run: Run, folder: Path) -> bool:
+    try:
+        return json.loads((folder / RESULT).read_text()).get("key") == run.key
+    except (OSError, ValueError):
+        return False
+
+
+def run_task(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
+    """Train (or resume) one run and write its ``result.json``; a finished run is returned as is."""
+    folder = Path(ctx["folders"][run.name])
+    if is_done(run, folder):
+        return json.loads((folder / RESULT).read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    if ctx.get("threads"):
+        import torch
+
+        torch.set_num_threads(ctx["threads"])
+    settings = {**run.as_dict(), "spec": run.spec, "command": runners.command(run, ctx)}
+    write_text_atomic(folder / SETTINGS, json.dumps(settings, indent=1, default=str) + "\n")
+    start = time.time()
+    with redirected(folder / LOG):
+        print(f"study: {run.name} key {run.key}: {shlex.join(settings['command'])}", flush=True)
+        out = runners.execute(run, ctx)
+    result = {"key": run.key, "name": run.name, **out, "seconds": round(time.time() - start, 2)}
+    write_text_atomic(folder / RESULT, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+# --------------------------------------------------------------------------------------- backends
+class Inline:
+    """``jobs: 1``: each run in this process."""
+
+    def submit(self, run: Run, ctx: Dict[str, Any]) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(run_task(run, ctx))
+        except BaseException as exc:  # noqa: BLE001 - handed to the scheduler, which reports it
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            fut.set_exception(exc)
+        return fut
+
+    def close(self, abort: bool = False) -> None:
+        pass
+
+
+def _take_device(devices) -> None:
+    """Worker start: one GPU per worker (CUDA_VISIBLE_DEVICES), before torch sees the devices."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
+
+
+class Pool:
+    def __init__(self, jobs: int, gpus: int = 0):
+        import multiprocessing
+
+        mp = multiprocessing.get_context("spawn")
+        init, initargs = None, ()
+        if gpus > 0:
+            devices = mp.Queue()
+            for i in range(jobs):
+                devices.put(i % gpus)
+            init, initargs = _take_device, (devices,)
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp, initializer=init, initargs=initargs)
+
+    def submit(self, run: Run, ctx: Dict[str, Any]) -> Future:
+        return self.pool.submit(run_task, run, ctx)
+
+    def close(self, abort: bool = False) -> None:
+        """Wait for the workers; on an interrupt stop them at once (their runs resume next time)."""
+        if abort:
+            for proc in list(getattr(self.pool, "_processes", {}).values()):
+                proc.terminate()
+        self.pool.shutdown(wait=not abort, cancel_futures=True)
+
+
+class Submitit:
+    """One submitit job per run (SLURM, or submitit's local executor), same keys and resume rules."""
+
+    def __init__(self, cfg: Dict[str, Any], out: Path):
+        import submitit
+
+        folder = out / "submitit" / "%j"
+        if cfg["launcher"] == "submitit-local":
+            self.executor = submitit.LocalExecutor(folder=folder)
+            self.executor.update_parameters(timeout_min=int(cfg["slurm"].get("timeout_min", 60)))
+        else:
+            self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+            self.executor.update_parameters(**cfg["slurm"])
+
+    def submit(self, run: Run, ctx: Dict[str, Any]):
+        return self.executor.submit(run_task, run, ctx)
+
+    def close(self, abort: bool = False) -> None:
+        pass
+
+
+def backend(cfg: Dict[str, Any], out: Path):
+    if cfg["launcher"] != "local":
+        return Submitit(cfg, out)
+    if cfg["jobs"] == 1:
+        return Inline()
+    return Pool(cfg["jobs"], 0 if cfg["device"] == "cpu" else visible_gpus())
+
+
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def threads_per_job(cfg: Dict[str, Any]) -> int:
+    return cfg["threads_per_job"] or max(1, (os.cpu_count() or 1) // cfg["jobs"])
+
+
+# -------------------------------------------------------------------------------------- scheduling
+def _ready(pending: Dict[str, Run], done: set) -> List[Run]:
+    return [r for r in pending.values() if all(d in done for d in r.deps)]
+
+
+def _finished(running: Dict[str, Any]) -> List[str]:
+    while True:
+        names = [n for n, job in running.items() if job.done()]
+        if names:
+            return names
+        time.sleep(0.2)
+
+
+def schedule(runs: List[Run], ctx: Dict[str, Any], log=print) -> Dict[str, Dict[str, Any]]:
+    """Run every unfinished run once its dependencies are done; returns {name: result}."""
+    cfg, out = ctx["cfg"], Path(ctx["out"])
+    results = {r.name: run_task(r, ctx) for r in runs if is_done(r, Path(ctx["folders"][r.name]))}
+    pending = {r.name: r for r in runs if r.name not in results}
+    log(
+        f"study: {len(runs)} runs, {len(results)} finished earlier (reused: their keys match), "
+        f"{len(pending)} to run, {cfg['jobs']} at once"
+    )
+    bar = Progress(len(runs), "study", unit="run", enabled=cfg["progress"], initial=len(results), interval=0)
+    be, running, failed = backend(cfg, out), {}, []
+    try:
+        while pending or running:
+            for run in _ready(pending, set(results)) if not failed else []:
+                if len(running) >= cfg["jobs"]:
+                    break
+                running[run.name] = be.submit(pending.pop(run.name), ctx)
+            if not running:
+                break
+            for name in _finished(running):
+                job = running.pop(name)
+                try:
+                    results[name] = job.result()
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - LskdError is a SystemExit
+                    text = getattr(exc, "message", None) or str(exc)
+                    text = text.replace("lskd: error: ", "")
+                    failed.append(f"{name}: {text[:300]} (log: {ctx['folders'][name]}/{LOG})")
+                bar.update(1)
+    except BaseException:
+        be.close(abort=True)
+        raise
+    finally:
+        bar.close()
+    be.close()
+    if failed or pending:
+        what = failed[0] if failed else f"{len(pending)} runs never became ready"
+        raise LskdFailure(f"study: {len(failed)} run(s) failed, first: {what}; rerun to resume")
+    return results
+
+
+def context(cfg: Dict[str, Any], out: Path, data: Dict[str, str], runs: List[Run]) -> Dict[str, Any]:
+    return {
+        "cfg": cfg,
+        "out": str(out),
+        "data": data,
+        "threads": threads_per_job(cfg),
+        "folders": {r.name: str(out / r.folder) for r in runs},
+    }
+
+
+def plan(cfg: Dict[str, Any], dry_run: bool) -> tuple:
+    """(output folder, data paths, runs): the data are prepared and hashed unless ``dry_run``."""
+    out = Path(cfg["output"]).resolve()
+    data, hashes = {}, {}
+    for name, prep in (("image", prepare_image), ("translation", prepare_translation)):
+        if cfg[name] is None:
+            continue
+        if dry_run:
+            embedded = {"image": "digits", "translation": "synth"}[name]
+            given = substitute(cfg[name]["data"], cfg)
+            data[name] = given if cfg[name]["data"] != embedded else f"{out}/data/{embedded}"
+            hashes[name] = "not hashed (dry run)"
+        else:
+            data[name] = prep(cfg, out)
+            hashes[name] = tree_hash(data[name], out / "cache" / f"{name}_data_manifest.json")
+    return out, data, hashes
+
+
+def dry_run_text(runs: List[Run], ctx: Dict[str, Any]) -> str:
+    lines = [f"study (dry run): {len(runs)} runs in {ctx['out']}; nothing is read or written"]
+    for r in runs:
+        lines.append(f"{r.name}  key {r.key}  after: {', '.join(r.deps) or '-'}")
+        lines.append("    " + shlex.join(runners.command(r, ctx)))
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""Seeds and statistics, exactly ``method.md`` section 7.
+
+Every run of one seed shares that seed's data order and initialisation across the grid, so two
+cells A and B are compared **paired by seed**: d_s = metric(A, s) - metric(B, s), reported as
+mean(d) +- t_{0.975, n-1} * sd(d) / sqrt(n) with a verdict: "better" / "worse" when the interval
+excludes 0, "not resolved" otherwise; one seed gives numbers and no verdict. Verdicts are given
+for the primary metric only (top-1, sacreBLEU); the others get intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Sequence
+
+BETTER, WORSE, UNRESOLVED = "better", "worse", "not resolved"
+MAX_SEEDS = 100000
+
+
+def t_quantile(n: int) -> float:
+    """t_{0.975, n-1} (n >= 2)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1))
+
+
+def summary(values: Sequence[float]) -> Dict[str, Any]:
+    """n, mean, sd and the 95% half-width of a cell (half-width None for one value)."""
+    xs = [float(v) for v in values if v is not None]
+    n = len(xs)
+    if n == 0:
+        return {"n": 0, "mean": None, "sd": None, "half": None}
+    mean = sum(xs) / n
+    if n < 2:
+        return {"n": 1, "mean": mean, "sd": None, "half": None}
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    return {"n": n, "mean": mean, "sd": sd, "half": t_quantile(n) * sd / math.sqrt(n)}
+
+
+def verdict(mean: float | None, half: float | None, n: int) -> str | None:
+    if n < 2 or mean is None or half is None:
+        return None
+    if mean - half > 0:
+        return BETTER
+    if mean + half < 0:
+        return WORSE
+    return UNRESOLVED
+
+
+def seeds_needed(mean: float, sd: float | None) -> int | None:
+    """Smallest n whose t interval t_{0.975,n-1} * sd / sqrt(n) is narrower than |mean| (about
+    (2.1 sd / m)^2, computed exactly); None when there is no difference to resolve."""
+    if mean is None or sd is None or mean == 0:
+        return None
+    if sd == 0:
+        return 2
+    n = max(2, int((1.96 * sd / abs(mean)) ** 2))  # the normal bound is a lower bound
+    while n < MAX_SEEDS and t_quantile(n) * sd / math.sqrt(n) >= abs(mean):
+        n += 1
+    return n
+
+
+def paired(a: Dict[int, float], b: Dict[int, float], with_verdict: bool = True) -> Dict[str, Any]:
+    """A - B over the seeds both have."""
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds if a[s] is not None and b[s] is not None]
+    s = summary(diffs)
+    out = {**s, "seeds": seeds, "diffs": diffs}
+    out["lo"] = None if s["half"] is None else s["mean"] - s["half"]
+    out["hi"] = None if s["half"] is None else s["mean"] + s["half"]
+    out["verdict"] = verdict(s["mean"], s["half"], s["n"]) if with_verdict else None
+    out["seeds_to_resolve"] = seeds_needed(s["mean"], s["sd"]) if s["n"] >= 2 else None
+    return out
+
+
+def interaction(
+    ls_k: Dict[int, float], no_k: Dict[int, float], ls_1: Dict[int, float], no_1: Dict[int, float]
+) -> Dict[int, float]:
+    """Per seed: (LS - noLS at T=k) - (LS - noLS at T=1)."""
+    seeds = set(ls_k) & set(no_k) & set(ls_1) & set(no_1)
+    return {s: (ls_k[s] - no_k[s]) - (ls_1[s] - no_1[s]) for s in sorted(seeds)}
+
+
+def comparisons(
+    cells: Dict[tuple, Dict[int, float]],
+    baseline: Dict[int, float],
+    alphas: Sequence[float],
+    temps: Sequence[float],
+    kinds: Sequence[str],
+    with_verdict: bool,
+) -> List[Dict[str, Any]]:
+    """The fixed comparisons of section 7 for one metric. ``cells[(kind, alpha, T)] = {seed: value}``
+    (T is None for sequence-level students)."""
+    out: List[Dict[str, Any]] = []
+    no = 0.0 if 0.0 in alphas else None
+    t1 = 1.0 if 1.0 in temps else min(temps)
+
+    def add(group: str, label: str, diffs: Dict[int, float] | None = None, a=None, b=None) -> None:
+        res = (
+            paired(diffs, {s: 0.0 for s in diffs}, with_verdict)
+            if diffs is not None
+            else paired(a, b, with_verdict)
+        )
+        if res["n"]:
+            out.append({"group": group, "label": label, **res})
+
+    for kind in kinds:
+        ts = [None] if kind == "seq" else list(temps)
+        for a in [x for x in alphas if x != no and no is not None]:
+            for t in ts:
+                at = "" if t is None else f" at T={t:g}"
+                add(
+                    "LS - noLS",
+                    f"{kind}: teacher a={a:g} - a=0{at}",
+                    a=cells.get((kind, a, t), {}),
+                    b=cells.get((kind, no, t), {}),
+                )
+            for t in [t for t in ts if t is not None and t != t1]:
+                d = interaction(
+                    cells.get((kind, a, t), {}),
+                    cells.get((kind, no, t), {}),
+                    cells.get((kind, a, t1), {}),
+                    cells.get((kind, no, t1), {}),
+                )
+                add("interaction", f"{kind}: (a={a:g} - a=0 at T={t:g}) - (same at T={t1:g})", diffs=d)
+        for a in alphas:
+            for t in [t for t in ts if t is not None and t != t1]:
+                add(
+                    "T=k - T=1",
+                    f"{kind}: teacher a={a:g}, T={t:g} - T={t1:g}",
+                    a=cells.get((kind, a, t), {}),
+                    b=cells.get((kind, a, t1), {}),
+                )
+            for t in ts:
+                at = "" if t is None else f", T={t:g}"
+                add(
+                    "KD - no KD",
+                    f"{kind}: teacher a={a:g}{at} - no-KD baseline",
+                    a=cells.get((kind, a, t), {}),
+                    b=baseline,
+                )
+    return out
