@@ -25,6 +25,7 @@ REQUIREMENTS = {
     "PIL": "pillow",
     "sacrebleu": "sacrebleu",
     "safetensors": "safetensors",
+    "scipy": "scipy",  # the study's t quantiles (also scikit-learn's dependency)
     "sacremoses": "sacremoses",  # optional in the code (13a fallback), required for Tan et al.'s BLEU
     "sentencepiece": "sentencepiece",
     "sklearn": "scikit-learn",
