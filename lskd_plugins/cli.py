@@ -63,6 +63,7 @@ def quiet_library_noise() -> None:
     import logging
     import warnings
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq may set the root logger to DEBUG
     if sys.warnoptions:
         return
     for category in (FutureWarning, DeprecationWarning):

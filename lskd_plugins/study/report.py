@@ -41,6 +41,8 @@ KIND_LABELS = {
 }
 DIFFUSION = ("eta", "fisher_ab", "leakage_ab")
 COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple")
+MARKERS = ("o", "s", "^", "D")  # one per teacher: equal values stay visible
+DODGE = 0.12  # x offset between the teachers' students at one T
 
 
 def read_runs(runs: List[Run], folders: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
@@ -185,9 +187,9 @@ def plot_metric(data: Dict[str, Any], alphas, temps, kinds, metric: str, title: 
     for ax, kind in zip(axes[0], tkinds):
         for i, (a, col) in enumerate(zip(alphas, COLOURS)):
             ss = [stats.summary(data["cells"].get((kind, a, t), {}).values()) for t in temps]
-            _errorbar(ax, [x + (i - 0.5) * 0.06 for x in xs], ss, col, f"student of {column_title(a)}")
+            _errorbar(ax, [x + (i - 0.5) * DODGE for x in xs], ss, col, f"student of {column_title(a)}", i)
             _reference(ax, stats.summary(data["teachers"].get(a, {}).values()), col, f"teacher α={a:g}", "--")
-        _reference(ax, stats.summary(data["baseline"].values()), "0.4", "no-KD baseline", ":")
+        _reference(ax, stats.summary(data["baseline"].values()), "0.3", "no-KD baseline", ":", lw=2.2)
         _style(ax, temps, LABELS[metric], f"{title}: {KIND_LABELS[kind]}")
     return _save(fig, axes[0][0], path)
 
@@ -211,6 +213,9 @@ def _style(ax, temps, ylabel: str, title: str) -> None:
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
+    low, high = ax.get_ylim()  # room above and below, so a teacher's line never sits on the frame
+    pad = 0.06 * (high - low)
+    ax.set_ylim(low - pad, high + pad)
 
 
 def _save(fig, legend_ax, path: Path) -> Path:
@@ -227,17 +232,20 @@ def _save(fig, legend_ax, path: Path) -> Path:
     return path
 
 
-def _errorbar(ax, xs, ss, colour, label) -> None:
+def _errorbar(ax, xs, ss, colour, label, index: int = 0) -> None:
     ys = [s["mean"] if s["mean"] is not None else float("nan") for s in ss]
     err = [s["half"] or 0.0 for s in ss]
-    ax.errorbar(xs, ys, yerr=err, fmt="o-", color=colour, capsize=4, label=label + " (mean ± 95% CI)")
+    marker = MARKERS[index % len(MARKERS)]
+    ax.errorbar(xs, ys, yerr=err, fmt=f"{marker}-", color=colour, capsize=4, label=label + " (mean ± 95% CI)")
 
 
-def _reference(ax, s: Dict[str, Any], colour, label, style) -> None:
+def _reference(ax, s: Dict[str, Any], colour, label, style, lw: float = 1.2) -> None:
+    """A horizontal reference (a teacher, the baseline), drawn over the grid so that a line equal to
+    another one still shows (the baseline's thicker dots over a teacher's dashes)."""
     if s["mean"] is None:
         return
     text = f"{label}: {s['mean']:.2f}" + (f" ± {s['half']:.2f}" if s["half"] is not None else "")
-    ax.axhline(s["mean"], color=colour, ls=style, lw=1.2, label=text)
+    ax.axhline(s["mean"], color=colour, ls=style, lw=lw, label=text, zorder=3)
 
 
 def plot_diffusion(cells_by_key: Dict[str, dict], alphas, temps, kind: str, path: Path) -> Path:
@@ -249,10 +257,12 @@ def plot_diffusion(cells_by_key: Dict[str, dict], alphas, temps, kind: str, path
         cells = cells_by_key[key]
         for i, (a, col) in enumerate(zip(alphas, COLOURS)):
             ss = [stats.summary(cells.get((kind, a, t), {}).values()) for t in temps]
-            _errorbar(ax, [x + (i - 0.5) * 0.06 for x in xs], ss, col, f"students of {column_title(a)}")
+            _errorbar(ax, [x + (i - 0.5) * DODGE for x in xs], ss, col, f"students of {column_title(a)}", i)
             _reference(
                 ax, stats.summary(cells.get(("teacher", a, None), {}).values()), col, f"teacher α={a:g}", "--"
             )
+        if key == "eta":
+            ax.axhline(1.0, color="0.3", ls="-.", lw=1, label="eta = 1: isotropic spread", zorder=2)
         _style(ax, temps, LABELS[key], LABELS[key])
     return _save(fig, axes[0], path)
 
