@@ -126,7 +126,7 @@ def test_failed_sentences_make_the_result_fail_unless_allowed(tiny_mt_data, tiny
 @pytest.mark.parametrize(
     "argv, text",
     [
-        (["--beam", "0"], "--beam: expected an integer > 0"),
+        (["--beam", "0"], "--beam: expected an integer from 1 to 1000"),
         (["--max-tokens", "-5"], "--max-tokens: expected an integer > 0"),
         (["--batch-size", "0"], "--batch-size: expected an integer > 0"),
         (["--lenpen", "nan"], "--lenpen: expected a finite number"),

@@ -324,9 +324,9 @@ def test_output_is_existing_file(tmp_path, capsys):
 
 def test_cli_bad_numbers_are_refused_before_any_work(tmp_path, capsys):
     for argv, text in (
-        (["--size", "0"], "--size: expected an integer > 0, got '0'"),
-        (["--valid", "-1"], "--valid: expected an integer > 0"),
-        (["--test", "nan"], "--test: expected an integer > 0"),
+        (["--size", "0"], "--size: expected an integer from 1 to 10000000, got '0'"),
+        (["--valid", "-1"], "--valid: expected an integer from 1 to 10000000"),
+        (["--test", "nan"], "--test: expected an integer from 1 to 10000000"),
     ):
         assert_fails_one_line(
             ["synth-mt", "--output", str(tmp_path / "o"), *argv], capsys, must_contain=[text]

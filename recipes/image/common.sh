@@ -44,7 +44,6 @@ run_study() {
   local config=$1; shift
   LAST=()
   SETS=(--output "$OUT" --temps "$(comma $TEMPS)" --alphas "$(comma $ALPHAS)" --set translation=null)
-  [ -n "${DATA:-}" ] && SETS+=(--data "$DATA" --set image.prepare=null)
   [ -n "${SEEDS:-}" ] && SETS+=(--seeds "$SEEDS")
   if [ "$GPUS" = 0 ]; then SETS+=(--device cpu --jobs 1); else SETS+=(--device cuda --jobs "$GPUS"); fi
   SETS+=(--workers "${WORKERS:-8}")
@@ -55,6 +54,8 @@ run_study() {
     LAST+=(--set image.diffusion=false --set image.common.amp=false --set image.teacher_init={})
   fi
   read -r -a more <<< "${STUDY_ARGS:-}"
+  # DATA after the recipe's own arguments: an existing ImageFolder replaces the recipe's preparation
+  [ -n "${DATA:-}" ] && LAST+=(--data "$DATA" --set image.prepare=null)
   lskd study "$REPO/recipes/study/$config" "${SETS[@]}" "$@" "${LAST[@]}" "${more[@]}"
 }
 
