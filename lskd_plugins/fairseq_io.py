@@ -62,10 +62,25 @@ def exit_codes_like_lskd() -> None:
         try:
             return original(*args, **kwargs)
         except LskdError as err:
-            sys.exit(report(err))
+            code = report(err)
+            leave_process_group()
+            sys.exit(code)
 
     call_main.lskd_exit_codes = True
     distributed_utils.call_main = call_main
+
+
+def leave_process_group() -> None:
+    """Tear down torch.distributed's group before an error exit: left to the interpreter's shutdown,
+    gloo's threads may abort the process ("terminate called without an active exception"), which
+    would bury the one-line error and replace lskd's exit code by SIGABRT's."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001  (best effort on the way out)
+            pass
 
 
 def split_paths(paths: Union[str, Sequence[str]]) -> List[str]:
