@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from lskd_plugins.diffusion.capture import Captured, capture_timm, timm_templates
-from lskd_plugins.diffusion.inputs import IMAGE_EXPECTED, checkpoint_kind, first_difference, peek_checkpoint
+from lskd_plugins.diffusion.inputs import IMAGE_EXPECTED, checkpoint_kind, peek_checkpoint
 from lskd_plugins.diffusion.select import mean_probability_matrix
 from lskd_plugins.errors import LskdError
 from lskd_plugins.image.data import BadImageCounter, collate_checked
+from lskd_plugins.symbols import first_difference
 
 
 @dataclass

@@ -9,7 +9,7 @@ those of the data). The error says what was found and what was expected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lskd_plugins.errors import LskdError
 
@@ -77,16 +77,3 @@ def checkpoint_kind(obj: Any) -> str:
     if obj and all(torch.is_tensor(v) for v in obj.values()):
         return "a bare PyTorch state dict"
     return f"a dict with keys {', '.join(sorted(map(str, obj))[:6])}"
-
-
-def first_difference(expected: Sequence[str], found: Sequence[str], names: Sequence[str]) -> str | None:
-    """'first difference at index 3: model 'cat', data 'dog'' (None when the lists are equal).
-
-    The one symbol-list comparison (class lists here, dictionaries in nmt/inputs.py)."""
-    for i in range(max(len(expected), len(found))):
-        a = expected[i] if i < len(expected) else None
-        b = found[i] if i < len(found) else None
-        if a != b:
-            show = lambda s: "<none>" if s is None else repr(s)  # noqa: E731
-            return f"first difference at index {i}: {names[0]} {show(a)}, {names[1]} {show(b)}"
-    return None

@@ -173,7 +173,7 @@ def dictionary_problems(
 
     Returns (problems, symbols_compared). The model's dictionaries are those of the data-bin its
     checkpoint names (``trained_data``); where that is gone, only the embedding sizes are compared."""
-    from lskd_plugins.diffusion.inputs import first_difference  # the one symbol-list comparison
+    from lskd_plugins.symbols import first_difference
 
     trained = str(trained_data or "").split(":")[0]
     problems: List[str] = []

@@ -27,6 +27,7 @@ from fairseq.data import Dictionary
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from lskd_plugins import symbols
 from lskd_plugins.errors import LskdError
 from lskd_plugins.fairseq_io import check_readable, split_paths, wrong_kind_error
 from lskd_plugins.ranks import check_joined_launcher, fingerprint, on_every_rank, same_on_every_rank
@@ -60,18 +61,9 @@ class LskdTranslationConfig(TranslationConfig):
     )
 
 
-def _show(symbol: str | None) -> str:
-    return "<none>" if symbol is None else repr(symbol)
-
-
 def first_difference(teacher: Sequence[str], student: Sequence[str]) -> str | None:
-    """None when the symbol lists are equal, else where and how they first differ."""
-    for i in range(max(len(teacher), len(student))):
-        t = teacher[i] if i < len(teacher) else None
-        s = student[i] if i < len(student) else None
-        if t != s:
-            return f"first difference at index {i}: teacher {_show(t)}, student {_show(s)}"
-    return None
+    """None when the symbol lists are equal, else where and how they first differ (symbols.py)."""
+    return symbols.first_difference(teacher, student, ("teacher", "student"))
 
 
 def dictionary_mismatch(side: str, teacher: Dictionary, student: Dictionary) -> str | None:
