@@ -21,12 +21,12 @@ repeats, on the same batches of validation sentences:
 
 The last line is ``ratio_cached_vs_plain=X ratio_online_vs_plain=W floor=F mem_online_vs_plain=M
 kl_rel_err=Z`` with F = 1 + t_fwd / t_plain, X for K = 8, Z = sum|KL_c - KL_o| / sum KL_o for the
-LS teacher at T = 2 and K = 8. ``--bleu-seeds N`` adds the study of issue 9's "done when": N seeds
-of students trained from a train-set cache (K = 8) and online, paired BLEU difference.
+LS teacher at T = 2 and K = 8. What the cache costs in BLEU is measured on trained students by
+``benchmarks/cache_bleu.py`` (two studies that differ only in ``translation.teacher_cache``).
 
     nice python benchmarks/teacher_cache.py      # short schedules: about 20 minutes on 2 shared CPU cores
     python benchmarks/teacher_cache.py --device cuda --teacher-updates 4000 --student-updates 2000 \\
-        --train-max-tokens 4096 --lr 5e-4 --warmup-updates 4000 --bleu-seeds 3
+        --train-max-tokens 4096 --lr 5e-4 --warmup-updates 4000
 """
 
 from __future__ import annotations
@@ -81,7 +81,6 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--topk", default="8,32")
     p.add_argument("--kl-batches", type=int, default=0, help="validation batches for the KL error (0: all)")
-    p.add_argument("--bleu-seeds", type=int, default=0, help="seeds of cached vs online students (0: skip)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     return p.parse_args(argv)
 
@@ -343,52 +342,6 @@ def kl_rows(student, teachers: dict, template, caches: dict, device, n_batches: 
     return rows
 
 
-# -- the "done when" study: students from the cache vs online, paired by seed ----------------------------
-def bleu(data_bin: Path, ckpt: Path, log: Path) -> float:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "lskd_plugins.cli", "bleu", "--data", str(data_bin), "--path", str(ckpt)]
-    proc = subprocess.run(
-        [*cmd, "--subset", "test", "--device", "cpu", "--no-progress"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    log.write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise SystemExit(f"lskd bleu failed on {ckpt}: {proc.stderr[-2000:]}")
-    return float(json.loads(proc.stdout)["sacrebleu"]["score"])
-
-
-def paired_interval(diffs):
-    """mean and 95% t interval of paired differences (method.md section 7)."""
-    from scipy import stats
-
-    n, mean = len(diffs), statistics.mean(diffs)
-    if n < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / n**0.5
-    return mean, mean - half, mean + half
-
-
-def bleu_study(args, data_bin: Path, teacher_ls: Path) -> dict:
-    train_cache = cache(args, data_bin, teacher_ls, 8, "train")
-    rows = []
-    for seed in range(1, args.bleu_seeds + 1):
-        scores = {}
-        for how, extra in (
-            ("online", ["--teacher-path", teacher_ls]),
-            ("cached", ["--teacher-cache", train_cache]),
-        ):
-            ckpt = train(
-                args, data_bin, f"student-{how}-s{seed}", [*KD_STUDENT, *extra], args.student_updates, seed
-            )
-            scores[how] = bleu(data_bin, ckpt, ckpt.parent / "bleu.log")
-        rows.append(dict(seed=seed, **scores, diff=scores["cached"] - scores["online"]))
-        print(f"  seed {seed}: BLEU online {scores['online']:.2f}, cached {scores['cached']:.2f}", flush=True)
-    mean, low, high = paired_interval([r["diff"] for r in rows])
-    return dict(rows=rows, mean_diff=mean, ci95=[low, high], inside_1bleu=bool(-1 <= low and high <= 1))
-
-
 def artefacts(args):
     """(data-bin, {LS, noLS: teacher checkpoint}, student checkpoint, {teacher: {K: valid cache}})."""
     print("artefacts (trained once, reused under a keyed folder):", flush=True)
@@ -450,9 +403,6 @@ def main(argv=None) -> int:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     data_bin, teachers, student_ckpt, caches = artefacts(args)
     result = measure(args, data_bin, teachers, student_ckpt, caches, device)
-    if args.bleu_seeds:
-        result["bleu"] = bleu_study(args, data_bin, teachers["LS"])
-        print(json.dumps(result["bleu"], indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
     report(result)
