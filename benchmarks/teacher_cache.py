@@ -17,6 +17,8 @@ repeats, on the same batches of validation sentences:
 - the relative error of the cached KL against the exact online one, summed over the validation
   set, with the trained student, for both teachers at T = 1, 2, 3, 64:
   |sum(KL_cached) - sum(KL_online)| / sum(KL_online) and sum|KL_cached - KL_online| / sum(KL_online);
+  and the flat tail's own floor: the cached KL of the teacher against itself (the exact KL is 0),
+  r * KL(uniform || p_tail / r) per token, which no student can remove (mean per token);
 - disk bytes per target token of the cache files.
 
 The last line is ``ratio_cached_vs_plain=X ratio_online_vs_plain=W floor=F mem_online_vs_plain=M
@@ -82,6 +84,11 @@ def parse_args(argv=None):
     p.add_argument("--topk", default="8,32")
     p.add_argument("--kl-batches", type=int, default=0, help="validation batches for the KL error (0: all)")
     p.add_argument("--json", help="also write the figures to this JSON file")
+    given = p.add_argument_group("your own checkpoints instead of the pinned training (all four together)")
+    given.add_argument("--data-bin", help="the data-bin the checkpoints were trained on")
+    given.add_argument("--teacher-ls", help="LS teacher checkpoint")
+    given.add_argument("--teacher-nols", help="non-LS teacher checkpoint")
+    given.add_argument("--student", help="a student checkpoint of the same dictionaries")
     return p.parse_args(argv)
 
 
@@ -262,8 +269,8 @@ def peak_memory(steps: dict, sample, device) -> dict:
 
 
 def kl_errors(student, teacher, task, folders: dict, device, n_batches: int = 0) -> dict:
-    """{(K, T): [sum KL_online, sum KL_cached, sum |KL_cached - KL_online|]} over the validation set,
-    one pass of student and teacher for every K and T."""
+    """{(K, T): [sum KL_online, sum KL_cached, sum |KL_cached - KL_online|, sum KL_cached(teacher,
+    teacher), tokens]} over the validation set, one pass of student and teacher for every K and T."""
     from lskd_plugins.kd_loss import FeatureTeacher, kd_loss_per_position
     from lskd_plugins.nmt.teacher_cache import TeacherCache, data_identity
 
@@ -273,21 +280,25 @@ def kl_errors(student, teacher, task, folders: dict, device, n_batches: int = 0)
     for c in caches.values():
         c.check_data(identity)
     pad, vocab = task.tgt_dict.pad(), len(task.tgt_dict)
-    sums = {(k, t): [0.0, 0.0, 0.0] for k in caches for t in TEMPS}
+    sums = {(k, t): [0.0, 0.0, 0.0, 0.0, 0] for k in caches for t in TEMPS}
     student.eval()
     with torch.no_grad():
         for sample in valid_batches(task, 1024, None, device)[: n_batches or None]:
             logits, target = student(**sample["net_input"])[0], sample["target"]
             features = teacher(**sample["net_input"], features_only=True)[0]
             online = FeatureTeacher([features], [teacher.output_layer], vocab)
+            t_logits = teacher.output_layer(features)
             cached = {k: c.teacher_for(sample["id"], target, pad) for k, c in caches.items()}
             for t in TEMPS:
                 kw = dict(kd_alpha=1.0, temperature=t, ignore_index=pad)
                 kl_o = kd_loss_per_position(logits, target, online, **kw)["kd_loss"].double()
                 for k, source in cached.items():
                     kl_c = kd_loss_per_position(logits, target, source, **kw)["kd_loss"].double()
-                    for i, v in enumerate((kl_o.sum(), kl_c.sum(), (kl_c - kl_o).abs().sum())):
+                    floor = kd_loss_per_position(t_logits, target, source, **kw)["kd_loss"].double()
+                    parts = (kl_o.sum(), kl_c.sum(), (kl_c - kl_o).abs().sum(), floor.sum())
+                    for i, v in enumerate(parts):
                         sums[(k, t)][i] += float(v)
+                    sums[(k, t)][4] += int(target.ne(pad).sum())
     return sums
 
 
@@ -307,11 +318,13 @@ def report(result: dict) -> None:
             f"{mem[name] / 2**20:>9.1f} {mem[name] / max(1, mem['plain']):>8.3f}"
         )
     head = ("teacher", "K", "T", "sum KL online", "sum KL cached", "|sum diff|/sum", "sum|diff|/sum")
-    print("\n{:<8} {:>3} {:>5} {:>14} {:>14} {:>15} {:>14}".format(*head))
+    head += ("KL/tok", "floor/tok")
+    print("\n{:<8} {:>3} {:>5} {:>14} {:>14} {:>15} {:>14} {:>10} {:>10}".format(*head))
     for row in result["kl"]:
         print(
             f"{row['teacher']:<8} {row['k']:>3} {row['T']:>5g} {row['online']:>14.2f} {row['cached']:>14.2f} "
-            f"{row['rel_err_of_sum']:>15.5f} {row['rel_err_per_token']:>14.5f}"
+            f"{row['rel_err_of_sum']:>15.5f} {row['rel_err_per_token']:>14.5f} "
+            f"{row['kl_online_per_token']:>10.4f} {row['tail_floor_per_token']:>10.4f}"
         )
     for k, b in result["disk_bytes_per_token"].items():
         print(f"disk: K={k}: {b:.1f} bytes per target token (valid subset, offsets included)")
@@ -326,7 +339,7 @@ def kl_rows(student, teachers: dict, template, caches: dict, device, n_batches: 
     rows = []
     for name, teacher in teachers.items():
         sums = kl_errors(student, teacher, template, caches[name], device, n_batches)
-        for (k, t), (online, cached, absdiff) in sums.items():
+        for (k, t), (online, cached, absdiff, floor, tokens) in sums.items():
             rel_sum, rel_tok = abs(cached - online) / online, absdiff / online
             rows.append(
                 dict(
@@ -337,6 +350,8 @@ def kl_rows(student, teachers: dict, template, caches: dict, device, n_batches: 
                     cached=cached,
                     rel_err_of_sum=rel_sum,
                     rel_err_per_token=rel_tok,
+                    kl_online_per_token=online / tokens,
+                    tail_floor_per_token=floor / tokens,
                 )
             )
     return rows
@@ -344,15 +359,21 @@ def kl_rows(student, teachers: dict, template, caches: dict, device, n_batches: 
 
 def artefacts(args):
     """(data-bin, {LS, noLS: teacher checkpoint}, student checkpoint, {teacher: {K: valid cache}})."""
-    print("artefacts (trained once, reused under a keyed folder):", flush=True)
-    data_bin = prepare_data(args)
-    teachers = {
-        "LS": train(args, data_bin, "teacher-ls", [*LS_TEACHER, "0.1"], args.teacher_updates),
-        "noLS": train(args, data_bin, "teacher-nols", [*LS_TEACHER, "0"], args.teacher_updates),
-    }
-    student = train(
-        args, data_bin, "student-kd", [*KD_STUDENT, "--teacher-path", teachers["LS"]], args.student_updates
-    )
+    given = [args.data_bin, args.teacher_ls, args.teacher_nols, args.student]
+    if any(given) and not all(given):
+        raise SystemExit("teacher_cache.py: --data-bin, --teacher-ls, --teacher-nols and --student go together")
+    if all(given):
+        data_bin, student = Path(args.data_bin), Path(args.student)
+        teachers = {"LS": Path(args.teacher_ls), "noLS": Path(args.teacher_nols)}
+    else:
+        print("artefacts (trained once, reused under a keyed folder):", flush=True)
+        data_bin = prepare_data(args)
+        teachers = {
+            "LS": train(args, data_bin, "teacher-ls", [*LS_TEACHER, "0.1"], args.teacher_updates),
+            "noLS": train(args, data_bin, "teacher-nols", [*LS_TEACHER, "0"], args.teacher_updates),
+        }
+        kd = [*KD_STUDENT, "--teacher-path", teachers["LS"]]
+        student = train(args, data_bin, "student-kd", kd, args.student_updates)
     ks = [int(k) for k in args.topk.split(",")]
     caches = {n: {k: cache(args, data_bin, p, k, "valid") for k in ks} for n, p in teachers.items()}
     return data_bin, teachers, student, caches
@@ -360,12 +381,19 @@ def artefacts(args):
 
 def describe(args, batches) -> str:
     tokens = sum(b["ntokens"] for b in batches)
+    timing = (
+        f"{args.batches} validation batches of ~{args.batch_tokens} target tokens ({tokens} tokens), "
+        f"median of {args.repeats} repeats (+{args.warmup} warm-up), alternating order; KD alpha 0.9, T 1"
+    )
+    if args.student:
+        return (
+            f"given checkpoints: data {args.data_bin}, LS teacher {args.teacher_ls}, non-LS teacher "
+            f"{args.teacher_nols}, student {args.student}; {timing}"
+        )
     return (
         f"Multi30k en-de, spm 8000 joined; transformer 2+2, 256/1024/4 heads; teachers "
         f"{args.teacher_updates} updates, KD student {args.student_updates} updates (max-tokens "
-        f"{args.train_max_tokens}, lr {args.lr}); {args.batches} validation batches of "
-        f"~{args.batch_tokens} target tokens ({tokens} tokens), median of {args.repeats} repeats "
-        f"(+{args.warmup} warm-up), alternating order; KD alpha 0.9, T 1"
+        f"{args.train_max_tokens}, lr {args.lr}); {timing}"
     )
 
 

@@ -1,5 +1,7 @@
 """The shared KD loss against direct reference computations."""
 
+import math
+
 import pytest
 import torch
 from kd_reference import reference_grad, reference_kd, softmax64
@@ -334,3 +336,24 @@ def test_truncated_cache_keeps_the_tail_mass_and_matches_the_flat_tail_reference
     probs = (flat_tail_probs(z, k, 2.0), flat_tail_probs(z, k, 1.0))
     ref = reference_kd(student, None, y, alpha=1.0, T=2.0, teacher_probs=probs)
     assert out["kd_loss"].item() == pytest.approx(ref["kl"].item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 64.0])
+def test_flat_tail_floor_is_r_times_kl_of_uniform_to_the_tail(T):
+    """The cached KL of a teacher against itself (exact KL 0) is r * KL(uniform || p_tail / r):
+    the part of the flat tail's error no student removes (benchmarks/teacher_cache.py's floor/tok)."""
+    g = torch.Generator().manual_seed(4)
+    N, V, k = 16, 40, 5
+    z = torch.randn(N, V, generator=g, dtype=torch.double) * 2
+    y = torch.randint(0, V, (N,), generator=g)
+    kd = kd_loss_per_position(z, y, cached(z, k), kd_alpha=1.0, temperature=T)["kd_loss"]
+    exact = kd_loss_per_position(z, y, z, kd_alpha=1.0, temperature=T)["kd_loss"]
+    p = softmax64(z / T)
+    in_tail = torch.ones_like(p, dtype=torch.bool).scatter(-1, p.topk(k, -1).indices, False)
+    r = (p * in_tail).sum(-1)
+    p_hat = p / r.unsqueeze(-1)
+    m = V - k
+    kl_uniform_to_tail = ((-math.log(m) - p_hat.log()) * in_tail).sum(-1) / m
+    assert exact.abs().max() < 1e-12
+    assert torch.allclose(kd, r * kl_uniform_to_tail, rtol=1e-9, atol=1e-12)  # the part is the KL, no T^2
+    assert (kd > 0).all()  # a non-flat tail always costs something
