@@ -361,7 +361,7 @@ def artefacts(args):
     """(data-bin, {LS, noLS: teacher checkpoint}, student checkpoint, {teacher: {K: valid cache}})."""
     given = [args.data_bin, args.teacher_ls, args.teacher_nols, args.student]
     if any(given) and not all(given):
-        raise SystemExit("teacher_cache.py: --data-bin, --teacher-ls, --teacher-nols and --student go together")
+        raise SystemExit("--data-bin, --teacher-ls, --teacher-nols and --student go together")
     if all(given):
         data_bin, student = Path(args.data_bin), Path(args.student)
         teachers = {"LS": Path(args.teacher_ls), "noLS": Path(args.teacher_nols)}
