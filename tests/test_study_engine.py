@@ -298,3 +298,39 @@ def test_output_of_other_files_is_refused(tmp_path, capsys, fake):
         must_contain=["--output"],
     )
     assert fake == []
+
+
+def test_students_of_one_teacher_build_its_cache_once(tmp_path, monkeypatch):
+    """Two word-level students of one teacher starting together: one cache-teacher run, under a
+    lock, and the second student finds the finished cache (its header, written last)."""
+    import subprocess
+    import threading
+    import time
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    calls = []
+
+    def fake_cache_teacher(cmd, check):
+        calls.append(cmd)
+        time.sleep(0.3)  # long enough for the other student to reach the lock
+        out = Path(cmd[cmd.index("--output") + 1])
+        out.mkdir()
+        (out / "header.json").write_text("{}")
+
+    monkeypatch.setattr(subprocess, "run", fake_cache_teacher)
+    ctx = {
+        "folders": {"translation/teacher_a0_s0": str(teacher)},
+        "cfg": {"temperatures": [1.0, 2.0], "translation": {"checkpoint": "checkpoint_best.pt"}},
+        "data": {"translation": str(tmp_path / "data-bin")},
+    }
+    run = grid.Run("translation/word_a0_T1_s0", "translation", "student", "word", 0.0, 1.0, 0)
+    run.deps = ["translation/teacher_a0_s0"]
+    students = [threading.Thread(target=runners.ensure_teacher_cache, args=(run, ctx)) for _ in range(2)]
+    for s in students:
+        s.start()
+    for s in students:
+        s.join()
+    assert len(calls) == 1
+    assert calls[0][calls[0].index("--temperatures") + 1] == "1,2"
+    assert calls[0][calls[0].index("--path") + 1] == str(teacher / "checkpoint_best.pt")

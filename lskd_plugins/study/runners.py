@@ -245,13 +245,31 @@ def translation_train(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
 def ensure_teacher_cache(run: Run, ctx: Dict[str, Any]) -> None:
     """One cache per teacher, shared by its word-level students (``lskd cache-teacher``)."""
     import subprocess
-    import sys
 
     teacher = folder(ctx, run.deps[0])
-    if (teacher / "cache" / "cache.json").is_file():
-        return
+    with locked(teacher / ".cache.lock"):  # two students of one teacher may start together
+        if not (teacher / "cache" / "header.json").is_file():  # written last by cache-teacher
+            subprocess.run(cache_command(teacher, ctx), check=True)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` between processes of one machine (fcntl)."""
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cache_command(teacher: Path, ctx: Dict[str, Any]) -> List[str]:
+    import sys
+
     temps = ",".join(f"{t:g}" for t in ctx["cfg"]["temperatures"])
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "lskd_plugins.cli",
@@ -264,8 +282,8 @@ def ensure_teacher_cache(run: Run, ctx: Dict[str, Any]) -> None:
         str(teacher / "cache"),
         "--temperatures",
         temps,
+        "--no-progress",
     ]
-    subprocess.run(cmd, check=True)
 
 
 def seqkd_command(run: Run, ctx: Dict[str, Any]) -> List[str]:
