@@ -8,15 +8,18 @@ teacher, T and seed: the run's key spec minus ``teacher_cache``), and prints per
 label smoothing, T) and pooled over all pairs the mean cached - online sacreBLEU difference with
 its 95% t interval (``lskd_plugins.study.stats.paired``, method.md section 7).
 
-The two sets of students can live in one study folder (run the same configuration twice with
-``--set translation.teacher_cache=true`` the second time: teachers and baselines are reused by
-key; the second run rewrites report.md for its own runs, so copy the first report away to keep
-it) or in two folders (a teacher's run folder copied into the second study is reused by its key):
+The two sets of students can live in one study folder: run the same configuration twice,
+flipping ``translation.teacher_cache`` the second time (teachers and baselines are reused by key;
+the second run rewrites report.md for its own runs, so copy the first report away to keep it):
 
-    lskd study recipes/study/cpu_real.yaml --output runs/cpu_real
-    lskd study recipes/study/cpu_real.yaml --output runs/cpu_real --set translation.teacher_cache=true \\
-        --set image=null --set translation.diffusion=false --temps 2
+    lskd study recipes/study/cpu_real.yaml --output runs/cpu_real            # cached students
+    cp runs/cpu_real/report.md runs/cpu_real/report_cached.md
+    lskd study recipes/study/cpu_real.yaml --output runs/cpu_real --set translation.teacher_cache=false \
+        --set image=null --set translation.diffusion=false --temps 2          # their online twins
     python benchmarks/cache_bleu.py runs/cpu_real
+
+or in several folders (``python benchmarks/cache_bleu.py A B``), e.g. a second study whose
+teachers were copied in from the first (their run folders are reused by key).
 
 The last line: ``bleu_cached_minus_online=D ci95=[LO,HI] pairs=N inside_1bleu=BOOL``.
 """
