@@ -165,3 +165,30 @@ def test_automatic_tokens_and_unknown_token_error(tiny_mt_data, two_checkpoints,
             log=lambda m: None,
         )
     assert err.value.message.startswith("unknown target token zebra; known: ")
+
+
+def test_automatic_tokens_occur_often_enough_in_every_split():
+    """A frequent validation word that is rare in the train sentences read is never a candidate
+    (a run once chose 'Shirt', seen once in 500 train sentences, and failed after training)."""
+    from fairseq.data import Dictionary
+
+    from lskd_plugins.diffusion.nmt_source import MIN_CANDIDATE_COUNT, NmtSource
+
+    d = Dictionary()
+    ids = {w: d.add_symbol(w) for w in ("▁ein", "▁eine", "▁Mann", "Shirt", "▁Hund")}
+
+    def batch(counts):
+        tokens = [ids[w] for w, n in counts.items() for _ in range(n)]
+        return {"target": torch.tensor([tokens])}
+
+    src = NmtSource.__new__(NmtSource)
+    src.pad, src.candidates, src.max_sentences = d.pad(), 50, 500
+    src.batches = {
+        "valid": [batch({"Shirt": 60, "▁ein": 50, "▁eine": 40, "▁Mann": 30, "▁Hund": 20})],
+        "train": [batch({"Shirt": 1, "▁ein": 50, "▁eine": 40, "▁Mann": MIN_CANDIDATE_COUNT, "▁Hund": 3})],
+    }
+    model = SimpleNamespace(task=SimpleNamespace(target_dictionary=d))
+    assert [d[t] for t in src.candidate_tokens(model)] == ["▁ein", "▁eine", "▁Mann"]
+    src.batches["train"] = [batch({"▁ein": 50, "▁eine": 40})]
+    with pytest.raises(LskdError, match="fewer than three word tokens occur 10\\+ times"):
+        src.candidate_tokens(model)

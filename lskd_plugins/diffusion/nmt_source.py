@@ -32,6 +32,9 @@ from lskd_plugins.errors import LskdError
 LSKD_KD_ALPHA_DEFAULT = 0.9  # lskd_kd's default --kd-alpha, for checkpoints that do not store it
 
 
+MIN_CANDIDATE_COUNT = 10  # positions per split a token needs to be chosen automatically
+
+
 def cfg_get(node: Any, name: str, default=None):
     """A value from a fairseq config node (DictConfig, dict or Namespace); ``default`` when unset."""
     try:
@@ -228,17 +231,25 @@ class NmtSource:
         d = m.task.target_dictionary
         return {d[i]: i for i in range(d.nspecial, len(d))}
 
-    def candidate_tokens(self, m: NmtModel) -> List[int]:
-        """The --candidates most frequent whole-word target tokens of the validation sentences."""
-        d = m.task.target_dictionary
+    def split_counts(self, split: str) -> Counter:
         counts = Counter()
-        for b in self.batches["valid"]:
+        for b in self.batches[split]:
             counts.update(t for t in b["target"].flatten().tolist() if t != self.pad)
-        cand = [t for t, _ in counts.most_common() if t >= d.nspecial and is_word(d[t])][: self.candidates]
+        return counts
+
+    def candidate_tokens(self, m: NmtModel) -> List[int]:
+        """The --candidates most frequent whole-word target tokens of the validation sentences that
+        occur at least MIN_CANDIDATE_COUNT times in every split read (train and valid), so that
+        the chosen tokens always have enough positions for the analysis."""
+        d = m.task.target_dictionary
+        counts = {split: self.split_counts(split) for split in self.batches}
+        words = [t for t, _ in counts["valid"].most_common() if t >= d.nspecial and is_word(d[t])]
+        enough = [t for t in words if all(c[t] >= MIN_CANDIDATE_COUNT for c in counts.values())]
+        cand = enough[: self.candidates]
         if len(cand) < 3:
             raise LskdError(
-                f"fewer than three word tokens in the first {self.max_sentences} {self.subsets['valid']} "
-                "sentences; give --tokens"
+                f"fewer than three word tokens occur {MIN_CANDIDATE_COUNT}+ times in the first "
+                f"{self.max_sentences} sentences of each split; give --tokens or raise --max-sentences"
             )
         return cand
 
