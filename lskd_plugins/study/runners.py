@@ -246,9 +246,11 @@ def ensure_teacher_cache(run: Run, ctx: Dict[str, Any]) -> None:
     """One cache per teacher, shared by its word-level students (``lskd cache-teacher``)."""
     import subprocess
 
+    from lskd_plugins.nmt.teacher_cache import HEADER  # written last: the cache is complete
+
     teacher = folder(ctx, run.deps[0])
     with locked(teacher / ".cache.lock"):  # two students of one teacher may start together
-        if not (teacher / "cache" / "header.json").is_file():  # written last by cache-teacher
+        if not (teacher / "cache" / HEADER).is_file():
             subprocess.run(cache_command(teacher, ctx), check=True)
 
 
