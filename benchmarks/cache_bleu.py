@@ -2,20 +2,21 @@
 """What the teacher cache costs in BLEU: cached vs online word-level KD students, paired by seed.
 
 Reads the translation runs of one or more ``lskd study`` folders (each run's own ``run.json`` and
-``result.json``), pairs every word-level student trained from a cache (``teacher_cache: true``)
-with the online student whose settings are otherwise identical (same data hash, options,
-teacher, T and seed: the run's key spec minus ``teacher_cache``), and prints per cell (teacher
-label smoothing, T) and pooled over all pairs the mean cached - online sacreBLEU difference with
-its 95% t interval (``lskd_plugins.study.stats.paired``, method.md section 7).
+``result.json``), pairs every word-level student trained from a cache (``teacher_cache:
+features``; ``--store topk`` for the older top-k students, keyed ``true``) with the online
+student whose settings are otherwise identical (same data hash, options, teacher, T and seed:
+the run's key spec minus ``teacher_cache``), and prints per cell (teacher label smoothing, T)
+and pooled over all pairs the mean cached - online sacreBLEU difference with its 95% t interval
+(``lskd_plugins.study.stats.paired``, method.md section 7).
 
 The two sets of students can live in one study folder: run the same configuration twice,
 flipping ``translation.teacher_cache`` the second time (teachers and baselines are reused by key;
 the second run rewrites report.md for its own runs, so copy the first report away to keep it):
 
-    lskd study recipes/study/cpu_real.yaml --output runs/cpu_real            # cached students
-    cp runs/cpu_real/report.md runs/cpu_real/report_cached.md
-    lskd study recipes/study/cpu_real.yaml --output runs/cpu_real --set translation.teacher_cache=false \
-        --set image=null --set translation.diffusion=false --temps 2          # their online twins
+    lskd study recipes/study/cpu_real.yaml --output runs/cpu_real            # online students
+    cp runs/cpu_real/report.md runs/cpu_real/report_online.md
+    lskd study recipes/study/cpu_real.yaml --output runs/cpu_real --set translation.teacher_cache=true \
+        --set image=null --set translation.diffusion=false    # their cached twins
     python benchmarks/cache_bleu.py runs/cpu_real
 
 or in several folders (``python benchmarks/cache_bleu.py A B``), e.g. a second study whose
@@ -60,11 +61,21 @@ def cell_of(spec: dict) -> Tuple[str, float, float]:
     return json.dumps(rest, sort_keys=True), spec["alpha"], spec["temperature"]
 
 
-def pairs(students: List[dict]) -> Dict[Tuple[float, float], Dict[str, Dict[int, float]]]:
-    """{(alpha, T): {"online": {seed: bleu}, "cached": {seed: bleu}}} over identical settings."""
+def store_of(spec: dict) -> str:
+    """'online', or the cache's store: 'features', or 'topk' for the students keyed ``true``
+    (the study's top-k cache before the exact one)."""
+    value = spec.get("teacher_cache")
+    return "online" if not value else "topk" if value is True else str(value)
+
+
+def pairs(students: List[dict], store: str) -> Dict[Tuple[float, float], Dict[str, Dict[int, float]]]:
+    """{(alpha, T): {"online": {seed: bleu}, "cached": {seed: bleu}}} over identical settings,
+    the cached students being those of ``store``."""
     groups: Dict[tuple, Dict[str, Dict[int, float]]] = {}
     for s in students:
-        how = "cached" if s["spec"].get("teacher_cache") else "online"
+        how = {"online": "online", store: "cached"}.get(store_of(s["spec"]))
+        if how is None:
+            continue
         group = groups.setdefault(cell_of(s["spec"]), {"online": {}, "cached": {}})
         group[how][s["spec"]["seed"]] = s["bleu"]
     out = {}
@@ -114,11 +125,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("studies", nargs="+", type=Path, help="lskd study output folders")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument(
+        "--store",
+        default="features",
+        help="the cached students compared: features (default) or topk (students keyed teacher_cache: true)",
+    )
     args = ap.parse_args(argv)
     students = [s for study in args.studies for s in word_students(study)]
-    cells = pairs(students)
+    cells = pairs(students, args.store)
     if not cells:
-        print("cache_bleu: no cached student has an online twin in " + ", ".join(map(str, args.studies)))
+        print(
+            f"cache_bleu: no {args.store}-cached student has an online twin in "
+            + ", ".join(map(str, args.studies))
+        )
         return 2
     result = compare(cells)
     if args.json:

@@ -45,13 +45,14 @@ def test_pairs_by_seed_and_pools_every_pair(cache_bleu, tmp_path, capsys):
     scores = {0: (30.0, 30.4), 1: (31.0, 30.8), 2: (29.5, 30.1)}
     for s, (on, ca) in scores.items():
         write_run(online, f"translation/word_a0.1_T2_s{s}", s, 0.1, 2.0, False, on)
-        write_run(cached, f"translation/word_a0.1_T2_s{s}", s, 0.1, 2.0, True, ca)
+        write_run(cached, f"translation/word_a0.1_T2_s{s}", s, 0.1, 2.0, "features", ca)
         write_run(online, f"translation/word_a0_T2_s{s}", s, 0.0, 2.0, False, on - 1)
-        write_run(cached, f"translation/word_a0_T2_s{s}", s, 0.0, 2.0, True, on - 1 + 0.1 * s)
+        write_run(cached, f"translation/word_a0_T2_s{s}", s, 0.0, 2.0, "features", on - 1 + 0.1 * s)
+        write_run(cached, f"translation/word_a0_T2_s{s}", s, 0.0, 2.0, True, on - 9)  # top-k students
     # not twins: another budget, an unfinished run, a temperature with no cached student
-    write_run(cached, "translation/word_a0.1_T3_s0", 0, 0.1, 3.0, True, 99.0, max_update=50)
+    write_run(cached, "translation/word_a0.1_T3_s0", 0, 0.1, 3.0, "features", 99.0, max_update=50)
     write_run(online, "translation/word_a0.1_T3_s1", 1, 0.1, 3.0, False, 1.0)
-    write_run(cached, "translation/word_a0.1_T1_s0", 0, 0.1, 1.0, True, 5.0, finished=False)
+    write_run(cached, "translation/word_a0.1_T1_s0", 0, 0.1, 1.0, "features", 5.0, finished=False)
     assert cache_bleu.main([str(online), str(cached), "--json", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert [(c["alpha"], c["T"]) for c in result["cells"]] == [(0.0, 2.0), (0.1, 2.0)]
@@ -67,9 +68,12 @@ def test_pairs_by_seed_and_pools_every_pair(cache_bleu, tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith(f"bleu_cached_minus_online={pooled['mean']:.3f} ci95=[")
     assert last.endswith("pairs=6 inside_1bleu=True")
+    assert cache_bleu.main([str(online), str(cached), "--store", "topk"]) == 0  # the top-k students alone
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("bleu_cached_minus_online=-8.000 ci95=[") and "pairs=3 " in last
 
 
 def test_no_twins_is_a_clear_exit(cache_bleu, tmp_path, capsys):
     write_run(tmp_path / "s", "translation/word_a0_T2_s0", 0, 0.0, 2.0, False, 30.0)
     assert cache_bleu.main([str(tmp_path / "s")]) == 2
-    assert "no cached student has an online twin" in capsys.readouterr().out
+    assert "no features-cached student has an online twin" in capsys.readouterr().out

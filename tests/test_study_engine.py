@@ -332,5 +332,6 @@ def test_students_of_one_teacher_build_its_cache_once(tmp_path, monkeypatch):
     for s in students:
         s.join()
     assert len(calls) == 1
-    assert calls[0][calls[0].index("--temperatures") + 1] == "1,2"
+    assert calls[0][calls[0].index("--store") + 1] == "features" and "--temperatures" not in calls[0]
     assert calls[0][calls[0].index("--path") + 1] == str(teacher / "checkpoint_best.pt")
+    assert calls[0][calls[0].index("--output") + 1] == str(teacher / "cache-features")

@@ -16,6 +16,8 @@ from lskd_plugins.cli import main as lskd  # noqa: E402
 from lskd_plugins.errors import LskdError  # noqa: E402
 from lskd_plugins.nmt import teacher_cache  # noqa: E402
 
+TOPK4 = ("--store", "topk", "--topk", 4, "--temperatures", "2,64")
+
 
 def cache_argv(data_bin, teacher, out, *extra):
     return [
@@ -36,29 +38,48 @@ def full_cache(tmp_path_factory, tiny_mt_data, tiny_teacher):
     out = tmp_path_factory.mktemp("cache_full")
     vocab = len(open(tiny_mt_data.data_bin / "dict.de.txt").readlines()) + 4
     vocab = 8 * ((vocab + 7) // 8)  # fairseq pads the dictionary to a multiple of 8
-    assert (
-        lskd(cache_argv(tiny_mt_data.data_bin, tiny_teacher, out, "--topk", vocab, "--shard-size", 250)) == 0
-    )
+    argv = cache_argv(tiny_mt_data.data_bin, tiny_teacher, out, "--store", "topk", "--topk", vocab)
+    assert lskd(argv + ["--shard-size", "250"]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory, tiny_mt_data, tiny_teacher):
     out = tmp_path_factory.mktemp("cache_k4")
-    assert (
-        lskd(cache_argv(tiny_mt_data.data_bin, tiny_teacher, out, "--topk", 4, "--temperatures", "2,64")) == 0
-    )
+    assert lskd(cache_argv(tiny_mt_data.data_bin, tiny_teacher, out, *TOPK4)) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def feature_cache(tmp_path_factory, tiny_mt_data, tiny_teacher):
+    """The default store: the tiny teacher's decoder features and output projection."""
+    out = tmp_path_factory.mktemp("cache_features")
+    assert lskd(cache_argv(tiny_mt_data.data_bin, tiny_teacher, out, "--shard-size", 250)) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def second_teacher(tiny_teacher, tmp_path_factory):
+    """The tiny teacher with its (tied) embeddings halved: another teacher of the same shapes."""
+    state = torch.load(tiny_teacher, weights_only=False)
+    for key in state["model"]:
+        if key.endswith("output_projection.weight") or key.endswith("embed_tokens.weight"):
+            state["model"][key] = state["model"][key] * 0.5
+    other = tmp_path_factory.mktemp("teacher2") / "other.pt"
+    torch.save(state, other)
+    return other
 
 
 def test_header_and_arrays(small_cache, tiny_mt_data, tiny_teacher):
     header = json.loads((small_cache / "header.json").read_text())
-    assert header["topk"] == 4 and header["temperatures"] == [1.0, 2.0, 64.0]
+    assert header["store"] == "topk" and header["topk"] == 4 and header["temperatures"] == [1.0, 2.0, 64.0]
     assert header["teacher"]["sha256"] == teacher_cache.file_sha256(tiny_teacher)
     cache = teacher_cache.TeacherCache(small_cache, "train")
-    assert header["data"]["tokens"] == int(cache.offsets[-1]) == cache.ids.shape[0]
-    assert cache.lprobs.dtype == np.float16 and cache.ids.dtype == np.int32 and cache.logz.shape[1] == 3
-    assert (np.diff(cache.lprobs.astype(np.float32), axis=1) <= 0).all()  # top-k in decreasing order
+    assert header["data"]["tokens"] == int(cache.offsets[-1])
+    ids, lprobs, logz = (cache.arrays[n] for n in ("ids", "lprobs", "logz"))
+    assert header["data"]["tokens"] == ids.shape[0]
+    assert lprobs.dtype == np.float16 and ids.dtype == np.int32 and logz.shape[1] == 3
+    assert (np.diff(lprobs.astype(np.float32), axis=1) <= 0).all()  # top-k in decreasing order
     assert not (small_cache / ".partial").exists()
 
 
@@ -85,23 +106,111 @@ def test_cache_lines_up_with_shuffled_batches(small_cache, tiny_mt_data, tiny_te
         assert torch.allclose(source.lprobs[keep].float(), lp, atol=2e-2)
 
 
-def test_full_cache_step_equals_online_step(full_cache, tiny_mt_data, tiny_teacher):
-    """K = V: the cached loss and gradient equal the online ones within the fp16 storage tolerance."""
-    results = []
-    for option, value in (("--teacher-path", tiny_teacher), ("--teacher-cache", full_cache)):
-        task, model, crit = build(tiny_mt_data.data_bin, option, value, "--kd-temperature", 2, "--dropout", 0)
-        task.load_dataset("train")
-        itr = task.get_batch_iterator(dataset=task.dataset("train"), max_tokens=400, seed=1)
-        sample = next(iter(itr.next_epoch_itr(shuffle=True)))
-        model.train()
-        loss, _, log = crit(model, sample)
-        loss.backward()
-        results.append((loss.item(), log["kd_loss"].item(), [p.grad.clone() for p in model.parameters()]))
-    (l_on, kl_on, g_on), (l_c, kl_c, g_c) = results
-    assert l_c == pytest.approx(l_on, rel=1e-3)
-    assert kl_c == pytest.approx(kl_on, rel=5e-3)
+def kd_step(data_bin, option, value, temperature):
+    """(loss, kd_loss, parameter gradients) of one lskd_kd training step on a fixed shuffled batch."""
+    task, model, crit = build(data_bin, option, value, "--kd-temperature", temperature, "--dropout", 0)
+    task.load_dataset("train")
+    itr = task.get_batch_iterator(dataset=task.dataset("train"), max_tokens=400, seed=1)
+    sample = next(iter(itr.next_epoch_itr(shuffle=True)))
+    model.train()
+    loss, _, log = crit(model, sample)
+    loss.backward()
+    return loss.item(), log["kd_loss"].item(), [p.grad.clone() for p in model.parameters()]
+
+
+def assert_same_step(online, cached, rel_loss, rel_kl, rel_grad):
+    (l_on, kl_on, g_on), (l_c, kl_c, g_c) = online, cached
+    assert l_c == pytest.approx(l_on, rel=rel_loss)
+    assert kl_c == pytest.approx(kl_on, rel=rel_kl)
     for a, b in zip(g_on, g_c):
-        assert (a - b).norm() <= 1e-3 * a.norm() + 1e-6
+        assert (a - b).norm() <= rel_grad * a.norm() + 1e-6
+
+
+def test_full_cache_step_equals_online_step(full_cache, tiny_mt_data, tiny_teacher):
+    """Top-k with K = V: the cached loss and gradient equal the online ones within the fp16 storage
+    tolerance (log-probs stored in float16: 1e-3 of the loss, 5e-3 of the KL, 1e-3 of each gradient)."""
+    data = tiny_mt_data.data_bin
+    online = kd_step(data, "--teacher-path", tiny_teacher, 2)
+    assert_same_step(online, kd_step(data, "--teacher-cache", full_cache, 2), 1e-3, 5e-3, 1e-3)
+
+
+@pytest.mark.parametrize("temperature", [1, 2, 64])
+def test_feature_cache_step_equals_online_step(feature_cache, tiny_mt_data, tiny_teacher, temperature):
+    """Features (the default): exact at every temperature up to the float16 rounding of the decoder
+    features (relative 2^-11): within 1e-3 of the loss, the KL and each parameter's gradient."""
+    data = tiny_mt_data.data_bin
+    online = kd_step(data, "--teacher-path", tiny_teacher, temperature)
+    cached = kd_step(data, "--teacher-cache", feature_cache, temperature)
+    assert_same_step(online, cached, 1e-3, 1e-3, 1e-3)
+    assert cached[1] > 0
+
+
+def test_ensemble_feature_cache_equals_the_online_ensemble(
+    tiny_mt_data, tiny_teacher, second_teacher, tmp_path
+):
+    """A ':' ensemble is cached member by member: its averaged distribution is exact at any T."""
+    data, pair = tiny_mt_data.data_bin, f"{tiny_teacher}:{second_teacher}"
+    out = tmp_path / "ens"
+    assert lskd(cache_argv(data, pair, out)) == 0
+    header = json.loads((out / "header.json").read_text())
+    assert header["members"] == 2 and len(header["teacher"]["members"]) == 2
+    assert np.load(out / "train.features.npy", mmap_mode="r").shape[1] == 2
+    online = kd_step(data, "--teacher-path", pair, 3)
+    assert_same_step(online, kd_step(data, "--teacher-cache", out, 3), 1e-3, 1e-3, 1e-3)
+    single = kd_step(data, "--teacher-path", tiny_teacher, 3)
+    assert abs(single[1] - online[1]) > 1e-2 * online[1]  # the second member changes the KL
+
+
+def test_feature_cache_header_and_arrays(feature_cache, tiny_mt_data, tiny_teacher):
+    header = json.loads((feature_cache / "header.json").read_text())
+    assert header["store"] == "features" and header["members"] == 1 and "topk" not in header
+    cache = teacher_cache.TeacherCache(feature_cache, "train")
+    features = cache.arrays["features"]
+    assert features.dtype == np.float16 and features.shape == (header["data"]["tokens"], 1, header["dim"])
+    (projection,) = cache.projections
+    assert projection["weight"].shape == (header["vocab"], header["dim"])
+    assert np.isfinite(features).all() and np.abs(features).max() > 0
+
+
+def test_feature_cache_lines_up_with_shuffled_batches(feature_cache, tiny_mt_data, tiny_teacher):
+    """Shuffled, batched samples: the cached features, projected, give the teacher's log-probs."""
+    task, model, _ = build(tiny_mt_data.data_bin, "--teacher-cache", feature_cache)
+    teacher_task, _, _ = build(tiny_mt_data.data_bin, "--teacher-path", tiny_teacher)
+    teacher = teacher_task.teachers[0]
+    task.load_dataset("train")
+    itr = task.get_batch_iterator(dataset=task.dataset("train"), max_tokens=300, seed=7)
+    model.train()
+    pad = task.target_dictionary.pad()
+    for _, sample in zip(range(3), itr.next_epoch_itr(shuffle=True)):
+        source = task.teacher_source(sample, model)
+        keep = sample["target"].reshape(-1).ne(pad).nonzero().squeeze(-1)
+        with torch.no_grad():
+            logits = teacher(**sample["net_input"])[0].reshape(-1, source.vocab)[keep]
+        cached = source.log_probs(keep, 1.0)
+        assert torch.equal(cached.argmax(-1), logits.argmax(-1))
+        assert torch.allclose(cached, torch.log_softmax(logits.float(), -1), atol=1e-2)
+
+
+def test_a_decoder_without_one_linear_projection_is_refused():
+    from types import SimpleNamespace
+
+    teacher = SimpleNamespace(decoder=SimpleNamespace(adaptive_softmax=object(), output_projection=None))
+    with pytest.raises(LskdError, match="--store features needs a decoder whose output layer is one linear"):
+        teacher_cache.projections_of([teacher])
+
+
+def test_version_1_caches_read_as_topk(small_cache, tmp_path):
+    old = tmp_path / "v1"
+    shutil.copytree(small_cache, old)
+    header = json.loads((old / "header.json").read_text())
+    header.pop("store")
+    header["version"] = 1
+    (old / "header.json").write_text(json.dumps(header))
+    assert teacher_cache.TeacherCache(old, "train").store == "topk"
+    header["version"] = 7
+    (old / "header.json").write_text(json.dumps(header))
+    with pytest.raises(LskdError, match="format version 7"):
+        teacher_cache.TeacherCache(old, "train")
 
 
 def test_validation_with_a_cache_is_the_label_smoothed_ce(small_cache, tiny_mt_data):
@@ -133,19 +242,10 @@ def test_cache_for_other_data_is_refused(small_cache, tiny_mt_data, tmp_path):
 
 
 def test_another_teacher_into_the_same_cache_is_refused(
-    small_cache, tiny_mt_data, tiny_teacher, tmp_path, capsys
+    small_cache, tiny_mt_data, second_teacher, tmp_path, capsys
 ):
-    state = torch.load(tiny_teacher, weights_only=False)
-    key = next(
-        k
-        for k in state["model"]
-        if k.endswith("output_projection.weight") or k.endswith("embed_tokens.weight")
-    )
-    state["model"][key] = state["model"][key] * 0.5
-    other = tmp_path / "other.pt"
-    torch.save(state, other)
     assert_fails_one_line(
-        cache_argv(tiny_mt_data.data_bin, other, small_cache, "--topk", 4, "--temperatures", "2,64"),
+        cache_argv(tiny_mt_data.data_bin, second_teacher, small_cache, *TOPK4),
         capsys,
         unchanged=[small_cache],
         must_contain=["holds results made with other settings", "--overwrite"],
@@ -155,9 +255,12 @@ def test_another_teacher_into_the_same_cache_is_refused(
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--topk", 0], "--topk"),
-        (["--temperatures", "1,0"], "temperatures must be finite numbers > 0"),
+        (["--store", "topk", "--topk", 0], "--topk"),
+        (["--store", "topk", "--temperatures", "1,0"], "temperatures must be finite numbers > 0"),
         (["--shard-size", -1], "--shard-size"),
+        (["--topk", 8], "--topk only apply to --store topk"),
+        (["--temperatures", "2", "--topk", 4], "--topk and --temperatures only apply to --store topk"),
+        (["--store", "exact"], "--store"),
     ],
 )
 def test_bad_numbers_are_one_line(tiny_mt_data, tiny_teacher, tmp_path, capsys, extra, message):
@@ -171,9 +274,9 @@ def test_bad_numbers_are_one_line(tiny_mt_data, tiny_teacher, tmp_path, capsys, 
 
 def test_ensemble_file_output_and_data_are_refused(tiny_mt_data, tiny_teacher, tmp_path, capsys):
     assert_fails_one_line(
-        cache_argv(tiny_mt_data.data_bin, f"{tiny_teacher}:{tiny_teacher}", tmp_path / "c"),
+        cache_argv(tiny_mt_data.data_bin, f"{tiny_teacher}:{tiny_teacher}", tmp_path / "c", *TOPK4),
         capsys,
-        must_contain=["ensemble cannot be cached"],
+        must_contain=["ensemble cannot be cached with --store topk", "--store features"],
     )
     a_file = tmp_path / "file"
     a_file.write_text("x")
@@ -207,14 +310,11 @@ def test_corrupt_or_missing_header_is_one_line(small_cache, tiny_mt_data, tmp_pa
         build(tiny_mt_data.data_bin, "--teacher-cache", broken)
 
 
-def test_killed_run_resumes_to_the_same_arrays(
-    small_cache, tiny_mt_data, tiny_teacher, tmp_path, monkeypatch
-):
+@pytest.mark.parametrize("store", [TOPK4, ()], ids=["topk", "features"])
+def test_killed_run_resumes_to_the_same_arrays(store, tiny_mt_data, tiny_teacher, tmp_path, monkeypatch):
     """--out (the old name) still works; a run killed after 2 shards resumes and equals a clean run."""
     out = tmp_path / "resumed"
-    argv = cache_argv(
-        tiny_mt_data.data_bin, tiny_teacher, out, "--topk", 4, "--temperatures", "2,64", "--shard-size", 100
-    )
+    argv = cache_argv(tiny_mt_data.data_bin, tiny_teacher, out, *store, "--shard-size", 100)
     argv[argv.index("--output")] = "--out"
     real = teacher_cache.PartialCache.finish_shard
     calls = []
@@ -232,9 +332,10 @@ def test_killed_run_resumes_to_the_same_arrays(
     monkeypatch.setattr(teacher_cache.PartialCache, "finish_shard", real)
     assert lskd(argv) == 0
     clean = tmp_path / "clean"
-    argv_clean = cache_argv(tiny_mt_data.data_bin, tiny_teacher, clean, "--topk", 4, "--temperatures", "2,64")
+    argv_clean = cache_argv(tiny_mt_data.data_bin, tiny_teacher, clean, *store)
     assert lskd(argv_clean + ["--shard-size", "100"]) == 0
-    for name in teacher_cache.ARRAYS:
+    header = json.loads((clean / "header.json").read_text())
+    for name in teacher_cache.ARRAYS[header["store"]]:
         a, b = np.load(out / f"train.{name}.npy"), np.load(clean / f"train.{name}.npy")
         assert np.array_equal(a, b), name
     assert lskd(argv) == 0  # complete: nothing to do

@@ -1,35 +1,37 @@
-"""``lskd cache-teacher``: the teacher's top-k outputs per target token, stored once, read by training.
+"""``lskd cache-teacher``: what word-level KD needs of the teacher, stored once, read by training.
 
-    lskd cache-teacher --data DATA_BIN --path TEACHER.pt --output DIR --topk 8 \\
-        --temperatures 1,2,3,64 [--subset train]
+    lskd cache-teacher --data DATA_BIN --path TEACHER.pt --output DIR [--subset train]
     fairseq-train DATA_BIN --user-dir lskd_plugins --task lskd_translation \\
         --teacher-cache DIR --criterion lskd_kd --kd-temperature 2 ...
 
 One pass of the teacher over ``--subset`` under teacher forcing (the gold target of the data-bin,
-or the teacher's own output for a sequence-level KD data-bin: whatever the data-bin holds). For
-every target token it stores, in ``DIR``:
+or the teacher's own output for a sequence-level KD data-bin: whatever the data-bin holds). Two
+stores (``--store``):
 
-- ``{subset}.offsets.npy`` int64 (sentences + 1): where sentence i's tokens start, i being the
-  dataset's own index (``sample["id"]``), so fairseq's shuffling, batching and multi-process
-  sharding are unchanged: each batch looks its rows up by sentence id;
-- ``{subset}.ids.npy`` int32 (tokens, K) and ``{subset}.lprobs.npy`` float16 (tokens, K): the
-  top-k token ids and their log-probabilities at T = 1 (log-probs, not raw logits: near 0 for the
-  likely tokens, where float16 is finest);
-- ``{subset}.logz.npy`` float32 (tokens, temperatures): log Z_T = logsumexp(z / T) of the full
-  logits at each cached temperature (T = 1 always included), so the tail mass is exact there;
-- ``header.json`` (written last: its presence means the cache is complete): format and version,
-  the teacher (path, size, sha256), the data (data-bin, subset, languages, sentences, tokens,
-  sha256 of the target side's .idx/.bin files and of the target dictionary), K and the
-  temperatures. Training refuses a cache whose data part differs from the data-bin it trains on.
+- ``features`` (default, exact): the teacher's decoder output before its output projection,
+  float16, ``{subset}.features.npy`` (tokens, members, D), and the output projection itself
+  (``projection.pt``: weight and bias per member, float32). Training applies the projection
+  chunk by chunk inside the loss, exactly as the online teacher does (``FeatureTeacher``), so
+  the KD term is the online one at every temperature, up to the float16 rounding of the
+  features. A ``:`` ensemble is cached member by member (its averaged distribution at any T is
+  then exact too). Disk per target token: 2 * members * D bytes (D = 512: 1 KiB). The step
+  costs the student's plain step plus one output projection (no teacher layers).
+- ``topk`` (lossy, opt-in): the top-k token ids (int32) and log-probabilities at T = 1 (float16)
+  of ``--topk`` tokens, and ``{subset}.logz.npy`` float32 (tokens, temperatures), the
+  log-partition logsumexp(z / T) at each of ``--temperatures`` (T = 1 always included); the
+  rest of the mass is spread evenly over the other tokens (``TopkTeacher``: a flat tail). Its
+  error is the teacher's tail shape, which is what label smoothing changes: measured on trained
+  teachers it is of the size of the KL itself (docs/fairseq_plugins.md, section 10). Ensembles
+  are refused here (the top-k of an averaged distribution depends on T).
 
-The loss from the cache is ``lskd_plugins.kd_loss.TopkTeacher`` (top-k plus a flat tail; the
-formula and its error bound are in docs/fairseq_plugins.md). Disk per target token:
-K * (4 + 2) + 4 * len(temperatures) bytes (K = 8, 4 temperatures: 64 bytes).
-
-Ensembles (``A.pt:B.pt``) are refused: the top-k of an averaged distribution depends on the
-temperature (averaging softmaxes is not a power of one distribution), so one set of top-k ids and
-T = 1 log-probs cannot give the averaged distribution at another T; cache each teacher's
-distillation online, or average the teachers into one checkpoint.
+Both stores write ``{subset}.offsets.npy`` int64 (sentences + 1): where sentence i's tokens start,
+i being the dataset's own index (``sample["id"]``), so fairseq's shuffling, batching and
+multi-process sharding are unchanged: each batch looks its rows up by sentence id; and
+``header.json`` (written last: its presence means the cache is complete): format and version,
+the store, the teacher (path, size, sha256), the data (data-bin, subset, languages, sentences,
+tokens, sha256 of the target side's .idx/.bin files and of the target dictionary) and the
+store's settings. Training refuses a cache whose data part differs from the data-bin it trains
+on.
 
 Resuming: sentences are processed in shards of ``--shard-size`` (in index order) written into
 memory-mapped arrays under ``DIR/.partial``; ``.partial/done.json`` (atomic) counts the finished
@@ -49,10 +51,12 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from lskd_plugins.errors import LskdError, positive_int
-from lskd_plugins.files import claim_output, refuse_overlap, write_text_atomic
+from lskd_plugins.files import claim_output, refuse_overlap, torch_save_atomic, write_text_atomic
 
-FORMAT, VERSION, HEADER = "lskd-teacher-cache", 1, "header.json"
-ARRAYS = ("offsets", "ids", "lprobs", "logz")
+FORMAT, VERSION, HEADER = "lskd-teacher-cache", 2, "header.json"
+STORES = ("features", "topk")
+ARRAYS = {"features": ("offsets", "features"), "topk": ("offsets", "ids", "lprobs", "logz")}
+PROJECTION = "projection.pt"  # the features store's output projections, one per member
 
 
 # -- identities -------------------------------------------------------------------------------------
@@ -134,33 +138,59 @@ def read_header(folder: os.PathLike | str) -> dict:
         raise LskdError(f"--teacher-cache {path} is unreadable or corrupt ({err})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise LskdError(f"--teacher-cache {path} is not an lskd teacher cache header")
-    if header.get("version") != VERSION:
+    if header.get("version") not in (1, VERSION):
         raise LskdError(
-            f"--teacher-cache {path}: format version {header.get('version')}, this lskd reads {VERSION}"
+            f"--teacher-cache {path}: format version {header.get('version')}, this lskd reads 1 and "
+            f"{VERSION}; rebuild it with lskd cache-teacher"
         )
+    header.setdefault("store", "topk")  # version 1 caches are top-k caches
     return header
 
 
 class TeacherCache:
-    """A finished cache of one subset, memory-mapped; ``teacher_for`` builds a batch's TopkTeacher."""
+    """A finished cache of one subset, memory-mapped; ``teacher_for`` builds a batch's teacher."""
 
     def __init__(self, folder: os.PathLike | str, subset: str):
         self.folder, self.header = Path(folder), read_header(folder)
+        self.store = self.header["store"]
         if self.header["data"]["subset"] != subset:
             raise LskdError(
                 f"--teacher-cache {folder} caches subset {self.header['data']['subset']!r}, not {subset!r}"
             )
         try:
-            arrays = {name: np.load(self.folder / f"{subset}.{name}.npy", mmap_mode="r") for name in ARRAYS}
+            arrays = {
+                name: np.load(self.folder / f"{subset}.{name}.npy", mmap_mode="r")
+                for name in ARRAYS[self.store]
+            }
         except (OSError, ValueError) as err:
             raise LskdError(f"--teacher-cache {folder}: cannot map its arrays ({err}); rebuild it") from None
-        self.offsets, self.ids, self.lprobs, self.logz = (arrays[n] for n in ARRAYS)
-        self.temperatures = [float(t) for t in self.header["temperatures"]]
-        self.vocab, self.topk = int(self.header["vocab"]), int(self.header["topk"])
-        if self.ids.shape != (int(self.offsets[-1]), self.topk):
+        self.offsets = arrays.pop("offsets")
+        self.arrays, self.vocab = arrays, int(self.header["vocab"])
+        rows = next(iter(arrays.values())).shape[0]
+        if rows != int(self.offsets[-1]) or any(a.shape[0] != rows for a in arrays.values()):
             raise LskdError(
                 f"--teacher-cache {folder}: arrays do not match its header (truncated?); rebuild it"
             )
+        self.projections = self._load_projections() if self.store == "features" else None
+
+    def _load_projections(self) -> list:
+        import torch
+
+        try:
+            projections = torch.load(self.folder / PROJECTION, map_location="cpu", weights_only=True)
+        except Exception as err:  # missing or corrupt file: one line
+            raise LskdError(
+                f"--teacher-cache {self.folder}: cannot read {PROJECTION} ({err}); rebuild it"
+            ) from None
+        if len(projections) != self.arrays["features"].shape[1]:
+            raise LskdError(f"--teacher-cache {self.folder}: {PROJECTION} does not match the features")
+        return projections
+
+    @staticmethod
+    def describe_header(header: dict) -> str:
+        if header["store"] == "features":
+            return f"decoder features of {header['members']} member(s), exact at every temperature"
+        return f"top-{header['topk']} with a flat tail, temperatures {header['temperatures']}"
 
     def check_data(self, expected: dict) -> None:
         """One line naming the first difference between the cache's data and the data trained on."""
@@ -191,47 +221,80 @@ class TeacherCache:
         return torch.from_numpy(rows.astype(np.int64)), torch.from_numpy(mask.reshape(-1))
 
     def teacher_for(self, sample_ids, target, pad: int, prefix: int = 0):
-        """The TopkTeacher of a (B, L) target whose padding is ``pad`` (rows at padding are zeros)."""
+        """The TeacherSource of a (B, L) target whose padding is ``pad`` (rows at padding are zeros)."""
         import torch
-
-        from lskd_plugins.kd_loss import TopkTeacher
 
         lengths = target.ne(pad).sum(-1)
         rows, mask = self.positions(sample_ids, lengths, target.size(1), prefix)
-        n = target.numel()
         flat = mask.nonzero().squeeze(-1)
 
-        def gather(array, dtype):
-            out = torch.zeros((n, array.shape[1]), dtype=dtype)
+        def gather(name, dtype):
+            array = self.arrays[name]
+            out = torch.zeros((target.numel(), *array.shape[1:]), dtype=dtype)
             out[flat] = torch.from_numpy(np.ascontiguousarray(array[rows.numpy()])).to(dtype)
             return out.to(target.device)
 
+        if self.store == "features":
+            return self._feature_teacher(gather("features", torch.float16), target.device)
+        from lskd_plugins.kd_loss import TopkTeacher
+
+        temps = [float(t) for t in self.header["temperatures"]]
         return TopkTeacher(
-            gather(self.ids, torch.long),
-            gather(self.lprobs, torch.float16),
-            gather(self.logz, torch.float32),
-            self.temperatures,
+            gather("ids", torch.long),
+            gather("lprobs", torch.float16),
+            gather("logz", torch.float32),
+            temps,
             self.vocab,
         )
+
+    def _feature_teacher(self, features, device):
+        """FeatureTeacher over (N, members, D) float16 features and the stored projections."""
+        import functools
+
+        from lskd_plugins.kd_loss import FeatureTeacher
+
+        placed = [{k: _to(v, device) for k, v in p.items()} for p in self.projections]
+        self.projections = placed  # moved once: later batches find them on the device
+        project = [functools.partial(_project, p["weight"], p.get("bias")) for p in placed]
+        members = [features[:, i] for i in range(features.size(1))]
+        return FeatureTeacher(members, project, self.vocab)
+
+
+def _to(tensor, device):
+    return None if tensor is None else tensor.to(device)
+
+
+def _project(weight, bias, x):
+    """The teacher's output projection (float32) of float16 features."""
+    import torch
+
+    return torch.nn.functional.linear(x.to(weight.dtype), weight, bias)
 
 
 # -- writing --------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="the fairseq data-bin the students train on")
     parser.add_argument(
-        "--path", required=True, help="the teacher's fairseq checkpoint (one; ensembles are refused)"
+        "--path", required=True, help="the teacher checkpoint (A.pt:B.pt: an ensemble, --store features only)"
     )
     parser.add_argument("--output", help="the cache folder (required; created; a killed run resumes there)")
     parser.add_argument("--out", dest="output", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--topk", type=positive_int, default=8, help="teacher tokens kept per position (default %(default)s)"
+        "--store",
+        choices=STORES,
+        default="features",
+        help="features: the teacher's decoder output, exact at every T (default); topk: top-k "
+        "log-probs and a flat tail, lossy (docs/fairseq_plugins.md, section 10)",
+    )
+    parser.add_argument(
+        "--topk", type=positive_int, default=None, help="--store topk: tokens kept per position (default 8)"
     )
     parser.add_argument(
         "--temperatures",
         type=parse_temperatures,
-        default=parse_temperatures("1,2,3,64"),
-        help="comma-separated temperatures whose log-partition is stored (T = 1 always added; "
-        "default 1,2,3,64)",
+        default=None,
+        help="--store topk: comma-separated temperatures whose log-partition is stored (T = 1 always "
+        "added; default 1,2,3,64)",
     )
     parser.add_argument("--subset", default="train", help="the split to cache (default %(default)s)")
     parser.add_argument(
@@ -306,8 +369,24 @@ def batches(dataset, ids: Sequence[int], max_tokens: int) -> List[List[int]]:
     ]
 
 
-def teacher_topk(teacher, sample, pad: int, topk: int, temps: Sequence[float]):
-    """(ids, lprobs at T=1, log Z per T) of the non-padding target positions, row-major (b, j).
+def target_features(teachers, sample, pad: int):
+    """{"features": (n, members, D) float16} of the non-padding target positions, row-major (b, j)."""
+    import torch
+
+    mask = sample["target"].ne(pad)
+    with torch.no_grad():
+        x = torch.stack([t(**sample["net_input"], features_only=True)[0][mask] for t in teachers], 1)
+    half = x.half()
+    if not torch.isfinite(half).all():
+        raise LskdError(
+            f"the teacher's decoder features exceed float16's range (max |x| = {x.abs().max():.3g}); "
+            "cache it with --store topk, or distil online with --teacher-path"
+        )
+    return {"features": half.cpu().numpy()}
+
+
+def target_topk(teachers, sample, pad: int, topk: int, temps: Sequence[float]):
+    """{ids, lprobs at T=1, log Z per T} of the non-padding target positions, row-major (b, j).
 
     The output projection runs on row chunks of the decoder features, so the teacher's full
     logits of a batch never exist at once.
@@ -316,6 +395,7 @@ def teacher_topk(teacher, sample, pad: int, topk: int, temps: Sequence[float]):
 
     from lskd_plugins.kd_loss import topk_entries
 
+    (teacher,) = teachers
     with torch.no_grad():
         features = teacher(**sample["net_input"], features_only=True)[0]
         features = features[sample["target"].ne(pad)]
@@ -324,24 +404,57 @@ def teacher_topk(teacher, sample, pad: int, topk: int, temps: Sequence[float]):
         for chunk in features.split(rows):
             ids, lprobs, log_z = topk_entries(teacher.output_layer(chunk), topk, temps)
             outs.append((ids.int(), lprobs.half(), log_z.float()))
-    return [torch.cat(parts).cpu().numpy() for parts in zip(*outs)]
+    arrays = [torch.cat(parts).cpu().numpy() for parts in zip(*outs)]
+    return dict(zip(("ids", "lprobs", "logz"), arrays))
+
+
+def projections_of(teachers) -> list:
+    """Each teacher's output projection {weight, bias} (float32, CPU); one line if it has none."""
+    import torch
+
+    out = []
+    for teacher in teachers:
+        decoder = teacher.decoder
+        projection = getattr(decoder, "output_projection", None)
+        if getattr(decoder, "adaptive_softmax", None) is not None or not isinstance(
+            projection, torch.nn.Linear
+        ):
+            raise LskdError(
+                "--store features needs a decoder whose output layer is one linear projection "
+                "(fairseq's transformer); use --store topk or distil online with --teacher-path"
+            )
+        bias = projection.bias
+        out.append(
+            {
+                "weight": projection.weight.detach().float().cpu().clone(),
+                "bias": None if bias is None else bias.detach().float().cpu().clone(),
+            }
+        )
+    return out
+
+
+def array_shapes(store: str, tokens: int, teachers, args) -> Dict[str, tuple]:
+    """name -> (shape, dtype) of the arrays a store writes (offsets excluded)."""
+    if store == "features":
+        dim = teachers[0].decoder.output_projection.in_features
+        return {"features": ((tokens, len(teachers), dim), np.float16)}
+    return {
+        "ids": ((tokens, args.topk), np.int32),
+        "lprobs": ((tokens, args.topk), np.float16),
+        "logz": ((tokens, len(args.temperatures)), np.float32),
+    }
 
 
 class PartialCache:
     """Memory-mapped arrays under ``DIR/.partial`` and the count of finished shards."""
 
-    def __init__(self, folder: Path, subset: str, offsets: np.ndarray, topk: int, n_temps: int, key: str):
+    def __init__(self, folder: Path, subset: str, offsets: np.ndarray, shapes: Dict[str, tuple], key: str):
         self.dir, self.subset, self.key = folder / ".partial", subset, key
         self.dir.mkdir(exist_ok=True)
-        n = int(offsets[-1])
-        shapes = {
-            "offsets": (offsets.shape, np.int64),
-            "ids": ((n, topk), np.int32),
-            "lprobs": ((n, topk), np.float16),
-            "logz": ((n, n_temps), np.float32),
-        }
+        shapes = {"offsets": (offsets.shape, np.int64), **shapes}
+        self.names = list(shapes)
         # a run killed while publishing may have moved some arrays out already: start that subset over
-        self.done = self._read_done() if all(self.path(n).is_file() for n in ARRAYS) else 0
+        self.done = self._read_done() if all(self.path(n).is_file() for n in self.names) else 0
         mode = "r+" if self.done else "w+"
         self.arrays = {
             name: np.lib.format.open_memmap(
@@ -369,18 +482,19 @@ class PartialCache:
         self.done += 1
         write_text_atomic(self.dir / "done.json", json.dumps({"shards": self.done, "key": self.key}) + "\n")
 
-    def write(self, positions: np.ndarray, ids, lprobs, logz) -> None:
-        self.arrays["ids"][positions] = ids
-        self.arrays["lprobs"][positions] = lprobs
-        self.arrays["logz"][positions] = logz
+    def write(self, positions: np.ndarray, arrays: Dict[str, np.ndarray]) -> None:
+        for name, values in arrays.items():
+            self.arrays[name][positions] = values
 
-    def publish(self, folder: Path, header: dict) -> None:
+    def publish(self, folder: Path, header: dict, extra: Sequence[Path] = ()) -> None:
         """Move the arrays into the cache folder and write the header last (the completion mark)."""
         for array in self.arrays.values():
             array.flush()
         self.arrays.clear()
-        for name in ARRAYS:
+        for name in self.names:
             os.replace(self.path(name), folder / f"{self.subset}.{name}.npy")
+        for path in extra:
+            os.replace(path, folder / path.name)
         write_text_atomic(folder / HEADER, json.dumps(header, indent=1) + "\n")
         (self.dir / "done.json").unlink(missing_ok=True)
         self.dir.rmdir()
@@ -398,7 +512,7 @@ def batch_positions(offsets: np.ndarray, sample, pad: int) -> np.ndarray:
     return (offsets[ids][:, None] + np.cumsum(mask, 1) - 1)[mask]
 
 
-def cache_subset(cache: PartialCache, dataset, teacher, offsets, args, device) -> None:
+def cache_subset(cache: PartialCache, dataset, teachers, offsets, args, device) -> None:
     """Fill the unfinished shards, with one progress display for the whole subset."""
     from fairseq import utils
 
@@ -415,9 +529,47 @@ def cache_subset(cache: PartialCache, dataset, teacher, offsets, args, device) -
                 sample = dataset.collater([dataset[i] for i in batch])
                 positions = batch_positions(offsets, sample, pad)
                 sample = utils.move_to_cuda(sample, device=device) if device.type == "cuda" else sample
-                cache.write(positions, *teacher_topk(teacher, sample, pad, args.topk, args.temperatures))
+                if args.store == "features":
+                    cache.write(positions, target_features(teachers, sample, pad))
+                else:
+                    cache.write(positions, target_topk(teachers, sample, pad, args.topk, args.temperatures))
                 bar.update(len(batch))
             cache.finish_shard()
+
+
+def check_store_options(args, paths: Sequence[str]) -> None:
+    """--topk/--temperatures belong to --store topk; an ensemble only to --store features."""
+    if args.store == "features":
+        options = (("--topk", args.topk), ("--temperatures", args.temperatures))
+        given = [o for o, v in options if v is not None]
+        if given:
+            raise LskdError(
+                f"{' and '.join(given)} only apply to --store topk (the default store, features, is "
+                "exact at every temperature); drop them or add --store topk"
+            )
+        return
+    if len(paths) > 1:
+        raise LskdError(
+            "--path: an ensemble cannot be cached with --store topk (its top-k depends on the "
+            "temperature); use --store features, or distil from the ensemble online with --teacher-path"
+        )
+    args.topk = 8 if args.topk is None else args.topk
+    args.temperatures = parse_temperatures("1,2,3,64") if args.temperatures is None else args.temperatures
+
+
+def store_settings(args, teachers) -> Dict[str, object]:
+    if args.store == "features":
+        return {"members": len(teachers), "dim": teachers[0].decoder.output_projection.in_features}
+    return {"topk": args.topk, "temperatures": args.temperatures}
+
+
+def ensemble_identity(paths: Sequence[str]) -> Dict[str, object]:
+    if len(paths) == 1:
+        return teacher_identity(paths[0])
+    members = [teacher_identity(p) for p in paths]
+    joined = "".join(m["sha256"] for m in members).encode()
+    path = ":".join(m["path"] for m in members)
+    return {"path": path, "members": members, "sha256": hashlib.sha256(joined).hexdigest()}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -430,29 +582,27 @@ def main(args: argparse.Namespace) -> int:
     if not args.output:
         raise LskdError("lskd cache-teacher: --output DIR is required (the cache folder)")
     paths = split_paths(args.path)
-    if len(paths) > 1:
-        raise LskdError(
-            "--path: an ensemble cannot be cached (its top-k depends on the temperature); cache one "
-            "teacher, or distil from the ensemble online with --teacher-path"
-        )
-    refuse_overlap(args.output, [args.data, paths[0]])
+    check_store_options(args, paths)
+    refuse_overlap(args.output, [args.data, *paths])
     task, dataset = load_data(args.data, args.subset, args.source_lang, args.target_lang)
     src, tgt = task.cfg.source_lang, task.cfg.target_lang
-    if args.topk > len(task.target_dictionary):
+    if args.store == "topk" and args.topk > len(task.target_dictionary):
         raise LskdError(
             f"--topk {args.topk} exceeds the target dictionary's {len(task.target_dictionary)} symbols"
         )
-    teacher = load_teacher(paths[0], task.source_dictionary, task.target_dictionary, src, tgt)
+    teachers = [load_teacher(p, task.source_dictionary, task.target_dictionary, src, tgt) for p in paths]
+    projections = projections_of(teachers) if args.store == "features" else None
     device = resolve_device(args.device)
-    teacher.to(device)
+    for teacher in teachers:
+        teacher.to(device)
     header = {
         "format": FORMAT,
         "version": VERSION,
-        "teacher": teacher_identity(paths[0]),
+        "store": args.store,
+        "teacher": ensemble_identity(paths),
         "data": data_identity(args.data, args.subset, src, tgt, dataset, task.target_dictionary),
         "data_bin": str(Path(args.data).resolve()),
-        "topk": args.topk,
-        "temperatures": args.temperatures,
+        **store_settings(args, teachers),
         "vocab": len(task.target_dictionary),
     }
     key = hashlib.sha256(
@@ -465,12 +615,16 @@ def main(args: argparse.Namespace) -> int:
         print(f"lskd: {folder} already holds this cache; nothing to do")
         return 0
     offsets = np.concatenate([[0], np.cumsum(np.asarray(dataset.tgt_sizes, dtype=np.int64))])
-    cache = PartialCache(folder, args.subset, offsets, args.topk, len(args.temperatures), key.hexdigest())
-    cache_subset(cache, dataset, teacher, offsets, args, device)
-    cache.publish(folder, header)
-    per_token = args.topk * 6 + 4 * len(args.temperatures)
+    shapes = array_shapes(args.store, int(offsets[-1]), teachers, args)
+    cache = PartialCache(folder, args.subset, offsets, shapes, key.hexdigest())
+    extra = []
+    if projections is not None:
+        extra.append(torch_save_atomic(projections, cache.dir / PROJECTION))
+    cache_subset(cache, dataset, teachers, offsets, args, device)
+    cache.publish(folder, header, extra)
+    per_token = sum(int(np.prod(shape[1:])) * np.dtype(dtype).itemsize for shape, dtype in shapes.values())
     print(
-        f"lskd: cached {len(dataset)} sentences, {int(offsets[-1])} target tokens of {args.subset}, "
-        f"top-{args.topk}, T in {args.temperatures}: {per_token} bytes per token, in {folder}"
+        f"lskd: cached {len(dataset)} sentences, {int(offsets[-1])} target tokens of {args.subset} "
+        f"({args.store}: {TeacherCache.describe_header(header)}): {per_token} bytes per token, in {folder}"
     )
     return 0

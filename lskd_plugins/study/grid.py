@@ -183,7 +183,8 @@ def translation_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
         "kd_alpha": sec["kd_alpha"],
         "smoothing": sec["student_smoothing"],
         "decode": decode,
-        "teacher_cache": sec["teacher_cache"],
+        # the store's name, not True: students of an earlier top-k cache (keyed True) are not reused
+        "teacher_cache": "features" if sec["teacher_cache"] else False,
     }
     for s in seed_range(cfg):
         g.add(

@@ -27,6 +27,8 @@ from lskd_plugins.study.grid import Run
 
 PLUGINS = str(Path(__file__).resolve().parents[1])
 IMAGE_METRICS = ("top1", "top5", "nll", "ece")
+CACHE_STORE = "features"  # the exact store; its name is in the students' keys (grid.py)
+CACHE_DIR = f"cache-{CACHE_STORE}"  # per teacher run folder; a version-1 top-k cache lived in "cache"
 DIFFUSION_KEYS = ("eta", "fisher_ab", "leakage_ab", "p_b_given_a", "p_c_given_a")
 
 
@@ -134,7 +136,7 @@ def fairseq_argv(run: Run, ctx: Dict[str, Any]) -> List[str]:
         ]
     teacher = folder(ctx, run.deps[0])
     if sec["teacher_cache"]:
-        argv += ["--teacher-cache", str(teacher / "cache")]
+        argv += ["--teacher-cache", str(teacher / CACHE_DIR)]
     else:
         argv += ["--teacher-path", str(teacher / sec["checkpoint"])]
     return argv + [
@@ -250,7 +252,7 @@ def ensure_teacher_cache(run: Run, ctx: Dict[str, Any]) -> None:
 
     teacher = folder(ctx, run.deps[0])
     with locked(teacher / ".cache.lock"):  # two students of one teacher may start together
-        if not (teacher / "cache" / HEADER).is_file():
+        if not (teacher / CACHE_DIR / HEADER).is_file():
             subprocess.run(cache_command(teacher, ctx), check=True)
 
 
@@ -268,9 +270,9 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def cache_command(teacher: Path, ctx: Dict[str, Any]) -> List[str]:
+    """The exact cache (decoder features): every temperature of the grid from one cache."""
     import sys
 
-    temps = ",".join(f"{t:g}" for t in ctx["cfg"]["temperatures"])
     return [
         sys.executable,
         "-m",
@@ -281,9 +283,9 @@ def cache_command(teacher: Path, ctx: Dict[str, Any]) -> List[str]:
         "--path",
         str(teacher / ctx["cfg"]["translation"]["checkpoint"]),
         "--output",
-        str(teacher / "cache"),
-        "--temperatures",
-        temps,
+        str(teacher / CACHE_DIR),
+        "--store",
+        CACHE_STORE,
         "--no-progress",
     ]
 

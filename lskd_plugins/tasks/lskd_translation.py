@@ -49,7 +49,7 @@ class LskdTranslationConfig(TranslationConfig):
         default="",
         metadata={
             "help": "a folder made by 'lskd cache-teacher' for this data-bin: distil from the "
-            "teacher's cached top-k outputs (no teacher in memory) instead of --teacher-path"
+            "teacher's cached outputs (no teacher in memory) instead of --teacher-path"
         },
     )
     teacher_data: str = field(
@@ -236,8 +236,8 @@ class LskdTranslationTask(TranslationTask):
             self._cache = TeacherCache(self.cfg.teacher_cache, subset if isinstance(subset, str) else "train")
             header = self._cache.header
             logger.info(
-                f"lskd: teacher cache {self.cfg.teacher_cache}: top-{header['topk']}, temperatures "
-                f"{header['temperatures']}, teacher {header['teacher']['path']} (not loaded)"
+                f"lskd: teacher cache {self.cfg.teacher_cache}: {TeacherCache.describe_header(header)}, "
+                f"teacher {header['teacher']['path']} (not loaded)"
             )
         return self._cache
 
