@@ -62,6 +62,7 @@ KD_STUDENT = [
     "--task", "lskd_translation", "--criterion", "lskd_kd", "--kd-alpha", "0.9", "--kd-temperature", "1",
 ]  # fmt: skip
 TEMPS = (1.0, 2.0, 3.0, 64.0)
+FEATURES = "features"  # the exact store; top-k stores are named by their K
 
 
 def parse_args(argv=None):
@@ -81,7 +82,7 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, default=2, help="distinct batches per repetition")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--topk", default="8,32")
+    p.add_argument("--topk", default="8,32", help="top-k caches measured beside the features cache")
     p.add_argument("--kl-batches", type=int, default=0, help="validation batches for the KL error (0: all)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     given = p.add_argument_group("your own checkpoints instead of the pinned training (all four together)")
@@ -145,23 +146,23 @@ def train(args, data_bin: Path, name: str, extra, updates: int, seed: int = 1) -
     return ckpt
 
 
-def cache(args, data_bin: Path, teacher: Path, k: int, subset: str) -> Path:
+def label(k) -> str:
+    """A cache's name in the tables: 'feat' (the exact features store) or 'k8', 'k32' (top-k)."""
+    return "feat" if k == FEATURES else f"k{k}"
+
+
+def cache(args, data_bin: Path, teacher: Path, k, subset: str) -> Path:
+    """``lskd cache-teacher`` of ``teacher`` on ``subset``: the features store (k = FEATURES) or top-k."""
     from lskd_plugins.cli import main as lskd
 
-    out = keyed(
-        Path(args.cache_root), f"cache-{subset}-k{k}", {"teacher": str(teacher), "data": str(data_bin)}
-    )
+    settings = {"teacher": str(teacher), "data": str(data_bin), "format": 2}
+    out = keyed(Path(args.cache_root), f"cache-{subset}-{label(k)}", settings)
     argv = ["cache-teacher", "--data", str(data_bin), "--path", str(teacher), "--output", str(out)]
-    argv += [
-        "--topk",
-        str(k),
-        "--temperatures",
-        ",".join(map(str, TEMPS)),
-        "--subset",
-        subset,
-        "--no-progress",
-    ]
-    if lskd(argv + ["--device", args.device]) != 0:
+    if k == FEATURES:
+        argv += ["--store", "features"]
+    else:
+        argv += ["--store", "topk", "--topk", str(k), "--temperatures", ",".join(map(str, TEMPS))]
+    if lskd(argv + ["--subset", subset, "--no-progress", "--device", args.device]) != 0:
         raise SystemExit(f"lskd cache-teacher failed for {teacher}")
     return out
 
@@ -216,7 +217,7 @@ def build_steps(student, teacher, template, caches: dict, device):
     for k, folder in caches.items():
         task = new_task(template)
         task.use_cache(str(folder), "valid")
-        steps[f"cached_k{k}"] = with_student(kd_criterion(task))
+        steps[f"cached_{label(k)}"] = with_student(kd_criterion(task))
     return steps
 
 
@@ -319,15 +320,17 @@ def report(result: dict) -> None:
         )
     head = ("teacher", "K", "T", "sum KL online", "sum KL cached", "|sum diff|/sum", "sum|diff|/sum")
     head += ("KL/tok", "floor/tok")
-    print("\n{:<8} {:>3} {:>5} {:>14} {:>14} {:>15} {:>14} {:>10} {:>10}".format(*head))
+    print("\n{:<8} {:>4} {:>5} {:>14} {:>14} {:>15} {:>14} {:>10} {:>10}".format(*head))
     for row in result["kl"]:
+        k = "feat" if row["k"] == FEATURES else row["k"]
         print(
-            f"{row['teacher']:<8} {row['k']:>3} {row['T']:>5g} {row['online']:>14.2f} {row['cached']:>14.2f} "
+            f"{row['teacher']:<8} {k:>4} {row['T']:>5g} {row['online']:>14.2f} {row['cached']:>14.2f} "
             f"{row['rel_err_of_sum']:>15.5f} {row['rel_err_per_token']:>14.5f} "
             f"{row['kl_online_per_token']:>10.4f} {row['tail_floor_per_token']:>10.4f}"
         )
     for k, b in result["disk_bytes_per_token"].items():
-        print(f"disk: K={k}: {b:.1f} bytes per target token (valid subset, offsets included)")
+        name = "features" if k == FEATURES else f"top-k K={k}"
+        print(f"disk: {name}: {b:.1f} bytes per target token (valid subset, offsets included)")
     s = result["summary"]
     print(
         f"ratio_cached_vs_plain={s['X']:.3f} ratio_online_vs_plain={s['W']:.3f} floor={s['F']:.3f} "
@@ -374,7 +377,7 @@ def artefacts(args):
         }
         kd = [*KD_STUDENT, "--teacher-path", teachers["LS"]]
         student = train(args, data_bin, "student-kd", kd, args.student_updates)
-    ks = [int(k) for k in args.topk.split(",")]
+    ks = [FEATURES] + [int(k) for k in args.topk.split(",") if k.strip()]
     caches = {n: {k: cache(args, data_bin, p, k, "valid") for k in ks} for n, p in teachers.items()}
     return data_bin, teachers, student, caches
 
@@ -404,8 +407,7 @@ def measure(args, data_bin, teachers, student_ckpt, caches, device) -> dict:
     seconds = time_steps(steps, batches, args, device)
     peak = peak_memory(steps, batches[0], device)
     rows = kl_rows(student, loaded, template, caches, device, args.kl_batches)
-    k0 = min(caches["LS"])
-    z_row = next(r for r in rows if r["teacher"] == "LS" and r["k"] == k0 and r["T"] == 2.0)
+    z_row = next(r for r in rows if r["teacher"] == "LS" and r["k"] == FEATURES and r["T"] == 2.0)
     return dict(
         device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         threads=args.threads,
@@ -415,7 +417,7 @@ def measure(args, data_bin, teachers, student_ckpt, caches, device) -> dict:
         kl=rows,
         disk_bytes_per_token={k: disk_bytes_per_token(f) for k, f in caches["LS"].items()},
         summary=dict(
-            X=seconds[f"cached_k{k0}"] / seconds["plain"],
+            X=seconds["cached_feat"] / seconds["plain"],
             W=seconds["online"] / seconds["plain"],
             F=1 + seconds["teacher_fwd"] / seconds["plain"],
             M=peak["online"] / max(1, peak["plain"]),

@@ -12,8 +12,9 @@ chunk, and keeps only that gradient (one N x V tensor in the logits' dtype) for 
 student log-probabilities at T=1 or T, no teacher log-probabilities and no KL temporaries outlive
 their chunk; padding rows are never computed. The teacher is a ``TeacherSource``: full logits
 (``LogitsTeacher``), decoder features plus the output projection applied chunk by chunk
-(``FeatureTeacher``: the teacher's N x V logits never exist), or a top-k cache with a flat tail
-(``CachedTeacher``, see ``lskd_plugins.nmt.teacher_cache``). The arithmetic is float32 for half
+(``FeatureTeacher``: the teacher's N x V logits never exist; also what the exact teacher cache
+gives, its features read from disk), or a top-k cache with a flat tail (``TopkTeacher``, see
+``lskd_plugins.nmt.teacher_cache``). The arithmetic is float32 for half
 inputs (float64 stays float64); the KL is summed element-wise (not as two dot products, whose
 float32 cancellation costs ~2% of the KL at T=64 with V=10k).
 

@@ -215,7 +215,7 @@ TRANSLATION: Dict[str, Tuple[Any, Check, str, str]] = {
         False,
         lambda v: isinstance(v, bool),
         "true or false",
-        "word-level students of one teacher share one teacher cache (lskd cache-teacher)",
+        "word-level students of one teacher share one exact teacher cache (lskd cache-teacher)",
     ),
     "diffusion": (
         {"tokens": None, "max_sentences": 500, "per_token": 200},
