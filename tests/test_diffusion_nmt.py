@@ -175,7 +175,7 @@ def test_automatic_tokens_occur_often_enough_in_every_split():
     from lskd_plugins.diffusion.nmt_source import MIN_CANDIDATE_COUNT, NmtSource
 
     d = Dictionary()
-    ids = {w: d.add_symbol(w) for w in ("▁ein", "▁eine", "▁Mann", "Shirt", "▁Hund")}
+    ids = {w: d.add_symbol(w) for w in ("▁ein", "▁eine", "▁Mann", "▁Shirt", "▁Hund")}
 
     def batch(counts):
         tokens = [ids[w] for w, n in counts.items() for _ in range(n)]
@@ -184,11 +184,22 @@ def test_automatic_tokens_occur_often_enough_in_every_split():
     src = NmtSource.__new__(NmtSource)
     src.pad, src.candidates, src.max_sentences = d.pad(), 50, 500
     src.batches = {
-        "valid": [batch({"Shirt": 60, "▁ein": 50, "▁eine": 40, "▁Mann": 30, "▁Hund": 20})],
-        "train": [batch({"Shirt": 1, "▁ein": 50, "▁eine": 40, "▁Mann": MIN_CANDIDATE_COUNT, "▁Hund": 3})],
+        "valid": [batch({"▁Shirt": 60, "▁ein": 50, "▁eine": 40, "▁Mann": 30, "▁Hund": 20})],
+        "train": [batch({"▁Shirt": 1, "▁ein": 50, "▁eine": 40, "▁Mann": MIN_CANDIDATE_COUNT, "▁Hund": 3})],
     }
     model = SimpleNamespace(task=SimpleNamespace(target_dictionary=d))
     assert [d[t] for t in src.candidate_tokens(model)] == ["▁ein", "▁eine", "▁Mann"]
     src.batches["train"] = [batch({"▁ein": 50, "▁eine": 40})]
     with pytest.raises(LskdError, match="fewer than three word tokens occur 10\\+ times"):
         src.candidate_tokens(model)
+
+
+def test_sentencepiece_continuation_pieces_are_not_words():
+    """In a sentencepiece vocabulary a piece without the leading '▁' continues a word ('Shirt' of
+    'T-Shirt'): not a whole word. Without sentencepiece pieces (word or BPE vocabularies) it is."""
+    from lskd_plugins.diffusion.nmt_source import is_sentencepiece, is_word
+
+    assert is_sentencepiece(["▁ein", "Shirt"]) and not is_sentencepiece(["ein", "Hund@@", "Shirt"])
+    assert is_word("▁Mann", True) and not is_word("Shirt", True)
+    assert is_word("Shirt", False) and not is_word("Hund@@", False) and not is_word("<unk>", False)
+    assert not is_word("▁2", True) and not is_word("▁", True)

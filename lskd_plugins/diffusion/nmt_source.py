@@ -89,15 +89,23 @@ def nmt_label(cfg, path: str, teacher_ls: float | None = None) -> str:
     return f"KD student T={t:g} kd_alpha={alpha:g}{eps} from {source}"
 
 
-def is_word(symbol: str) -> bool:
-    """A whole-word target symbol (letters only; not a BPE continuation, not a special symbol)."""
+def is_word(symbol: str, sentencepiece: bool = False) -> bool:
+    """A whole-word target symbol (letters only; not a special symbol, not a subword piece that
+    continues a word: a BPE ``@@`` piece, or in a sentencepiece vocabulary one without the
+    leading "\u2581", e.g. 'Shirt' of 'T-Shirt')."""
     s = symbol.lstrip("\u2581")
     return (
         bool(s)
         and s.isalpha()
         and not symbol.endswith("@@")
+        and not (sentencepiece and not symbol.startswith("\u2581"))
         and not (symbol.startswith("<") and symbol.endswith(">"))
     )
+
+
+def is_sentencepiece(symbols) -> bool:
+    """A sentencepiece vocabulary: word-initial pieces carry "\u2581" (most of them, in practice)."""
+    return any(str(sym).startswith("\u2581") for sym in symbols)
 
 
 def nmt_batches(dataset, n_sentences: int, batch_size: int) -> List[dict]:
@@ -243,7 +251,8 @@ class NmtSource:
         the chosen tokens always have enough positions for the analysis."""
         d = m.task.target_dictionary
         counts = {split: self.split_counts(split) for split in self.batches}
-        words = [t for t, _ in counts["valid"].most_common() if t >= d.nspecial and is_word(d[t])]
+        spm = is_sentencepiece(d.symbols[d.nspecial :])
+        words = [t for t, _ in counts["valid"].most_common() if t >= d.nspecial and is_word(d[t], spm)]
         enough = [t for t in words if all(c[t] >= MIN_CANDIDATE_COUNT for c in counts.values())]
         cand = enough[: self.candidates]
         if len(cand) < 3:
