@@ -24,7 +24,7 @@ SUBCOMMANDS = {
     "image-train": ("lskd_plugins.image.train", "train an image teacher or KD student (timm)"),
     "image-eval": ("lskd_plugins.image.evaluate", "evaluate an image checkpoint (top-1/5, NLL, ECE)"),
     "diffusion": ("lskd_plugins.diffusion.cli", "systematic-diffusion analysis: numbers and plots"),
-    "cache-teacher": ("lskd_plugins.nmt.teacher_cache", "store a teacher's outputs once for word-level KD without it"),
+    "cache-teacher": ("lskd_plugins.nmt.teacher_cache", "store a teacher's outputs once for word-level KD"),
     "study": ("lskd_plugins.study", "the one-command study: teachers, students, diffusion, report"),
 }
 
