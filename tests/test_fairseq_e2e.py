@@ -186,7 +186,7 @@ def test_student_from_a_teacher_cache(tiny_mt_data, tiny_teacher, env, tmp_path)
     lskd = [
         str(p) for p in ("lskd", "cache-teacher", "--data", tiny_mt_data.data_bin, "--path", tiny_teacher)
     ]
-    run_cli([*lskd, "--output", cache, "--topk", "8", "--no-progress"], env)
+    run_cli([*lskd, "--output", cache, "--no-progress"], env)  # the exact store (features)
     out = run_cli(
         [
             "fairseq-train",
@@ -207,7 +207,8 @@ def test_student_from_a_teacher_cache(tiny_mt_data, tiny_teacher, env, tmp_path)
     assert all(v > 0 for v in _metric(log, "train", "kd_loss")) and _metric(log, "train", "kd_loss")
     assert not _metric(log, "valid", "kd_loss") and _metric(log, "valid", "nll_loss")
     assert (
-        f"lskd: teacher cache {cache}: top-8" in log and "lskd: teacher " + str(tiny_teacher) + ":" not in log
+        f"lskd: teacher cache {cache}: decoder features of 1 member(s)" in log
+        and "lskd: teacher " + str(tiny_teacher) + ":" not in log
     )
 
 
