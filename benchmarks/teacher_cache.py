@@ -13,7 +13,8 @@ repeats, on the same batches of validation sentences:
 - t_plain: a plain label-smoothed training step (fairseq's label_smoothed_cross_entropy);
 - t_fwd: the teacher's forward alone (no gradients);
 - t_online: an lskd_kd step with the online teacher; t_cached_K: an lskd_kd step from the cache;
-- the peak memory of each step (kd_step.py's PeakMemory: CUDA allocator or peak RSS);
+- the peak memory of each step (kd_step.py's PeakMemory: CUDA allocator or peak RSS), after the
+  timing and one warm-up call per step, median of 4 alternating measurements;
 - the relative error of the cached KL against the exact online one, summed over the validation
   set, with the trained student, for both teachers at T = 1, 2, 3, 64:
   |sum(KL_cached) - sum(KL_online)| / sum(KL_online) and sum|KL_cached - KL_online| / sum(KL_online);
@@ -260,13 +261,19 @@ def time_steps(steps: dict, batches, args, device) -> dict:
 
 
 def peak_memory(steps: dict, sample, device) -> dict:
+    """Peak extra memory per step, after the timing: PeakMemory fixes malloc's thresholds (which
+    slows large allocations, so it is not active while timing), one warm-up call of every step
+    under them, then the median of 4 measurements in alternating order."""
     from kd_step import PeakMemory
 
     memory = PeakMemory(device)
-    return {
-        name: max(memory.measure(functools.partial(step, sample)) for _ in range(2))
-        for name, step in steps.items()
-    }
+    for step in steps.values():
+        step(sample)
+    names, peaks = list(steps), {name: [] for name in steps}
+    for rep in range(4):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            peaks[name].append(memory.measure(functools.partial(steps[name], sample)))
+    return {name: statistics.median(p) for name, p in peaks.items()}
 
 
 def kl_errors(student, teacher, task, folders: dict, device, n_batches: int = 0) -> dict:

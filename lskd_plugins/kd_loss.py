@@ -210,16 +210,11 @@ class TopkTeacher(TeacherSource):
         return -torch.where(hit.any(-1), in_topk, tail.squeeze(-1))
 
 
-def _smoothed_target_grad(p: torch.Tensor, target: torch.Tensor, eps: float, convention: str):
-    """p - q for the smoothed target q of each row (the gradient of CE_eps wrt the logits)."""
-    vocab = p.size(-1)
+def _smoothed_target(vocab: int, eps: float, convention: str):
+    """(off, on): the smoothed target's probability of every other class and of the true one."""
     if convention == "fairseq":
-        off, on = eps / (vocab - 1), 1.0 - eps
-    else:
-        off, on = eps / vocab, 1.0 - eps + eps / vocab
-    grad = p - off
-    idx = target.unsqueeze(-1)
-    return grad.scatter_(-1, idx, p.gather(-1, idx) - on)
+        return eps / (vocab - 1), 1.0 - eps
+    return eps / vocab, 1.0 - eps + eps / vocab
 
 
 def _rows_ce(lp1: torch.Tensor, target: torch.Tensor, eps: float, convention: str):
@@ -236,8 +231,9 @@ def _rows_ce(lp1: torch.Tensor, target: torch.Tensor, eps: float, convention: st
 def _rows_terms(s, y, teacher: TeacherSource, rows, temperature: float, eps: float, convention: str):
     """The KD math of one chunk of (non-padding) rows: THE implementation, summed or not by callers.
 
-    Returns (lp1, lpT, t_lp, ce, nll, kl, t_nll): student log-probs at 1 and T, teacher log-probs
-    at T (n x V each), and the per-row CE_eps, NLL, KL(p_t^T || p_s^T) and teacher NLL at T = 1.
+    Returns (lp1, lpT, p_t, ce, nll, kl, t_nll): student log-probs at 1 and T, teacher
+    probabilities at T (n x V each), and the per-row CE_eps, NLL, KL(p_t^T || p_s^T) and teacher
+    NLL at T = 1. The KL is summed element-wise, p_t (log p_t - log p_s), as torch's kl_div does.
     """
     lp1 = torch.log_softmax(s, dim=-1)
     ce, nll = _rows_ce(lp1, y, eps, convention)
@@ -245,8 +241,9 @@ def _rows_terms(s, y, teacher: TeacherSource, rows, temperature: float, eps: flo
     with torch.no_grad():
         t_lp = teacher.log_probs(rows, temperature).to(s.dtype)
         t_nll = teacher.nll(rows, y).to(s.dtype)
-    kl = torch.nn.functional.kl_div(lpT, t_lp, reduction="none", log_target=True).sum(-1)
-    return lp1, lpT, t_lp, ce, nll, kl, t_nll
+        p_t = t_lp.exp()
+    kl = t_lp.sub_(lpT).mul_(p_t).sum(-1)  # in place: one n x V temporary less (autograd-safe)
+    return lp1, lpT, p_t, ce, nll, kl, t_nll
 
 
 class _ChunkedKD(torch.autograd.Function):
@@ -258,13 +255,13 @@ class _ChunkedKD(torch.autograd.Function):
         dtype = _compute_dtype(logits)
         grad = torch.zeros_like(logits)
         sums = torch.zeros(4, dtype=dtype, device=logits.device)  # ce, nll, kl, teacher nll
+        off, on = _smoothed_target(logits.size(-1), eps, convention)
         for chunk, y in zip(rows.split(chunk_rows), target.split(chunk_rows)):
             s = logits.index_select(0, chunk).to(dtype)
-            lp1, lpT, t_lp, ce, nll, kl, t_nll = _rows_terms(
+            lp1, lpT, p_t, ce, nll, kl, t_nll = _rows_terms(
                 s, y, teacher, chunk, temperature, eps, convention
             )
-            g = _smoothed_target_grad(lp1.exp(), y, eps, convention).mul_(1.0 - alpha)
-            g.add_(lpT.exp().sub_(t_lp.exp()), alpha=alpha * scale / temperature)
+            g = _chunk_grad(lp1, lpT, p_t, y, alpha, alpha * scale / temperature, off, on)
             grad.index_copy_(0, chunk, g.to(grad.dtype))
             sums += torch.stack([ce.sum(), nll.sum(), kl.sum(), t_nll.sum()])
         ce, nll, kl, t_nll = sums.unbind()
@@ -277,6 +274,19 @@ class _ChunkedKD(torch.autograd.Function):
     def backward(ctx, grad_loss, *unused):
         (grad,) = ctx.saved_tensors
         return grad * grad_loss.to(grad.dtype), None, None, None, None
+
+
+def _chunk_grad(lp1, lpT, p_t, y, alpha: float, c: float, off: float, on: float) -> torch.Tensor:
+    """(1 - alpha) (p_s - q) + c (p_s^T - p_t^T) of one chunk, q the smoothed target (off, on),
+    in as few passes over the n x V chunk as possible (it consumes lp1 and lpT in place)."""
+    g = lp1.exp_()
+    if lpT is lp1:  # T = 1: p_s^T is p_s
+        g.mul_(1.0 - alpha + c)
+    else:
+        g.mul_(1.0 - alpha).add_(lpT.exp_(), alpha=c)
+    g.sub_(p_t, alpha=c).sub_((1.0 - alpha) * off)
+    idx = y.unsqueeze(-1)
+    return g.scatter_add_(-1, idx, g.new_full(idx.shape, -(1.0 - alpha) * (on - off)))
 
 
 def label_smoothed_nll(
