@@ -279,6 +279,40 @@ def test_update_is_lr_times_logged_gradient(runs):
     assert gnorm > 0.01
 
 
+def test_two_ranks_from_a_teacher_cache_make_the_online_update(
+    runs, tmp_path, tiny_mt_data, tiny_teacher, mp_env
+):
+    """The features cache under fairseq's multi-process training: each rank looks its own
+    sentences up by id, so two ranks reading the cache make the update that one process with the
+    online teacher makes, within the cache's float16 rounding (1e-3 of the update)."""
+    from lskd_plugins.cli import main as lskd
+
+    cache, save = tmp_path / "cache", tmp_path / "two_cached"
+    argv = ["cache-teacher", "--data", tiny_mt_data.data_bin, "--path", tiny_teacher, "--output", cache]
+    assert lskd([str(a) for a in argv] + ["--no-progress"]) == 0
+
+    def commands(port):
+        cmds = [rank_command(tiny_mt_data.data_bin, tiny_teacher, save, r, 2, port) for r in range(2)]
+        for cmd in cmds:
+            i = cmd.index("--teacher-path")
+            cmd[i : i + 2] = ["--teacher-cache", cache]
+        return cmds
+
+    results = launch_on_free_port(commands, mp_env, [tmp_path / f"rank{r}.log" for r in range(2)])
+    for code, text in results:
+        assert code == 0, text[-3000:]
+    cached = _student_weights(save / "checkpoint_last.pt")
+    online = _student_weights(runs["one"] / "checkpoint_last.pt")
+    before = dict(_initial_student(save / "checkpoint_last.pt").named_parameters())
+
+    def norm(diffs):
+        return torch.sqrt(sum((d.double() ** 2).sum() for d in diffs)).item()
+
+    update = norm(online[k].double() - p.double() for k, p in before.items())
+    apart = norm(cached[k].double() - online[k].double() for k in before)
+    assert update > 1e-3 and apart <= 1e-3 * update, (apart, update)
+
+
 def test_saved_student_holds_no_teacher(runs, tiny_teacher):
     state = torch.load(runs["two"] / "checkpoint_last.pt", map_location="cpu", weights_only=False)
     student = _initial_student(runs["two"] / "checkpoint_last.pt")
