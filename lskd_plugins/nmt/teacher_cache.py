@@ -433,15 +433,14 @@ def projections_of(teachers) -> list:
     return out
 
 
-def array_shapes(store: str, tokens: int, teachers, args) -> Dict[str, tuple]:
-    """name -> (shape, dtype) of the arrays a store writes (offsets excluded)."""
-    if store == "features":
-        dim = teachers[0].decoder.output_projection.in_features
-        return {"features": ((tokens, len(teachers), dim), np.float16)}
+def array_shapes(header: dict, tokens: int) -> Dict[str, tuple]:
+    """name -> (shape, dtype) of the arrays a cache writes (offsets excluded), from its header."""
+    if header["store"] == "features":
+        return {"features": ((tokens, header["members"], header["dim"]), np.float16)}
     return {
-        "ids": ((tokens, args.topk), np.int32),
-        "lprobs": ((tokens, args.topk), np.float16),
-        "logz": ((tokens, len(args.temperatures)), np.float32),
+        "ids": ((tokens, header["topk"]), np.int32),
+        "lprobs": ((tokens, header["topk"]), np.float16),
+        "logz": ((tokens, len(header["temperatures"])), np.float32),
     }
 
 
@@ -615,7 +614,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"lskd: {folder} already holds this cache; nothing to do")
         return 0
     offsets = np.concatenate([[0], np.cumsum(np.asarray(dataset.tgt_sizes, dtype=np.int64))])
-    shapes = array_shapes(args.store, int(offsets[-1]), teachers, args)
+    shapes = array_shapes(header, int(offsets[-1]))
     cache = PartialCache(folder, args.subset, offsets, shapes, key.hexdigest())
     extra = []
     if projections is not None:

@@ -15,6 +15,7 @@ from typing import Any, Dict, List
 from lskd_plugins.study.keys import run_key
 
 IMAGE_KIND = "logit"
+TEACHER_CACHE_STORE = "features"  # lskd cache-teacher's exact store; its name is in the students' keys
 
 
 @dataclass
@@ -184,7 +185,7 @@ def translation_runs(cfg: Dict[str, Any], g: GridBuilder) -> None:
         "smoothing": sec["student_smoothing"],
         "decode": decode,
         # the store's name, not True: students of an earlier top-k cache (keyed True) are not reused
-        "teacher_cache": "features" if sec["teacher_cache"] else False,
+        "teacher_cache": TEACHER_CACHE_STORE if sec["teacher_cache"] else False,
     }
     for s in seed_range(cfg):
         g.add(

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 from lskd_plugins.errors import LskdError
-from lskd_plugins.study.grid import Run
+from lskd_plugins.study.grid import TEACHER_CACHE_STORE, Run
 
 PLUGINS = str(Path(__file__).resolve().parents[1])
 IMAGE_METRICS = ("top1", "top5", "nll", "ece")
-CACHE_STORE = "features"  # the exact store; its name is in the students' keys (grid.py)
-CACHE_DIR = f"cache-{CACHE_STORE}"  # per teacher run folder; a version-1 top-k cache lived in "cache"
+CACHE_DIR = f"cache-{TEACHER_CACHE_STORE}"  # per teacher run folder; a version-1 top-k cache lived in "cache"
 DIFFUSION_KEYS = ("eta", "fisher_ab", "leakage_ab", "p_b_given_a", "p_c_given_a")
 
 
@@ -285,7 +284,7 @@ def cache_command(teacher: Path, ctx: Dict[str, Any]) -> List[str]:
         "--output",
         str(teacher / CACHE_DIR),
         "--store",
-        CACHE_STORE,
+        TEACHER_CACHE_STORE,
         "--no-progress",
     ]
 
