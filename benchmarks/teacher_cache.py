@@ -6,26 +6,31 @@ Pinned setting: Multi30k task 1 from ``../shared/data/multi30k/raw`` prepared by
 256-wide transformer (FFN 1024, 4 heads, shared embeddings) for teachers and student. It trains
 (or reuses, under ``benchmarks/.cache/<key>``) an LS (eps 0.1) and a non-LS teacher and a KD
 student (online, from the LS teacher, T = 1) with fairseq-train for a fixed number of updates,
-caches both teachers on the validation set (``lskd cache-teacher --subset valid``, K = 8 and 32),
+caches both teachers on the validation set (``lskd cache-teacher --subset valid``: the exact
+features store, and top-k stores with K = 8 and 32),
 then measures side by side in one process, alternating the order every repetition, median of
 repeats, on the same batches of validation sentences:
 
 - t_plain: a plain label-smoothed training step (fairseq's label_smoothed_cross_entropy);
 - t_fwd: the teacher's forward alone (no gradients);
-- t_online: an lskd_kd step with the online teacher; t_cached_K: an lskd_kd step from the cache;
+- t_online: an lskd_kd step with the online teacher; t_cached_feat, t_cached_kK: an lskd_kd step
+  from the features cache and from each top-k cache;
 - the peak memory of each step (kd_step.py's PeakMemory: CUDA allocator or peak RSS), after the
   timing and one warm-up call per step, median of 4 alternating measurements;
 - the relative error of the cached KL against the exact online one, summed over the validation
   set, with the trained student, for both teachers at T = 1, 2, 3, 64:
   |sum(KL_cached) - sum(KL_online)| / sum(KL_online) and sum|KL_cached - KL_online| / sum(KL_online);
-  and the flat tail's own floor: the cached KL of the teacher against itself (the exact KL is 0),
-  r * KL(uniform || p_tail / r) per token, which no student can remove (mean per token);
+  and each cache's floor: the cached KL of the teacher against itself (the exact KL is 0; for a
+  top-k cache the flat tail's r * KL(uniform || p_tail / r), which no student can remove; for the
+  features cache the float16 rounding), mean per token;
 - disk bytes per target token of the cache files.
 
 The last line is ``ratio_cached_vs_plain=X ratio_online_vs_plain=W floor=F mem_online_vs_plain=M
-kl_rel_err=Z`` with F = 1 + t_fwd / t_plain, X for K = 8, Z = sum|KL_c - KL_o| / sum KL_o for the
-LS teacher at T = 2 and K = 8. What the cache costs in BLEU is measured on trained students by
-``benchmarks/cache_bleu.py`` (two studies that differ only in ``translation.teacher_cache``).
+kl_rel_err=Z`` with F = 1 + t_fwd / t_plain, X = t_cached_feat / t_plain and Z = sum|KL_c -
+KL_o| / sum KL_o for the LS teacher at T = 2, both of the features cache (the default store); the
+top-k caches' figures are in the tables above it. What the cache costs in BLEU is measured on
+trained students by ``benchmarks/cache_bleu.py`` (two studies that differ only in
+``translation.teacher_cache``).
 
     nice python benchmarks/teacher_cache.py      # short schedules: about 20 minutes on 2 shared CPU cores
     python benchmarks/teacher_cache.py --device cuda --teacher-updates 4000 --student-updates 2000 \\
@@ -239,24 +244,32 @@ def valid_batches(task, max_tokens: int, n: int | None, device):
     return batches
 
 
+def alternating(names: list, repeats: int):
+    """(repetition, name) pairs: every name once per repetition, the order reversed every other one."""
+    for rep in range(repeats):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            yield rep, name
+
+
 def time_steps(steps: dict, batches, args, device) -> dict:
     """Median over repeats of the time for all batches; order alternates every repetition."""
     names, times = list(steps), {n: [] for n in steps}
+    reps = args.warmup + args.repeats
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    for rep in range(args.warmup + args.repeats):
-        for name in names if rep % 2 == 0 else names[::-1]:
-            sync()
-            start = time.perf_counter()
-            for sample in batches:
-                steps[name](sample)
-            sync()
-            if rep >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-        print(f"  timing repetition {rep + 1}/{args.warmup + args.repeats}", file=sys.stderr, flush=True)
+    for rep, name in alternating(names, reps):
+        sync()
+        start = time.perf_counter()
+        for sample in batches:
+            steps[name](sample)
+        sync()
+        if rep >= args.warmup:
+            times[name].append(time.perf_counter() - start)
+        if name == names[-1 if rep % 2 == 0 else 0]:
+            print(f"  timing repetition {rep + 1}/{reps}", file=sys.stderr, flush=True)
     return {n: statistics.median(t) / len(batches) for n, t in times.items()}
 
 
@@ -269,10 +282,9 @@ def peak_memory(steps: dict, sample, device) -> dict:
     memory = PeakMemory(device)
     for step in steps.values():
         step(sample)
-    names, peaks = list(steps), {name: [] for name in steps}
-    for rep in range(4):
-        for name in names if rep % 2 == 0 else names[::-1]:
-            peaks[name].append(memory.measure(functools.partial(steps[name], sample)))
+    peaks = {name: [] for name in steps}
+    for _, name in alternating(list(steps), 4):
+        peaks[name].append(memory.measure(functools.partial(steps[name], sample)))
     return {name: statistics.median(p) for name, p in peaks.items()}
 
 
