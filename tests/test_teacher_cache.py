@@ -258,8 +258,8 @@ def test_another_teacher_into_the_same_cache_is_refused(
         (["--store", "topk", "--topk", 0], "--topk"),
         (["--store", "topk", "--temperatures", "1,0"], "temperatures must be finite numbers > 0"),
         (["--shard-size", -1], "--shard-size"),
-        (["--topk", 8], "--topk only apply to --store topk"),
-        (["--temperatures", "2", "--topk", 4], "--topk and --temperatures only apply to --store topk"),
+        (["--topk", 8], "--topk applies only to --store topk"),
+        (["--temperatures", "2", "--topk", 4], "--topk and --temperatures apply only to --store topk"),
         (["--store", "exact"], "--store"),
     ],
 )

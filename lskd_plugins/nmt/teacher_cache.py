@@ -543,7 +543,8 @@ def check_store_options(args, paths: Sequence[str]) -> None:
         given = [o for o, v in options if v is not None]
         if given:
             raise LskdError(
-                f"{' and '.join(given)} only apply to --store topk (the default store, features, is "
+                f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only to --store topk "
+                "(the default store, features, is "
                 "exact at every temperature); drop them or add --store topk"
             )
         return
