@@ -219,3 +219,76 @@ def test_running_text_names_the_runs():
     assert running_text({"a/x": 65.0, "b/y": 3.0, "c/z": 1.0, "d": 0.0}) == (
         "running a/x (1m05s), b/y (3s) and 2 more"
     )
+
+
+# ---------------------------------------------------------------------------------------- figures
+def test_figure_bars_and_bands_are_clipped_to_the_metrics_range(tmp_path):
+    from lskd_plugins.study import figures, stats
+
+    cells = {
+        ("logit", 0.0, 1.0): {0: 99.0, 1: 40.0},  # t interval from 2 seeds: far past 0 and 100
+        ("logit", 0.1, 1.0): {0: 60.0, 1: 62.0},
+        ("logit", 0.0, 4.0): {0: 5.0, 1: 1.0},
+        ("logit", 0.1, 4.0): {0: 50.0, 1: 52.0},
+    }
+    data = {
+        "cells": cells,
+        "teachers": {0.0: {0: 95.0, 1: 60.0}, 0.1: {0: 70.0, 1: 72.0}},
+        "baseline": {0: 65.0},
+    }
+    drawn: list = []
+    path = figures.plot_metric(
+        data, [0.0, 0.1], [1.0, 4.0], ["logit"], "top1", "image", tmp_path / "f.png", "plain CE", drawn
+    )
+    assert path.is_file() and path.stat().st_size > 10000
+    (panel,) = drawn
+    assert len(panel["bars"]) == 4 and len(panel["bands"]) == 2  # two teachers' bands (one-seed baseline)
+    for lo, hi in panel["bars"] + panel["bands"]:
+        assert 0.0 <= lo <= hi <= 100.0
+    s = stats.summary([99.0, 40.0])
+    assert s["mean"] - s["half"] < 0 and s["mean"] + s["half"] > 100  # the raw interval runs past both ends
+    assert (0.0, 100.0) in [tuple(round(v, 6) for v in b) for b in panel["bars"]]
+    assert panel["ylim"][0] > -10 and panel["ylim"][1] < 110
+    lo, hi, clipped = figures.clip(69.5, 221.0, "top1")
+    assert (lo, hi, clipped) == (0.0, 100.0, True)
+    assert figures.clip(50.0, 1.0, "top1") == (49.0, 51.0, False)
+    assert figures.clip(0.2, 0.5, "nll") == (0.0, 0.7, True)
+
+
+# --------------------------------------------------------------------------------------- messages
+def test_unknown_option_names_its_section_and_the_closest_option():
+    from lskd_plugins.study import messages
+
+    sec = {"common": {"lr": 0.1}, "teacher": {"encoder-layer": 1}, "student": {}}
+    valid = ["encoder-layers", "decoder-layers", "lr"]
+    assert messages.unknown_option("translation", sec, "teacher", "--encoder-layer", valid) == (
+        "translation.teacher: option 'encoder-layer' is not an option of the translation trainer; "
+        "the closest is 'encoder-layers'"
+    )
+    sec = {"common": {"img_sise": 16}, "teacher": {}, "student": {}}
+    text = messages.unknown_option("image", sec, "student", "--img-sise", ["img-size", "epochs"])
+    assert text.startswith("image.common: option 'img-sise'") and text.endswith("the closest is 'img-size'")
+    assert messages.unknown_option("image", sec, "student", "--zzz", ["epochs"]).endswith("image trainer")
+
+
+def test_fairseqs_user_dir_line_is_dropped(caplog):
+    import logging
+
+    from lskd_plugins.study import messages
+
+    messages.quiet_fairseq_user_dir()
+    messages.quiet_fairseq_user_dir()  # once only
+    logger = logging.getLogger("fairseq.utils")
+    assert sum(isinstance(f, messages.DropUserDirRepeat) for f in logger.filters) == 1
+    with caplog.at_level(logging.INFO, logger="fairseq.utils"):
+        logger.info("--user-dir=/x/lskd_plugins has already been imported.")
+        logger.info("another line")
+    assert [r.getMessage() for r in caplog.records] == ["another line"]
+
+
+def test_a_path_names_the_absolute_path_tried(tmp_path, monkeypatch):
+    from lskd_plugins.study import messages
+
+    monkeypatch.chdir(tmp_path)
+    assert messages.tried("img3") == f"img3 (looked for at {tmp_path.resolve() / 'img3'})"
+    assert messages.tried(tmp_path.resolve()) == str(tmp_path.resolve())
