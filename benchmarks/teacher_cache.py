@@ -291,7 +291,7 @@ def peak_memory(steps: dict, sample, device) -> dict:
 def kl_errors(student, teacher, task, folders: dict, device, n_batches: int = 0) -> dict:
     """{(K, T): [sum KL_online, sum KL_cached, sum |KL_cached - KL_online|, sum KL_cached(teacher,
     teacher), tokens]} over the validation set, one pass of student and teacher for every K and T."""
-    from lskd_plugins.kd_loss import FeatureTeacher, kd_loss_per_position
+    from lskd_plugins.kd_loss import ProjectedFeatureTeacher, kd_loss_per_position
     from lskd_plugins.nmt.teacher_cache import TeacherCache, data_identity
 
     cfg, valid = task.cfg, task.dataset("valid")
@@ -306,7 +306,7 @@ def kl_errors(student, teacher, task, folders: dict, device, n_batches: int = 0)
         for sample in valid_batches(task, 1024, None, device)[: n_batches or None]:
             logits, target = student(**sample["net_input"])[0], sample["target"]
             features = teacher(**sample["net_input"], features_only=True)[0]
-            online = FeatureTeacher([features], [teacher.output_layer], vocab)
+            online = ProjectedFeatureTeacher([features], [teacher.output_layer], vocab)
             t_logits = teacher.output_layer(features)
             cached = {k: c.teacher_for(sample["id"], target, pad) for k, c in caches.items()}
             for t in TEMPS:

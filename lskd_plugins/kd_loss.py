@@ -1,25 +1,38 @@
 """The KD loss of the study, shared by the fairseq criterion and the image trainer.
 
-    L = (1 - kd_alpha) * CE_eps(y, p_s) + kd_alpha * T^2 * KL(p_t^T || p_s^T)
+    L = (1 - kd_alpha) * CE_eps(y, p_s) + kd_alpha * T^2 * D
+
+with D, per position, one of three methods (``method``; docs/kd_loss.md):
+
+- ``"kd"`` (default): KL(softmax(z_t / T) || softmax(z_s / T));
+- ``"logit_std"`` (Sun et al., CVPR 2024): the same KL of Z(z_t) / T and Z(z_s) / T, with
+  Z(z) = (z - mean(z)) / (std(z) + 1e-7) over the V classes (unbiased std);
+- ``"dkd"`` (Zhao et al., CVPR 2022): dkd_alpha * KL(b_t || b_s) + dkd_beta * KL(n_t || n_s),
+  b = (p(y), 1 - p(y)) and n the distribution over the V - 1 non-target classes, p = softmax(z / T).
 
 Plain torch tensors in, a dict of summed loss parts out: no fairseq, no timm. Logits may be
 ``(N, V)`` or ``(B, L, V)``; positions whose target equals ``ignore_index`` contribute nothing.
 
 With a teacher, the loss is ONE custom autograd function (``_ChunkedKD``, the idea of the fused
 chunked distillation losses of Liger-Kernel): the forward walks the non-padding rows in chunks of
-a few MB, computes the CE, the KL and their gradient with respect to the student's logits chunk by
-chunk, and keeps only that gradient (one N x V tensor in the logits' dtype) for the backward. No
-student log-probabilities at T=1 or T, no teacher log-probabilities and no KL temporaries outlive
-their chunk; padding rows are never computed. The teacher is a ``TeacherSource``: full logits
-(``LogitsTeacher``), decoder features plus the output projection applied chunk by chunk
-(``FeatureTeacher``: the teacher's N x V logits never exist; also what the exact teacher cache
-gives, its features read from disk), or a top-k cache with a flat tail (``TopkTeacher``, see
-``lskd_plugins.nmt.teacher_cache``). The arithmetic is float32 for half
+a few MB, computes the CE, the KD term and their gradient with respect to the student's logits
+chunk by chunk (for every method), and keeps only that gradient (one N x V tensor in the logits'
+dtype) for the backward. No student log-probabilities at T=1 or T, no z-scores, no teacher
+log-probabilities and no KL temporaries outlive their chunk; padding rows are never computed. The
+teacher is a ``TeacherSource``: full logits (``LogitsTeacher``), decoder features plus the output
+projection applied chunk by chunk (``ProjectedFeatureTeacher``, logit KD from projected decoder
+features, formerly ``FeatureTeacher``: the teacher's N x V logits never exist; also what the exact
+teacher cache gives, its features read from disk), or a top-k cache with a flat tail
+(``TopkTeacher``, see ``lskd_plugins.nmt.teacher_cache``; ``kd`` only). The arithmetic is float32 for half
 inputs (float64 stays float64); the KL is summed element-wise (not as two dot products, whose
 float32 cancellation costs ~2% of the KL at T=64 with V=10k).
 
-The gradient stored is the closed form d/dz_s L = (1 - a) (p_s - q) + a * s_T / T (p_s^T - p_t^T),
-q the smoothed target (sums to 1), s_T = T^2 or 1: first derivatives only (no double backward).
+The gradient stored is the closed form d/dz_s L = (1 - a) (p_s - q) + a * s_T / T * G, q the
+smoothed target (sums to 1), s_T = T^2 or 1, G = d D / d(z_s / T): p_s^T - p_t^T for ``kd``; the
+same in z-score space, taken back through Z's Jacobian, for ``logit_std``; for ``dkd``
+dkd_alpha * (p_s^T - b_t(y) e_y - b_t(not y) n_s) + dkd_beta * (n_s - n_t) (n zero at y). First
+derivatives only (no double backward). ``dkd``'s log b and log n go through logsumexp
+(log(1 - p(y)) = logsumexp of the non-target log-probs), so a confident teacher gives no inf/NaN.
 
 Label-smoothing conventions (``smoothing_convention``):
 - ``"fairseq"``: the true class gets exactly 1 - eps, the other V - 1 classes eps / (V - 1)
@@ -31,11 +44,14 @@ Label-smoothing conventions (``smoothing_convention``):
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Sequence, Union
+import warnings
+from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple, Union
 
 import torch
 
 CONVENTIONS = ("fairseq", "uniform")
+METHODS = ("kd", "logit_std", "dkd")  # the KD term D (module docstring)
+STD_EPS = 1e-7  # logit_std: Z(z) = (z - mean) / (std + STD_EPS), as in Sun et al.'s code
 _KL_CHUNK_ELEMENTS = 1 << 20  # 4 MB of float32 per chunk temporary (a few are alive at once)
 
 
@@ -54,6 +70,13 @@ def _members(teacher_logits) -> List[torch.Tensor]:
     if not members:
         raise ValueError("teacher_logits: empty ensemble")
     return members
+
+
+def standardize(z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(Z(z), std) of (n, V) logits: Z(z) = (z - mean) / (std + 1e-7) per row, the unbiased std
+    over the V classes (``logit_std``'s z-score; std is (n, 1))."""
+    std = z.std(-1, keepdim=True)
+    return (z - z.mean(-1, keepdim=True)) / (std + STD_EPS), std
 
 
 def ensemble_log_probs(member_logits: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
@@ -92,13 +115,19 @@ class TeacherSource:
     """Where the teacher's distribution of a chunk of rows comes from (no autograd anywhere).
 
     ``log_probs(rows, T)`` returns the (n, V) log-probabilities at T of the flat positions
-    ``rows``; ``nll(rows, target)`` returns -log p_t(y) at T = 1 for those rows.
+    ``rows``; ``nll(rows, target)`` returns -log p_t(y) at T = 1 for those rows;
+    ``member_logits(rows)`` the (n, V) logits of each ensemble member, for the methods that need
+    logits (``methods`` lists the KD methods a source supports).
     """
 
     num_rows: int
     vocab: int
+    methods: Tuple[str, ...] = METHODS
 
     def log_probs(self, rows: torch.Tensor, temperature: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def member_logits(self, rows: torch.Tensor) -> List[torch.Tensor]:
         raise NotImplementedError
 
     def nll(self, rows: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -121,13 +150,17 @@ class LogitsTeacher(TeacherSource):
     def nll(self, rows, target):
         return ensemble_nll(self._chunk(rows), target)
 
+    def member_logits(self, rows):
+        return self._chunk(rows)
 
-class FeatureTeacher(LogitsTeacher):
-    """Decoder features (N, D) per member and their output projections, applied chunk by chunk."""
+
+class ProjectedFeatureTeacher(LogitsTeacher):
+    """Logit KD from projected decoder features: features (N, D) per member and their output
+    projections, applied chunk by chunk (the N x V teacher logits never exist); every method."""
 
     def __init__(self, features: Sequence[torch.Tensor], projections: Sequence[Callable], vocab: int):
         if len(features) != len(projections) or not features:
-            raise ValueError("FeatureTeacher: one projection per feature tensor, at least one")
+            raise ValueError("ProjectedFeatureTeacher: one projection per feature tensor, at least one")
         self.features = [f.reshape(-1, f.size(-1)) for f in features]
         self.projections = list(projections)
         self.num_rows, self.vocab = self.features[0].size(0), vocab
@@ -169,8 +202,11 @@ class TopkTeacher(TeacherSource):
     At a cached T: log p_T(i) = (log p_1(i) + log Z_1) / T - log Z_T for the top-k, exact up to
     the storage rounding; the remaining mass is spread evenly over the other V - K tokens (the
     flat tail). At any other T the tail's logits are taken as equal (the flat tail implied by
-    the T = 1 tail mass) and the partition recomputed: exact for an exactly flat tail.
+    the T = 1 tail mass) and the partition recomputed: exact for an exactly flat tail. It holds no
+    logits and a lossy tail, so it serves ``kd`` only (``logit_std`` and ``dkd`` are refused).
     """
+
+    methods = ("kd",)
 
     def __init__(self, ids, lprobs, log_z, temperatures: Sequence[float], vocab: int):
         temps = [float(t) for t in temperatures]
@@ -228,22 +264,69 @@ def _rows_ce(lp1: torch.Tensor, target: torch.Tensor, eps: float, convention: st
     return (1.0 - eps) * nll + (eps / vocab) * smooth, nll
 
 
-def _rows_terms(s, y, teacher: TeacherSource, rows, temperature: float, eps: float, convention: str):
+class KDMethod(NamedTuple):
+    """The KD term D of ``kd_loss``: its name (``METHODS``) and DKD's two weights."""
+
+    name: str = "kd"
+    dkd_alpha: float = 1.0
+    dkd_beta: float = 8.0
+
+
+def _teacher_rows(teacher: TeacherSource, rows, y, temperature: float, method: str):
+    """(teacher log-probs at T as ``method`` sees them, teacher NLL at T = 1) of one chunk."""
+    if method == "logit_std":  # each member z-scored, then averaged in probability space at T
+        members = teacher.member_logits(rows)
+        lp = ensemble_log_probs([standardize(z)[0] for z in members], temperature)
+        return lp, ensemble_nll(members, y)
+    return teacher.log_probs(rows, temperature), teacher.nll(rows, y)
+
+
+def _target_split(lp: torch.Tensor, idx: torch.Tensor):
+    """DKD's pieces of (n, V) log-probs at T: log p(y), log(1 - p(y)) (logsumexp over the non-targets)
+    and the log-probs of the non-target distribution n (their target column set to 0, finite)."""
+    lp_y = lp.gather(-1, idx).squeeze(-1)
+    lp_not = torch.logsumexp(lp.scatter(-1, idx, float("-inf")), -1)
+    return lp_y, lp_not, (lp - lp_not.unsqueeze(-1)).scatter(-1, idx, 0.0)
+
+
+def _dkd_rows(t_lp, lpT, idx, dkd_alpha: float, dkd_beta: float):
+    """Per-row dkd_alpha * KL(b_t || b_s) + dkd_beta * KL(n_t || n_s), differentiable in lpT, and
+    (b_t(y), b_t(not y), n_t with 0 at y, log n_s) for the closed-form gradient."""
+    t_y, t_not, t_ln = _target_split(t_lp, idx)
+    s_y, s_not, s_ln = _target_split(lpT, idx)
+    with torch.no_grad():
+        b_y, b_not = t_y.exp(), t_not.exp()
+        n_t = t_ln.exp().scatter_(-1, idx, 0.0)
+    kl_b = b_y * (t_y - s_y) + b_not * (t_not - s_not)
+    kl_n = (n_t * (t_ln - s_ln)).sum(-1)  # the target column: 0 * (0 - 0)
+    return dkd_alpha * kl_b + dkd_beta * kl_n, (b_y, b_not, n_t, s_ln)
+
+
+def _rows_terms(s, y, teacher: TeacherSource, rows, temperature: float, eps: float, convention: str, method):
     """The KD math of one chunk of (non-padding) rows: THE implementation, summed or not by callers.
 
-    Returns (lp1, lpT, p_t, ce, nll, kl, t_nll): student log-probs at 1 and T, teacher
-    probabilities at T (n x V each), and the per-row CE_eps, NLL, KL(p_t^T || p_s^T) and teacher
-    NLL at T = 1. The KL is summed element-wise, p_t (log p_t - log p_s), as torch's kl_div does.
+    Returns (ce, nll, d, t_nll, state): the per-row CE_eps, NLL, KD term D of ``method`` (a
+    ``KDMethod``) and teacher NLL at T = 1, and what the closed-form gradient of D needs (n x V
+    tensors: student log-probs at 1 and at T, teacher probabilities ...). The KL is summed
+    element-wise, p_t (log p_t - log p_s), as torch's kl_div does. Differentiable in ``s``.
     """
     lp1 = torch.log_softmax(s, dim=-1)
     ce, nll = _rows_ce(lp1, y, eps, convention)
-    lpT = lp1 if temperature == 1.0 else torch.log_softmax(s / temperature, dim=-1)
+    zs = std = None
+    if method.name == "logit_std":
+        zs, std = standardize(s)
+        lpT = torch.log_softmax(zs / temperature, dim=-1)
+    else:
+        lpT = lp1 if temperature == 1.0 else torch.log_softmax(s / temperature, dim=-1)
     with torch.no_grad():
-        t_lp = teacher.log_probs(rows, temperature).to(s.dtype)
-        t_nll = teacher.nll(rows, y).to(s.dtype)
-        p_t = t_lp.exp()
+        t_lp, t_nll = _teacher_rows(teacher, rows, y, temperature, method.name)
+        t_lp, t_nll = t_lp.to(s.dtype), t_nll.to(s.dtype)
+        p_t = t_lp.exp() if method.name != "dkd" else None
+    if method.name == "dkd":
+        d, extra = _dkd_rows(t_lp, lpT, y.unsqueeze(-1), method.dkd_alpha, method.dkd_beta)
+        return ce, nll, d, t_nll, (lp1, lpT, extra)
     kl = t_lp.sub_(lpT).mul_(p_t).sum(-1)  # in place: one n x V temporary less (autograd-safe)
-    return lp1, lpT, p_t, ce, nll, kl, t_nll
+    return ce, nll, kl, t_nll, (lp1, lpT, p_t, zs, std)
 
 
 class _ChunkedKD(torch.autograd.Function):
@@ -251,17 +334,23 @@ class _ChunkedKD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, rows, target, teacher, opts):
-        alpha, temperature, eps, convention, scale, chunk_rows = opts
+        alpha, temperature, eps, convention, scale, chunk_rows, method = opts
         dtype = _compute_dtype(logits)
         grad = torch.zeros_like(logits)
         sums = torch.zeros(4, dtype=dtype, device=logits.device)  # ce, nll, kl, teacher nll
         off, on = _smoothed_target(logits.size(-1), eps, convention)
+        c = alpha * scale / temperature
         for chunk, y in zip(rows.split(chunk_rows), target.split(chunk_rows)):
             s = logits.index_select(0, chunk).to(dtype)
-            lp1, lpT, p_t, ce, nll, kl, t_nll = _rows_terms(
-                s, y, teacher, chunk, temperature, eps, convention
+            ce, nll, kl, t_nll, state = _rows_terms(
+                s, y, teacher, chunk, temperature, eps, convention, method
             )
-            g = _chunk_grad(lp1, lpT, p_t, y, alpha, alpha * scale / temperature, off, on)
+            if method.name == "kd":
+                g = _chunk_grad(*state[:3], y, alpha, c, off, on)
+            elif method.name == "logit_std":
+                g = _std_grad(*state, y, alpha, c, off, on)
+            else:
+                g = _dkd_grad(*state, y, alpha, c * method.dkd_alpha, c * method.dkd_beta, off, on)
             grad.index_copy_(0, chunk, g.to(grad.dtype))
             sums += torch.stack([ce.sum(), nll.sum(), kl.sum(), t_nll.sum()])
         ce, nll, kl, t_nll = sums.unbind()
@@ -287,6 +376,36 @@ def _chunk_grad(lp1, lpT, p_t, y, alpha: float, c: float, off: float, on: float)
     g.sub_(p_t, alpha=c).sub_((1.0 - alpha) * off)
     idx = y.unsqueeze(-1)
     return g.scatter_add_(-1, idx, g.new_full(idx.shape, -(1.0 - alpha) * (on - off)))
+
+
+def _add_ce_grad_(g, lp1, y, alpha: float, off: float, on: float) -> torch.Tensor:
+    """g += (1 - alpha) (p_s - q), q the smoothed target (off, on); consumes lp1."""
+    g.add_(lp1.exp_().sub_(off), alpha=1.0 - alpha)
+    idx = y.unsqueeze(-1)
+    return g.scatter_add_(-1, idx, g.new_full(idx.shape, -(1.0 - alpha) * (on - off)))
+
+
+def _std_grad(lp1, lpT, p_t, zs, std, y, alpha: float, c: float, off: float, on: float) -> torch.Tensor:
+    """logit_std: g_Z = c (p_s^T - p_t^T) with respect to the z-scores Z(z_s), taken back through
+    Z's Jacobian: (g_Z - mean(g_Z) - Z * sum(g_Z Z) (std + eps) / ((V - 1) std)) / (std + eps)."""
+    gz = lpT.exp_().sub_(p_t).mul_(c)
+    den = std + STD_EPS
+    k = torch.where(std > 0, den / ((gz.size(-1) - 1) * std.clamp(min=torch.finfo(std.dtype).tiny)), 0.0)
+    proj = (gz * zs).sum(-1, keepdim=True).mul_(k)
+    g = gz.sub_(gz.mean(-1, keepdim=True)).sub_(zs.mul_(proj)).div_(den)
+    return _add_ce_grad_(g, lp1, y, alpha, off, on)
+
+
+def _dkd_grad(lp1, lpT, extra, y, alpha: float, ca: float, cb: float, off: float, on: float):
+    """dkd: ca (p_s^T - b_t(y) e_y - b_t(not y) n_s) + cb (n_s - n_t) + (1 - alpha)(p_s - q), n with
+    0 at y, ca = c * dkd_alpha and cb = c * dkd_beta."""
+    b_y, b_not, n_t, s_ln = extra
+    idx = y.unsqueeze(-1)
+    n_s = s_ln.exp_().scatter_(-1, idx, 0.0)
+    g = lpT.exp().mul_(ca)  # a copy: at T = 1 lpT is lp1, used below
+    g.add_(n_s.mul_((cb - ca * b_not).unsqueeze(-1))).sub_(n_t, alpha=cb)
+    g.scatter_add_(-1, idx, (-ca * b_y).unsqueeze(-1))
+    return _add_ce_grad_(g, lp1, y, alpha, off, on)
 
 
 def label_smoothed_nll(
@@ -325,6 +444,18 @@ def label_smoothed_nll(
     return loss, nll_loss
 
 
+def check_method(method: str, dkd_alpha: float = 1.0, dkd_beta: float = 8.0) -> KDMethod:
+    """The KD method and DKD's weights, checked (ValueError naming the bad value)."""
+    if method not in METHODS:
+        raise ValueError(f"KD method must be one of {', '.join(METHODS)}; got {method!r}")
+    for name, value in (("dkd_alpha", dkd_alpha), ("dkd_beta", dkd_beta)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    if dkd_alpha == 0 and dkd_beta == 0:
+        raise ValueError("dkd_alpha and dkd_beta are both 0: the DKD term would be 0")
+    return KDMethod(method, float(dkd_alpha), float(dkd_beta))
+
+
 def _check_options(kd_alpha, temperature, teacher, convention) -> None:
     if not temperature > 0:
         raise ValueError(f"KD temperature must be > 0, got {temperature}")
@@ -351,7 +482,7 @@ def as_teacher_source(teacher_logits) -> TeacherSource:
     return teacher_logits if isinstance(teacher_logits, TeacherSource) else LogitsTeacher(teacher_logits)
 
 
-def _prepare(student_logits, target, teacher_logits, kd_alpha, temperature, ignore_index, convention):
+def _prepare(student_logits, target, teacher_logits, kd_alpha, temperature, ignore_index, convention, method):
     """Checks; (flat logits, flat target, non-padding rows, ntokens, teacher source or None)."""
     _check_options(kd_alpha, temperature, teacher_logits, convention)
     flat_target = target.reshape(-1)
@@ -370,6 +501,11 @@ def _prepare(student_logits, target, teacher_logits, kd_alpha, temperature, igno
         raise ValueError(
             f"teacher output {(teacher.num_rows, teacher.vocab)} != student {tuple(s_logits.shape)}"
         )
+    if teacher is not None and method.name not in teacher.methods:
+        raise ValueError(
+            f"KD method {method.name!r} needs the teacher's logits; a {type(teacher).__name__} "
+            f"supports {', '.join(teacher.methods)} only"
+        )
     return s_logits, flat_target, rows, ntokens, teacher
 
 
@@ -384,19 +520,31 @@ def kd_loss(
     ignore_index: int | None = None,
     scale_by_t2: bool = True,
     smoothing_convention: str = "fairseq",
+    method: str = "kd",
+    dkd_alpha: float = 1.0,
+    dkd_beta: float = 8.0,
 ) -> Dict[str, torch.Tensor]:
-    """The study's KD loss, summed over non-ignored positions.
+    """The study's KD loss, summed over non-ignored positions (docs/kd_loss.md).
 
     ``teacher_logits``: a tensor shaped like the student's logits, a sequence of them (an
-    ensemble, averaged in probability space), or a ``TeacherSource``. Returns a dict of scalar
-    tensors: ``loss`` (the objective, differentiable), ``ce_loss`` (label-smoothed CE with
-    eps=label_smoothing), ``nll_loss`` (plain NLL at T=1), ``kd_loss`` (KL(p_t^T || p_s^T) summed,
-    without the T^2 factor), ``teacher_nll`` (-log p_t(y) at T=1, summed) and ``ntokens`` (the
-    number of positions counted). With ``kd_alpha == 0`` the teacher is not needed and
-    ``loss == ce_loss`` exactly.
+    ensemble, averaged in probability space), or a ``TeacherSource``. ``method``: the KD term D,
+    ``"kd"``, ``"logit_std"`` or ``"dkd"`` (with ``dkd_alpha``, ``dkd_beta``; module docstring).
+    Returns a dict of scalar tensors: ``loss`` (the objective, differentiable), ``ce_loss``
+    (label-smoothed CE with eps=label_smoothing), ``nll_loss`` (plain NLL at T=1), ``kd_loss``
+    (D summed, without the T^2 factor), ``teacher_nll`` (-log p_t(y) at T=1 of the raw logits,
+    summed) and ``ntokens`` (the number of positions counted). With ``kd_alpha == 0`` the
+    teacher is not needed and ``loss == ce_loss`` exactly.
     """
+    kd_method = check_method(method, dkd_alpha, dkd_beta)
     s_logits, flat_target, rows, ntokens, teacher = _prepare(
-        student_logits, target, teacher_logits, kd_alpha, temperature, ignore_index, smoothing_convention
+        student_logits,
+        target,
+        teacher_logits,
+        kd_alpha,
+        temperature,
+        ignore_index,
+        smoothing_convention,
+        kd_method,
     )
     if teacher is None:
         return _ce_only(
@@ -410,14 +558,8 @@ def kd_loss(
         )
     chunk_rows = max(1, _KL_CHUNK_ELEMENTS // max(1, s_logits.size(-1)))
     scale = temperature**2 if scale_by_t2 else 1.0
-    opts = (
-        float(kd_alpha),
-        float(temperature),
-        float(label_smoothing),
-        smoothing_convention,
-        scale,
-        chunk_rows,
-    )
+    opts = (float(kd_alpha), float(temperature), float(label_smoothing), smoothing_convention, scale)
+    opts += (chunk_rows, kd_method)
     loss, ce, nll, kl, t_nll = _ChunkedKD.apply(
         s_logits, rows, flat_target.index_select(0, rows), teacher, opts
     )
@@ -435,14 +577,25 @@ def kd_loss_per_position(
     ignore_index: int | None = None,
     scale_by_t2: bool = True,
     smoothing_convention: str = "fairseq",
+    method: str = "kd",
+    dkd_alpha: float = 1.0,
+    dkd_beta: float = 8.0,
 ) -> Dict[str, torch.Tensor]:
     """The same loss and parts per position (N,), zero at ignored positions (``reduce=False``).
 
     Plain autograd over all non-ignored rows at once (memory as the unchunked loss): for analysis
     and for criteria that weight positions, not for the training hot path.
     """
+    kd_method = check_method(method, dkd_alpha, dkd_beta)
     s_logits, flat_target, rows, _, teacher = _prepare(
-        student_logits, target, teacher_logits, kd_alpha, temperature, ignore_index, smoothing_convention
+        student_logits,
+        target,
+        teacher_logits,
+        kd_alpha,
+        temperature,
+        ignore_index,
+        smoothing_convention,
+        kd_method,
     )
     s = _flat(s_logits.index_select(0, rows))
     y = flat_target.index_select(0, rows)
@@ -451,8 +604,8 @@ def kd_loss_per_position(
         ce, nll = _rows_ce(torch.log_softmax(s, dim=-1), y, label_smoothing, smoothing_convention)
         kl = t_nll = zero
     else:
-        *_, ce, nll, kl, t_nll = _rows_terms(
-            s, y, teacher, rows, temperature, label_smoothing, smoothing_convention
+        ce, nll, kl, t_nll, _ = _rows_terms(
+            s, y, teacher, rows, temperature, label_smoothing, smoothing_convention, kd_method
         )
     scale = temperature**2 if scale_by_t2 else 1.0
     loss = (1.0 - kd_alpha) * ce + (kd_alpha * scale * kl if teacher is not None else 0.0)
@@ -469,3 +622,15 @@ def kl_per_position(student_lprobs: torch.Tensor, teacher_lprobs: torch.Tensor) 
         for s, t in zip(student_lprobs.split(rows), teacher_lprobs.split(rows))
     ]
     return torch.cat(parts) if parts else student_lprobs.new_zeros(0)
+
+
+def __getattr__(name: str):
+    """``FeatureTeacher``: the old name of ``ProjectedFeatureTeacher`` (deprecated alias)."""
+    if name == "FeatureTeacher":
+        warnings.warn(
+            "lskd_plugins.kd_loss.FeatureTeacher is deprecated: use ProjectedFeatureTeacher",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return ProjectedFeatureTeacher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

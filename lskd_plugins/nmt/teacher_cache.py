@@ -11,7 +11,7 @@ stores (``--store``):
 - ``features`` (default, exact): the teacher's decoder output before its output projection,
   float16, ``{subset}.features.npy`` (tokens, members, D), and the output projection itself
   (``projection.pt``: weight and bias per member, float32). Training applies the projection
-  chunk by chunk inside the loss, exactly as the online teacher does (``FeatureTeacher``), so
+  chunk by chunk inside the loss, exactly as the online teacher does (``ProjectedFeatureTeacher``), so
   the KD term is the online one at every temperature, up to the float16 rounding of the
   features. A ``:`` ensemble is cached member by member (its averaged distribution at any T is
   then exact too). Disk per target token: 2 * members * D bytes (D = 512: 1 KiB). The step
@@ -248,16 +248,16 @@ class TeacherCache:
         )
 
     def _feature_teacher(self, features, device):
-        """FeatureTeacher over (N, members, D) float16 features and the stored projections."""
+        """ProjectedFeatureTeacher over (N, members, D) float16 features and the stored projections."""
         import functools
 
-        from lskd_plugins.kd_loss import FeatureTeacher
+        from lskd_plugins.kd_loss import ProjectedFeatureTeacher
 
         placed = [{k: _to(v, device) for k, v in p.items()} for p in self.projections]
         self.projections = placed  # moved once: later batches find them on the device
         project = [functools.partial(_project, p["weight"], p.get("bias")) for p in placed]
         members = [features[:, i] for i in range(features.size(1))]
-        return FeatureTeacher(members, project, self.vocab)
+        return ProjectedFeatureTeacher(members, project, self.vocab)
 
 
 def _to(tensor, device):

@@ -342,7 +342,7 @@ class LskdTranslationTask(TranslationTask):
         id; at validation (student in eval mode) a cache gives None: the validation loss is then
         the label-smoothed CE alone, the cache covering the training subset only.
         """
-        from lskd_plugins.kd_loss import FeatureTeacher
+        from lskd_plugins.kd_loss import ProjectedFeatureTeacher
 
         target = sample["target"][:, prefix:]
         if self.cfg.teacher_cache:
@@ -358,4 +358,4 @@ class LskdTranslationTask(TranslationTask):
                     teacher.eval()
                 x = teacher(**sample["net_input"], features_only=True)[0]
                 features.append(x[:, prefix:].contiguous())
-        return FeatureTeacher(features, [t.output_layer for t in teachers], len(self.tgt_dict))
+        return ProjectedFeatureTeacher(features, [t.output_layer for t in teachers], len(self.tgt_dict))
