@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Iterable, Iterator, TypeVar
+from typing import IO, Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -50,8 +50,13 @@ class Progress:
         interval: float = 30.0,
         stream: IO | None = None,
         initial: int = 0,
+        left: Callable[[], float | None] | None = None,
+        note: Callable[[], str] | None = None,
     ):
+        """``left``: the caller's own estimate of the seconds left (else: from the rate);
+        ``note``: text the line ends with (e.g. the runs in progress)."""
         self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+        self.left_fn, self.note_fn = left, note
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.done = self._start_done = initial
@@ -81,15 +86,21 @@ class Progress:
             parts[0] += f" {self.unit}"
         parts.append(f"{rate:.3g} {self.unit}/s")
         parts.append(f"elapsed {format_seconds(elapsed)}")
-        if self.total and rate > 0:
-            parts.append(f"left {format_seconds((self.total - self.done) / rate)}")
-        return ", ".join(parts)
+        left = self.left_fn() if self.left_fn is not None else None
+        if left is None and self.total and rate > 0:
+            left = (self.total - self.done) / rate
+        if left is not None and self.total and self.done < self.total:
+            parts.append(f"left {format_seconds(left)}")
+        note = self.note_fn() if self.note_fn is not None else ""
+        return ", ".join(parts + ([note] if note else []))
 
     def update(self, n: int = 1) -> None:
         self.done += n
         if not self.enabled:
             return
         if self._bar is not None:
+            if self.left_fn is not None or self.note_fn is not None:
+                self._bar.set_postfix_str(self.line().split(", elapsed ", 1)[-1], refresh=False)
             self._bar.update(n)
             return
         now = time.monotonic()

@@ -292,3 +292,30 @@ def test_a_path_names_the_absolute_path_tried(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert messages.tried("img3") == f"img3 (looked for at {tmp_path.resolve() / 'img3'})"
     assert messages.tried(tmp_path.resolve()) == str(tmp_path.resolve())
+
+
+def test_progress_line_takes_the_estimate_and_names_the_runs():
+    import io
+
+    from lskd_plugins.progress import Progress
+
+    eta = Eta(jobs=1)
+    eta.finished(("translation", "teacher"), 50.0)
+    running = {"translation/word_a0.1_T4_s1": 12.0}
+    stream = io.StringIO()
+    bar = Progress(
+        4,
+        "study",
+        unit="run",
+        interval=0,
+        stream=stream,
+        left=lambda: eta.left([("translation", "student")], [(("translation", "student"), 12.0)]),
+        note=lambda: running_text(running),
+    )
+    bar.update(1)
+    line = stream.getvalue().strip()
+    assert line.startswith("study: 1/4 run (25%), ")
+    assert line.endswith(", left 1m28s, running translation/word_a0.1_T4_s1 (12s)")  # 50 + (50 - 12)
+    plain = Progress(4, "x", interval=0, stream=io.StringIO())
+    plain.update(4)
+    assert "left" not in plain.line()  # nothing left at the end
