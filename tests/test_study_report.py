@@ -24,9 +24,9 @@ def _healthy_translation():
 
 def test_healthy_runs_give_no_warnings():
     teachers, kd, base, decoding = _healthy_translation()
-    assert adequacy.warnings("translation", teachers, kd, base, decoding=decoding) == []
+    assert adequacy.warnings("bleu", teachers, kd, base, decoding=decoding) == []
     image = adequacy.warnings(
-        "image", {0.0: [80.0, 82.0], 0.1: [81.0, 80.0]}, {"logit KD, T=4": [75.0, 77.0]}, [74.0, 76.0], 3
+        "top1", {0.0: [80.0, 82.0], 0.1: [81.0, 80.0]}, {"logit KD, T=4": [75.0, 77.0]}, [74.0, 76.0], 3
     )
     assert image == []
 
@@ -38,7 +38,7 @@ def test_degenerate_lengths_and_loops_are_named_with_their_numbers():
         {"sacrebleu": {"sys_len": 12965, "ref_len": 3741}},
         ["white white white white house"] * 6 + ["a man is walking"] * 4,
     )
-    ws = adequacy.warnings("translation", teachers, kd, base, decoding=decoding)
+    ws = adequacy.warnings("bleu", teachers, kd, base, decoding=decoding)
     assert len(ws) == 2
     assert ws[0] == (
         "Degenerate decoding: in 1 of 4 translation runs the hypotheses' length is outside [0.5, 2] x the "
@@ -56,7 +56,7 @@ def test_loops_needs_four_in_a_row():
 
 def test_chance_level_teachers_and_students():
     ws = adequacy.warnings(
-        "image", {0.0: [35.0, 36.0], 0.1: [60.0, 62.0]}, {"logit KD, T=4": [33.0, 34.0]}, [50.0, 52.0], 3
+        "top1", {0.0: [35.0, 36.0], 0.1: [60.0, 62.0]}, {"logit KD, T=4": [33.0, 34.0]}, [50.0, 52.0], 3
     )
     assert ws[0] == (
         "Teachers not clearly above chance: noLS 35.5% (means over 2 seed(s)), below 43.3% "
@@ -64,7 +64,7 @@ def test_chance_level_teachers_and_students():
     )
     assert ws[1].startswith("Students not beating chance: 1 of 2 student cells (logit KD, T=4 33.5%;")
     assert "Every KD student is below the no-KD baseline by more than 10 (top1)" in ws[2]
-    bleu = adequacy.warnings("translation", {0.0: [3.4, 3.9], 0.1: [3.5, 3.6]}, {"w": [0.7, 1.1]}, [0.9, 0.8])
+    bleu = adequacy.warnings("bleu", {0.0: [3.4, 3.9], 0.1: [3.5, 3.6]}, {"w": [0.7, 1.1]}, [0.9, 0.8])
     assert bleu[0].startswith("Teachers' BLEU near 0: noLS 3.6 BLEU, LS eps=0.1 3.5 BLEU")
     assert "Students not beating chance: 2 of 2" in bleu[1]
 

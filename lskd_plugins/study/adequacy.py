@@ -69,10 +69,10 @@ def _seeds(values: Mapping[float, Sequence]) -> int:
     return max((len([v for v in vs if v is not None]) for vs in values.values()), default=0)
 
 
-def check_teachers(modality: str, teachers: Mapping[float, Sequence], num_classes: int | None) -> List[str]:
+def check_teachers(metric: str, teachers: Mapping[float, Sequence], num_classes: int | None) -> List[str]:
     """Teachers not clearly above chance (image: top-1 < chance + margin; translation: BLEU near 0)."""
     means = {eps: mean(vs) for eps, vs in teachers.items()}
-    if modality == "image":
+    if metric == "top1":
         if not num_classes:
             return []
         chance = 100.0 / num_classes
@@ -83,19 +83,21 @@ def check_teachers(modality: str, teachers: Mapping[float, Sequence], num_classe
             f"+ {TEACHER_MARGIN_TOP1:g} points)"
         )
         unit, check = "%", "Teachers not clearly above chance"
-    else:
+    elif metric == "bleu":
         low = {e: m for e, m in means.items() if m is not None and m < TEACHER_MIN_BLEU}
         what = f"below {TEACHER_MIN_BLEU:g} sacreBLEU"
         unit, check = " BLEU", "Teachers' BLEU near 0"
+    else:
+        return []
     if not low:
         return []
     parts = ", ".join(f"{teacher_name(e)} {m:.1f}{unit}" for e, m in sorted(low.items()))
     return [f"{check}: {parts} (means over {_seeds(teachers)} seed(s)), {what}."]
 
 
-def check_students(modality: str, students: Mapping[str, Sequence], num_classes: int | None) -> List[str]:
+def check_students(metric: str, students: Mapping[str, Sequence], num_classes: int | None) -> List[str]:
     """Students (every KD cell and the no-KD baseline) that do not beat chance."""
-    if modality == "image":
+    if metric == "top1":
         if not num_classes:
             return []
         bar = 100.0 / num_classes + STUDENT_MARGIN_TOP1
@@ -103,8 +105,10 @@ def check_students(modality: str, students: Mapping[str, Sequence], num_classes:
             f"chance with {num_classes} classes is {100.0 / num_classes:.1f}%; the check asks for {bar:.1f}%"
         )
         unit = "%"
-    else:
+    elif metric == "bleu":
         bar, what, unit = STUDENT_MIN_BLEU, f"the check asks for {STUDENT_MIN_BLEU:g} sacreBLEU", " BLEU"
+    else:
+        return []
     low = {k: m for k, vs in students.items() if (m := mean(vs)) is not None and m < bar}
     if not low:
         return []
@@ -160,7 +164,7 @@ def check_kd_below_baseline(metric: str, kd: Mapping[str, Sequence], baseline: S
 
 
 def warnings(
-    modality: str,
+    metric: str,
     teachers: Mapping[float, Sequence],
     kd: Mapping[str, Sequence],
     baseline: Sequence,
@@ -169,14 +173,15 @@ def warnings(
 ) -> List[str]:
     """Every failed check of one modality, as sentences (empty: the models are adequate).
 
-    ``teachers``: {teacher smoothing: per-seed primary metric}; ``kd``: {cell label: per-seed values}
-    of the KD students; ``baseline``: the no-KD baseline's per-seed values; ``num_classes``: image
-    only; ``decoding``: ``decoding_stats`` of the translation runs."""
-    metric = "top1" if modality == "image" else "bleu"
+    ``metric``: the modality's primary metric ("top1": the image checks, "bleu": the translation
+    checks; another metric gets the KD-vs-baseline check only); ``teachers``: {teacher smoothing:
+    per-seed primary metric}; ``kd``: {cell label: per-seed values} of the KD students;
+    ``baseline``: the no-KD baseline's per-seed values; ``num_classes``: image only; ``decoding``:
+    ``decoding_stats`` of the translation runs."""
     students = {**kd, "no-KD baseline": list(baseline)} if baseline else dict(kd)
     return [
-        *check_teachers(modality, teachers, num_classes),
-        *(check_decoding(decoding) if modality == "translation" else []),
-        *check_students(modality, students, num_classes),
+        *check_teachers(metric, teachers, num_classes),
+        *check_decoding(decoding),
+        *check_students(metric, students, num_classes),
         *check_kd_below_baseline(metric, kd, baseline),
     ]
