@@ -97,19 +97,61 @@ def check_file_writable(path: os.PathLike | str, option: str = "--output-file") 
     return p
 
 
+def installation() -> list:
+    """The folders every lskd command reads its own code from: the lskd_plugins package and the
+    Python environment (``sys.prefix``). An output that is or holds one of them would delete the
+    program itself."""
+    import sys
+
+    return [Path(__file__).resolve().parent, Path(sys.prefix).resolve()]
+
+
+def _relation(out: Path, inp: Path, option: str) -> str | None:
+    """How ``out`` (a real path) meets ``inp`` (a real path): None when they are apart."""
+    if out == inp:
+        return "the same path"
+    if inp.is_relative_to(out):
+        return f"the input lies inside {option}"
+    if inp.is_dir() and out.is_relative_to(inp):
+        return f"{option} lies inside the input"
+    return None
+
+
 def refuse_overlap(
-    output: os.PathLike | str, inputs: Iterable[os.PathLike | str], option: str = "--output"
+    output: os.PathLike | str,
+    inputs: Iterable[os.PathLike | str | None],
+    option: str = "--output",
+    own: Iterable[os.PathLike | str] = (),
 ) -> None:
-    """Refuse an output folder that is, contains, or lies inside one of the inputs."""
+    """Refuse, before any file is touched, an output that is, contains, or lies inside an input.
+
+    ``output`` is what the command writes, empties or replaces (a folder, or one file); ``inputs``
+    are everything the command (and any run it starts) reads. Paths are compared as real paths
+    (symlinks resolved), so a link to the data is the data. ``own`` names paths inside ``output``
+    that the command itself recreates (its embedded data, what its own ``prepare`` step writes):
+    an input at or under one of them may go. The lskd package and the Python environment are
+    inputs of every command (``installation``). Raises LskdError (exit 2), one line."""
     from lskd_plugins.errors import LskdError
 
-    out = Path(output).resolve()
+    out = Path(output).expanduser().resolve()
+    mine = [Path(p).expanduser().resolve() for p in own]
     for item in inputs:
-        if item is None:
+        if item is None or str(item) == "":
             continue
-        inp = Path(item).resolve()
-        if out == inp or inp.is_relative_to(out) or (inp.is_dir() and out.is_relative_to(inp)):
-            raise LskdError(f"{option} {output} would write over the input {item}; choose a separate folder")
+        inp = Path(item).expanduser().resolve()
+        if any(inp.is_relative_to(m) for m in mine):
+            continue
+        why = _relation(out, inp, option)
+        if why is not None:
+            raise LskdError(
+                f"{option} {output} would write over the input {item} ({why}); choose a separate folder"
+            )
+    for inp in installation():
+        if out == inp or inp.is_relative_to(out):
+            raise LskdError(
+                f"{option} {output} would write over lskd's own installation ({inp}); "
+                "choose a separate folder"
+            )
 
 
 def claim_output(
@@ -126,6 +168,7 @@ def claim_output(
 
     from lskd_plugins.errors import LskdError
 
+    refuse_overlap(folder, (), option)  # never empty lskd's own installation
     path = check_writable(folder, option)
     marker = path / OWNER_FILE
     current = None

@@ -53,8 +53,20 @@ def write_digits(
         raise LskdError(f"--scale must be >= 1, got {scale}")
     settings = {"val_fraction": val_fraction, "seed": seed, "scale": scale}
     return prepare_staged(
-        out, STAMP, settings, lambda tmp: _write_images(tmp, val_fraction, seed, scale), overwrite
+        out,
+        STAMP,
+        settings,
+        lambda tmp: _write_images(tmp, val_fraction, seed, scale),
+        overwrite,
+        inputs=[digits_source()],
     )
+
+
+def digits_source() -> Path:
+    """The folder scikit-learn reads the digits from (an input: --overwrite must never replace it)."""
+    from importlib.resources import files
+
+    return Path(str(files("sklearn.datasets") / "data"))
 
 
 def _write_images(out: Path, val_fraction: float, seed: int, scale: int) -> Dict[str, int]:

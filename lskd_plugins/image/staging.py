@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Iterable
 
 from lskd_plugins.errors import LskdError
-from lskd_plugins.files import check_writable
+from lskd_plugins.files import check_writable, refuse_overlap
 from lskd_plugins.prepared import reuse_prepared, write_stamp
 
 
@@ -53,10 +53,15 @@ def prepare_staged(
     build: Callable[[Path], Dict[str, Any]],
     overwrite: bool = False,
     option: str = "--output",
+    inputs: Iterable[os.PathLike | str] = (),
     **extra: Any,
 ) -> Dict[str, Any]:
-    """Run ``build(tmp_folder) -> counts`` unless already done; move the result to ``out`` atomically."""
+    """Run ``build(tmp_folder) -> counts`` unless already done; move the result to ``out`` atomically.
+
+    ``inputs`` (the source archive or folder, ...) may be neither ``out``, inside it, nor above it:
+    ``--overwrite`` replaces ``out`` whole, so that is refused before any file is touched."""
     out = Path(out)
+    refuse_overlap(out, inputs, option)
     if out.exists() and not out.is_dir():
         raise LskdError(f"{option} {out} is a file, not a folder; give a folder path")
     clean_stale(out)

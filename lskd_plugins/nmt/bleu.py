@@ -137,7 +137,13 @@ def read_reference(path: str | Path, n: int) -> List[str]:
 
 
 def check_output(
-    out: str | Path, subset: str, identity: Dict, inputs: Sequence, overwrite: bool, reference=None
+    out: str | Path,
+    subset: str,
+    identity: Dict,
+    inputs: Sequence,
+    overwrite: bool,
+    reference=None,
+    checkpoints: Sequence = (),
 ) -> Path:
     """Before decoding: OUTPUT is a writable folder, neither is, holds nor lies inside the data-bin,
     writes no file over the reference, and its <subset>.* files (if any) are this checkpoint's own
@@ -146,8 +152,9 @@ def check_output(
     refuse_overlap(out, inputs, "--output")
     out = check_writable(out, "--output")
     written = {(out / f"{subset}.{kind}").resolve() for kind in OUTPUT_SUFFIXES}
-    if reference and Path(reference).resolve() in written:
-        raise LskdError(f"--output {out} would write over --ref {reference}; choose another folder")
+    for option, path in (("--ref", reference), *(("--path", p) for p in checkpoints)):
+        if path and Path(path).resolve() in written:
+            raise LskdError(f"--output {out} would write over {option} {path}; choose another folder")
     old = out / f"{subset}.bleu.json"
     if overwrite:
         return out
@@ -260,7 +267,9 @@ def main(args: argparse.Namespace) -> int:
     out = None
     if args.output is not None:
         identity = {"checkpoint": [str(p) for p in decoder.paths], "data": str(decoder.data)}
-        out = check_output(args.output, decoder.subset, identity, [args.data], args.overwrite, args.ref)
+        out = check_output(
+            args.output, decoder.subset, identity, [args.data], args.overwrite, args.ref, decoder.paths
+        )
     result, texts = decode_and_score(decoder, options, args.remove_bpe, args.ref, not args.no_progress)
     if out is not None:
         result["files"] = output_files(out, decoder.subset)

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 from lskd_plugins.errors import LskdError, nonneg_float, nonneg_int, positive_int
-from lskd_plugins.files import OWNER_FILE, check_writable, write_lines_atomic
+from lskd_plugins.files import OWNER_FILE, check_writable, refuse_overlap, write_lines_atomic
 from lskd_plugins.nmt.inputs import TEST_SETS_FILE
 from lskd_plugins.nmt.options import (
     add_output_option,
@@ -627,12 +627,9 @@ def prepare(cfg: PrepareConfig, force: bool = False, log=print, progress: bool =
             f"--output {out} lies inside --raw-dir {cfg.raw_dir}; keep the raw corpus apart: choose "
             "another --output"
         )
-    for name in (*RESULTS, PARTIAL):  # the folders a run replaces must not hold the raw files
-        if Path(cfg.raw_dir).resolve().is_relative_to((out / name).resolve()):
-            raise LskdError(
-                f"--raw-dir {cfg.raw_dir} lies in {out / name}, which the preparation replaces; "
-                "move the raw files or choose another --output"
-            )
+    raw_files = [path for entries in resolved.values() for _, src, tgt in entries for path in (src, tgt)]
+    for name in (*RESULTS, PARTIAL):  # the folders a run replaces hold no raw file (symlinks resolved)
+        refuse_overlap(out / name, [cfg.raw_dir, *raw_files], "--output")
     settings = fingerprint(cfg, layout, resolved)
     refuse_earlier_version(out, force, "lskd prepare-mt (or the data_prep script) with the same options")
     own = (*RESULTS, PARTIAL, "data-bin.tmp", MANIFEST, "raw", OWNER_FILE)
