@@ -1,0 +1,102 @@
+"""``lskd study --miniature`` (issue 19): the miniature raw data sets in each paper configuration's
+native layout, read by the real preparation step; timm's pretrained weights from a local cache;
+the configuration's rewrite and its printed replacements."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lskd_plugins.study.miniature import raw
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------- layouts
+def test_imagenet_layout_is_an_imagefolder_with_the_wnid_classes(tmp_path):
+    from lskd_plugins.image import data as image_data
+
+    root = raw.write_imagenet(tmp_path / "imagenet", train=3, val=2, size=24)
+    for split, n in (("train", 3), ("val", 2)):
+        ds = image_data.image_folder(root / split, None)
+        assert ds.classes == sorted(raw.IMAGENET_WNIDS)
+        assert len(ds) == n * len(raw.IMAGENET_WNIDS)
+    assert (root / "train" / "n02113712" / "n02113712_1.JPEG").is_file()
+    val_names = sorted(p.name for p in (root / "val").rglob("*.JPEG"))
+    assert val_names[0] == "ILSVRC2012_val_00000001.JPEG" and len(val_names) == 10
+    from PIL import Image
+
+    with Image.open(root / "train" / "n01440764" / "n01440764_2.JPEG") as im:
+        assert im.format == "JPEG" and im.size == (24, 24) and im.mode == "RGB"
+
+
+def prepare_cub(source: Path, out: Path, cli_env) -> str:
+    """data_prep/prepare_cub.py as the paper_cub configuration runs it."""
+    cmd = ["python", str(REPO / "data_prep" / "prepare_cub.py"), "--source", str(source)]
+    cmd += ["--output", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_cub_tarball_and_its_folder_are_read_by_prepare_cub(tmp_path, cli_env):
+    import tarfile
+
+    tgz = raw.write_cub(tmp_path / "src", classes=raw.CUB_CLASSES[:3], train=4, test=2, size=16)
+    assert tgz.name == "CUB_200_2011.tgz"
+    said = prepare_cub(tgz, tmp_path / "cub", cli_env)
+    assert said == f"cub: 12 train / 6 val images in {tmp_path / 'cub'}"
+    assert sorted(p.name for p in (tmp_path / "cub" / "train").iterdir()) == list(raw.CUB_CLASSES[:3])
+    assert len(list((tmp_path / "cub" / "val" / raw.CUB_CLASSES[2]).iterdir())) == 2
+    with tarfile.open(tgz) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "extracted", filter="data")
+    for table in ("images.txt", "train_test_split.txt", "image_class_labels.txt", "classes.txt"):
+        assert f"CUB_200_2011/{table}" in names
+    assert prepare_cub(tmp_path / "extracted", tmp_path / "cub2", cli_env).startswith("cub: 12 train / 6 val")
+    labels = (tmp_path / "extracted" / "CUB_200_2011" / "image_class_labels.txt").read_text().split()
+    assert labels[:2] == ["1", "1"] and labels[-2:] == ["18", "3"]
+
+
+def run_script(script: str, raw_dir: Path, out: Path, cli_env) -> dict:
+    proc = subprocess.run(
+        ["bash", str(REPO / "data_prep" / script), "--raw-dir", str(raw_dir), "--output", str(out)]
+        + ["--no-progress"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads((out / "prepare.json").read_text())
+
+
+@pytest.mark.fairseq
+def test_iwslt14_raw_folder_is_read_by_prepare_iwslt14(tmp_path, cli_env):
+    rawdir = raw.write_iwslt14(tmp_path / "raw", train=46, test=3)
+    assert (rawdir / "de-en" / "train.tags.de-en.de").is_file()
+    stamp = run_script("prepare_iwslt14.sh", rawdir, tmp_path / "out", cli_env)
+    # every 23rd training pair is held out as valid; the five dev/tst files make the test set
+    assert {k: v["lines"] for k, v in stamp["lines"].items()} == {"train": 44, "valid": 2, "test": 15}
+    text = tmp_path / "out" / "text"
+    pairs = raw.sentence_pairs(46, "train")
+    assert (text / "valid.de").read_text().splitlines() == [pairs[22][1], pairs[45][1]]
+    assert (text / "train.en").read_text().splitlines()[0] == pairs[0][0]
+    first_test = raw.sentence_pairs(3, "test0")
+    assert (text / "test.de").read_text().splitlines()[:3] == [p[1] for p in first_test]
+    assert not any("<" in line for line in (text / "train.de").read_text().splitlines())
+
+
+@pytest.mark.fairseq
+def test_wmt14_raw_folder_is_read_by_prepare_wmt14(tmp_path, cli_env):
+    rawdir = raw.write_wmt14(tmp_path / "raw", train=6, dev=3, test=2)
+    stamp = run_script("prepare_wmt14_en_de.sh", rawdir, tmp_path / "out", cli_env)
+    lines = {k: v["lines"] for k, v in stamp["lines"].items()}
+    assert lines["valid"] == 3 and lines["test"] == 2 and 1 <= lines["train"] <= 18
+    text = tmp_path / "out" / "text"
+    assert (text / "test.en").read_text().splitlines() == [p[0] for p in raw.sentence_pairs(2, "test")]
+    assert (text / "valid.de").read_text().splitlines() == [p[1] for p in raw.sentence_pairs(3, "valid")]
+    assert (tmp_path / "out" / "data-bin" / "test_sets.tsv").read_text() == "test\tnewstest2014\n"
