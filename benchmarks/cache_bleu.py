@@ -36,23 +36,18 @@ from typing import Dict, List, Tuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lskd_plugins.study import stats  # noqa: E402
+from lskd_plugins.study import layout, stats  # noqa: E402
 
 METRIC = "bleu"
 
 
 def word_students(study: Path) -> List[dict]:
-    """The finished word-level students of a study folder: {spec, seed, bleu, folder}."""
-    out = []
-    for run_json in sorted((study / "runs" / "translation").glob("word_*/run.json")):
-        result = run_json.parent / "result.json"
-        if not result.is_file():
-            continue
-        run, res = json.loads(run_json.read_text()), json.loads(result.read_text())
-        if res.get("key") != run["key"]:
-            continue
-        out.append({"spec": run["spec"], "bleu": res["metrics"][METRIC], "folder": str(run_json.parent)})
-    return out
+    """The finished word-level students of a study folder: {spec, bleu, folder}."""
+    return [
+        {"spec": run["spec"], "bleu": res["metrics"][METRIC], "folder": str(folder)}
+        for folder, run, res in layout.finished_runs(study, "translation")
+        if run["spec"].get("role") == "student" and run["spec"].get("kind") == "word"
+    ]
 
 
 def cell_of(spec: dict) -> Tuple[str, float, float]:

@@ -15,6 +15,7 @@ from cli_helpers import assert_fails_one_line
 from lskd_plugins.cli import main as lskd_main
 from lskd_plugins.study import grid, keys, runners, stats
 from lskd_plugins.study.config import load_config
+from lskd_plugins.study.modalities import translation
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -324,9 +325,9 @@ def test_students_of_one_teacher_build_its_cache_once(tmp_path, monkeypatch):
         "cfg": {"temperatures": [1.0, 2.0], "translation": {"checkpoint": "checkpoint_best.pt"}},
         "data": {"translation": str(tmp_path / "data-bin")},
     }
-    run = grid.Run("translation/word_a0_T1_s0", "translation", "student", "word", 0.0, 1.0, 0)
-    run.deps = ["translation/teacher_a0_s0"]
-    students = [threading.Thread(target=runners.ensure_teacher_cache, args=(run, ctx)) for _ in range(2)]
+    run = grid.Run("translation", "student", "word", 0.0, 1.0, 0, deps=["translation/teacher_a0_s0"])
+    assert run.name == "translation/word_a0_T1_s0"
+    students = [threading.Thread(target=translation.ensure_teacher_cache, args=(run, ctx)) for _ in range(2)]
     for s in students:
         s.start()
     for s in students:

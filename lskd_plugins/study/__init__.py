@@ -5,8 +5,10 @@
     lskd study CONFIG.yaml --dry-run                     # the grid and its commands, nothing run
     lskd study --output study_out                        # no config: the image study on the digits
 
-Modules: ``config`` (every key, validated before any training), ``grid`` (the runs), ``keys``
-(run keys from the data's content and every setting), ``runners`` (the real tools, in-process),
+Modules: ``config`` (every key, validated before any training), ``modalities`` (one module per
+modality: its configuration section, data, runs, commands, metrics), ``kinds`` (the tables of KD
+kinds and KD methods), ``layout`` (run folders, run names and file names), ``grid`` (the runs),
+``keys`` (run keys from the data's content and every setting), ``runners`` (the tools, in-process),
 ``execute`` (jobs, SLURM through submitit, progress, resume), ``stats`` (paired comparisons,
 method.md section 7), ``report`` (report.md / report.json / figures). docs/study.md has the rest.
 """
@@ -88,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="local processes, or one SLURM job per run via submitit (default: config, local)",
     )
     g.add_argument("--temps", default=None, help="KD temperatures, e.g. 1,2,3,64 (default: config)")
-    g.add_argument("--alphas", default=None, help="teachers' label smoothing, e.g. 0,0.1 (default: config)")
+    g.add_argument("--teacher-smoothing", default=None, help="teachers' label smoothing, e.g. 0,0.1")
+    g.add_argument("--alphas", dest="teacher_smoothing", help=argparse.SUPPRESS)  # the old name
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="(default: config, auto)")
     g.add_argument(
         "--set",
@@ -161,8 +164,8 @@ def apply_overrides(doc: Dict[str, Any], args: argparse.Namespace) -> Dict[str, 
             doc[key] = getattr(args, flag)
     if args.temps is not None:
         doc["temperatures"] = _floats(args.temps, "--temps")
-    if args.alphas is not None:
-        doc["teacher_smoothing"] = _floats(args.alphas, "--alphas")
+    if args.teacher_smoothing is not None:
+        doc["teacher_smoothing"] = _floats(args.teacher_smoothing, "--teacher-smoothing")
     if args.no_progress:
         doc["progress"] = False
     given = {f: getattr(args, f) for f in IMAGE_FLAGS if getattr(args, f, None) is not None}

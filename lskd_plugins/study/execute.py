@@ -19,91 +19,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
-from lskd_plugins.errors import LskdError, LskdFailure
+from lskd_plugins.errors import LskdFailure
 from lskd_plugins.files import write_text_atomic
 from lskd_plugins.progress import Progress
-from lskd_plugins.study import runners
+from lskd_plugins.study import layout, modalities, runners
 from lskd_plugins.study.config import substitute
 from lskd_plugins.study.grid import Run
 from lskd_plugins.study.keys import tree_hash
 
-RESULT, SETTINGS, LOG = "result.json", "run.json", "log.txt"
-
-
-# ------------------------------------------------------------------------------------------- data
-def prepare_image(cfg: Dict[str, Any], out: Path) -> str:
-    sec = cfg["image"]
-    if sec["data"] == "digits":
-        from lskd_plugins.image.digits import write_digits
-
-        data = out / "data" / "digits"
-        write_digits(data)
-        return str(data)
-    return _prepared(sec, cfg, "image")
-
-
-def prepare_translation(cfg: Dict[str, Any], out: Path) -> str:
-    sec = cfg["translation"]
-    if sec["data"] != "synth":
-        return _prepared(sec, cfg, "translation")
-    from lskd_plugins.nmt.synth_mt import generate_corpus
-
-    text, data_bin = out / "data" / "synth" / "text", out / "data" / "synth" / "data-bin"
-    if not (data_bin / ".done").is_file():
-        s = sec["synth"]
-        generate_corpus(
-            text,
-            s.get("size", 4000),
-            s.get("seed", 1),
-            valid_size=s.get("valid", 200),
-            test_size=s.get("test", 200),
-        )
-        preprocess(text, data_bin)
-        (data_bin / ".done").write_text("")
-    return str(data_bin)
-
-
-def preprocess(text: Path, data_bin: Path) -> None:
-    """fairseq-preprocess --joined-dictionary, in process, its log in DATA_BIN/preprocess.log."""
-    from fairseq import options
-    from fairseq_cli import preprocess as fp
-
-    argv = [
-        "--source-lang",
-        "en",
-        "--target-lang",
-        "de",
-        "--trainpref",
-        str(text / "train"),
-        "--validpref",
-        str(text / "valid"),
-        "--testpref",
-        str(text / "test"),
-        "--destdir",
-        str(data_bin),
-        "--joined-dictionary",
-        "--workers",
-        "1",
-    ]
-    data_bin.mkdir(parents=True, exist_ok=True)
-    with redirected(data_bin / ".preprocess.log"):
-        fp.main(options.get_preprocessing_parser().parse_args(argv))
-
-
-def _prepared(sec: Dict[str, Any], cfg: Dict[str, Any], name: str) -> str:
-    """The configured data folder, made by ``prepare.command`` when it is missing."""
-    import subprocess
-
-    data = substitute(sec["data"], cfg)
-    if sec["prepare"] and not Path(data, ".lskd-study-prepared").is_file():
-        cmd = [substitute(str(c), cfg, data) for c in sec["prepare"]["command"]]
-        cmd = [sys.executable if c == "python" else c for c in cmd]
-        print(f"study: preparing {name} data: {shlex.join(cmd)}", file=sys.stderr)
-        proc = subprocess.run(cmd)
-        if proc.returncode != 0:
-            raise LskdError(f"{name}.prepare failed (exit {proc.returncode}): {shlex.join(cmd)}")
-        Path(data, ".lskd-study-prepared").write_text(shlex.join(cmd) + "\n")
-    return str(Path(data).resolve())
+RESULT, SETTINGS, LOG = layout.RESULT_JSON, layout.RUN_JSON, layout.LOG_TXT
 
 
 # ------------------------------------------------------------------------------------ one run
@@ -306,19 +230,18 @@ def context(cfg: Dict[str, Any], out: Path, data: Dict[str, str], runs: List[Run
 
 
 def plan(cfg: Dict[str, Any], dry_run: bool) -> tuple:
-    """(output folder, data paths, runs): the data are prepared and hashed unless ``dry_run``."""
+    """(output folder, data paths, data hashes): each modality's data prepared and hashed unless
+    ``dry_run``."""
     out = Path(cfg["output"]).resolve()
     data, hashes = {}, {}
-    for name, prep in (("image", prepare_image), ("translation", prepare_translation)):
-        if cfg[name] is None:
-            continue
+    for mod in modalities.present(cfg):
+        name = mod.name
         if dry_run:
-            embedded = {"image": "digits", "translation": "synth"}[name]
-            given = substitute(cfg[name]["data"], cfg)
-            data[name] = given if cfg[name]["data"] != embedded else f"{out}/data/{embedded}"
+            given = cfg[name]["data"]
+            data[name] = substitute(given, cfg) if given != mod.embedded else mod.dry_run_data(out)
             hashes[name] = "not hashed (dry run)"
         else:
-            data[name] = prep(cfg, out)
+            data[name] = mod.prepare(cfg, out)
             hashes[name] = tree_hash(data[name], out / "cache" / f"{name}_data_manifest.json")
     return out, data, hashes
 

@@ -16,49 +16,47 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from lskd_plugins.files import write_text_atomic
-from lskd_plugins.study import stats
+from lskd_plugins.study import kinds as kind_table
+from lskd_plugins.study import layout, modalities, stats
 from lskd_plugins.study.grid import Run
+from lskd_plugins.study.modalities import Metric
 
-PRIMARY = {"image": "top1", "translation": "bleu"}
-OTHERS = {"image": ["top5", "nll", "ece"], "translation": ["chrf", "tokenized_bleu"]}
-LABELS = {
-    "top1": "top-1 (%)",
-    "top5": "top-5 (%)",
-    "nll": "NLL",
-    "ece": "ECE",
-    "bleu": "sacreBLEU",
-    "chrf": "chrF",
-    "tokenized_bleu": "tokenized BLEU",
-    "eta": "eta (directional diffusion)",
-    "fisher_ab": "Fisher J_ab",
-    "leakage_ab": "leakage a->b",
+# the diffusion numbers of every modality; each modality's own metrics are in its module's table
+DIFFUSION_METRICS = {
+    "eta": Metric("eta (directional diffusion)", 3),
+    "fisher_ab": Metric("Fisher J_ab", 3),
+    "leakage_ab": Metric("leakage a->b", 3),
 }
-KIND_LABELS = {
-    "logit": "logit KD",
-    "word": "word-level KD",
-    "seq": "sequence-level KD",
-    "seqword": "sequence + word-level KD",
-}
-DIFFUSION = ("eta", "fisher_ab", "leakage_ab")
+DIFFUSION = tuple(DIFFUSION_METRICS)
 COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple")
 MARKERS = ("o", "s", "^", "D")  # one per teacher: equal values stay visible
 DODGE = 0.12  # x offset between the teachers' students at one T
+
+
+def metric_info(name: str) -> Metric:
+    """A metric's label and digits, from the modality that has it (or the diffusion numbers)."""
+    for mod in modalities.MODALITIES.values():
+        if name in mod.metrics:
+            return mod.metrics[name]
+    return DIFFUSION_METRICS.get(name, Metric(name))
+
+
+def diffusion_kind(modality: str, kind_names: List[str]) -> str | None:
+    """The kind whose students the diffusion figures show: the first the analysis measures."""
+    return next((k for k in kind_names if kind_table.kind(k).diffusion), None)
 
 
 def read_runs(runs: List[Run], folders: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
     """{name: {"result": result.json, "settings": run.json}} -- the runs' own files, nothing else."""
     out = {}
     for r in runs:
-        f = Path(folders[r.name])
-        out[r.name] = {
-            "result": json.loads((f / "result.json").read_text()),
-            "settings": json.loads((f / "run.json").read_text()),
-        }
+        settings, result = layout.read_run(folders[r.name])
+        out[r.name] = {"result": result, "settings": settings}
     return out
 
 
 def collect(runs: List[Run], files: Dict[str, dict], modality: str, metric: str) -> Dict[str, Any]:
-    """cells[(kind, alpha, T)] / teachers[alpha] / baseline: {seed: value} of one metric."""
+    """cells[(kind, teacher smoothing, T)] / teachers[smoothing] / baseline: {seed: value} of one metric."""
     cells: Dict[tuple, Dict[int, float]] = {}
     teachers: Dict[float, Dict[int, float]] = {}
     baseline: Dict[int, float] = {}
@@ -67,9 +65,9 @@ def collect(runs: List[Run], files: Dict[str, dict], modality: str, metric: str)
             continue
         value = files[r.name]["result"].get("metrics", {}).get(metric)
         if r.role == "student":
-            cells.setdefault((r.kind, r.alpha, r.temperature), {})[r.seed] = value
+            cells.setdefault((r.kind, r.teacher_smoothing, r.temperature), {})[r.seed] = value
         elif r.role == "teacher":
-            teachers.setdefault(r.alpha, {})[r.seed] = value
+            teachers.setdefault(r.teacher_smoothing, {})[r.seed] = value
         elif r.role == "baseline":
             baseline[r.seed] = value
     return {"cells": cells, "teachers": teachers, "baseline": baseline}
@@ -84,7 +82,8 @@ def collect_diffusion(runs: List[Run], files: Dict[str, dict], modality: str, ke
             continue
         for name, numbers in files[r.name]["result"].get("per_model", {}).items():
             m = by_name[name]
-            cell = ("teacher", m.alpha, None) if m.role == "teacher" else (m.kind, m.alpha, m.temperature)
+            a = m.teacher_smoothing
+            cell = ("teacher", a, None) if m.role == "teacher" else (m.kind, a, m.temperature)
             # a fixed teacher appears in every seed's analysis but is one model: keyed by its own seed
             cells.setdefault(cell, {})[m.seed] = numbers.get(key)
     return cells
@@ -99,8 +98,8 @@ def fmt(s: Dict[str, Any], digits: int = 2) -> str:
     return f"{text} (n={s['n']})"
 
 
-def digits_of(metric: str) -> int:
-    return 4 if metric in ("nll", "ece") else 2
+def digits_of(name: str) -> int:
+    return metric_info(name).digits
 
 
 def table(
@@ -109,8 +108,8 @@ def table(
     """Rows (label, {alpha: summary}) in the paper's layout."""
     rows = [("teacher", {a: stats.summary(data["teachers"].get(a, {}).values()) for a in alphas})]
     for kind in kinds:
-        for t in [None] if kind == "seq" else temps:
-            label = KIND_LABELS[kind] + ("" if t is None else f", T={t:g}")
+        for t in temps if kind_table.kind(kind).takes_temperature else [None]:
+            label = kind_table.kind(kind).label + ("" if t is None else f", T={t:g}")
             rows.append(
                 (label, {a: stats.summary(data["cells"].get((kind, a, t), {}).values()) for a in alphas})
             )
@@ -149,10 +148,10 @@ def comparison_markdown(comps: List[dict], metric: str, with_verdict: bool) -> L
     return lines
 
 
-def answer(comps: List[dict], metric: str, n_seeds: int) -> str:
+def answer(comps: List[dict], name: str, n_seeds: int) -> str:
     """Written only from resolved comparisons; otherwise how many seeds the spread suggests."""
     if n_seeds < 2:
-        return f"One seed: numbers only, no verdicts (set `seeds` >= 2 to compare {LABELS[metric]})."
+        return f"One seed: numbers only, no verdicts (set `seeds` >= 2 to compare {metric_info(name).label})."
     resolved = [c for c in comps if c["verdict"] in (stats.BETTER, stats.WORSE)]
     if resolved:
         parts = [
@@ -161,7 +160,7 @@ def answer(comps: List[dict], metric: str, n_seeds: int) -> str:
             for c in resolved
         ]
         return (
-            f"Resolved at this budget ({n_seeds} seeds, {LABELS[metric]}), {len(resolved)} of "
+            f"Resolved at this budget ({n_seeds} seeds, {metric_info(name).label}), {len(resolved)} of "
             f"{len(comps)} comparisons: " + "; ".join(parts) + ". Every other comparison is not resolved."
         )
     if not comps:
@@ -175,11 +174,11 @@ def answer(comps: List[dict], metric: str, n_seeds: int) -> str:
     )
 
 
-def plot_metric(data: Dict[str, Any], alphas, temps, kinds, metric: str, title: str, path: Path) -> Path:
+def plot_metric(data: Dict[str, Any], alphas, temps, kind_names, name: str, title: str, path: Path) -> Path:
     """Students' metric vs T (error bars: 95% intervals), teachers dashed, the no-KD baseline grey."""
     plt = _pyplot()
 
-    tkinds = [k for k in kinds if k != "seq"] or kinds
+    tkinds = [k for k in kind_names if kind_table.kind(k).takes_temperature] or kind_names
     fig, axes = plt.subplots(
         1, len(tkinds), figsize=(max(7.5, 5.6 * len(tkinds)), 4.3), dpi=110, squeeze=False
     )
@@ -190,7 +189,7 @@ def plot_metric(data: Dict[str, Any], alphas, temps, kinds, metric: str, title: 
             _errorbar(ax, [x + (i - 0.5) * DODGE for x in xs], ss, col, f"student of {column_title(a)}", i)
             _reference(ax, stats.summary(data["teachers"].get(a, {}).values()), col, f"teacher α={a:g}", "--")
         _reference(ax, stats.summary(data["baseline"].values()), "0.3", "no-KD baseline", ":", lw=2.2)
-        _style(ax, temps, LABELS[metric], f"{title}: {KIND_LABELS[kind]}")
+        _style(ax, temps, metric_info(name).label, f"{title}: {kind_table.kind(kind).label}")
     return _save(fig, axes[0][0], path)
 
 
@@ -263,7 +262,7 @@ def plot_diffusion(cells_by_key: Dict[str, dict], alphas, temps, kind: str, path
             )
         if key == "eta":
             ax.axhline(1.0, color="0.3", ls="-.", lw=1, label="eta = 1: isotropic spread", zorder=2)
-        _style(ax, temps, LABELS[key], LABELS[key])
+        _style(ax, temps, metric_info(key).label, metric_info(key).label)
     return _save(fig, axes[0], path)
 
 
@@ -271,7 +270,9 @@ def cfg_first(runs: List[Run], modality: str) -> int:
     return min(r.seed for r in runs if r.modality == modality)
 
 
-def projection_grid(runs: List[Run], folders, modality: str, alphas, temps, path: Path) -> Path | None:
+def projection_grid(
+    runs: List[Run], folders, modality: str, alphas, temps, path: Path, kind: str | None = None
+) -> Path | None:
     """Seed 0's projections: rows teacher smoothing, columns the teacher then each T."""
     import pickle
 
@@ -291,21 +292,20 @@ def projection_grid(runs: List[Run], folders, modality: str, alphas, temps, path
     except ImportError:
         plot_projection_grid = None
     if plot_projection_grid is None or not (folder / "projections.pkl").is_file():
-        shutil.copyfile(folder / "diffusion" / "projection.png", path)
+        shutil.copyfile(folder / layout.DIFFUSION_DIR / "projection.png", path)
         return path
     with open(folder / "projections.pkl", "rb") as f:
         projections = pickle.load(f)
     by_label = {p.label: p for p in projections}
-    kind = "logit" if modality == "image" else "word"
-    names = {r.name.split("/", 1)[1]: r for r in runs if r.name in diff.deps}
+    names = {layout.short_name(r.name): r for r in runs if r.name in diff.deps}
     grid = []
     for a in alphas:
-        row = [n for n, r in names.items() if r.role == "teacher" and r.alpha == a]
+        row = [n for n, r in names.items() if r.role == "teacher" and r.teacher_smoothing == a]
         row += [
             n
             for t in temps
             for n, r in names.items()
-            if r.kind == kind and r.alpha == a and r.temperature == t
+            if kind is not None and r.kind == kind and r.teacher_smoothing == a and r.temperature == t
         ]
         grid += [by_label.get(n) for n in row]
     plot_projection_grid(
@@ -317,23 +317,24 @@ def projection_grid(runs: List[Run], folders, modality: str, alphas, temps, path
 def modality_section(cfg, runs: List[Run], files, folders, modality: str, out: Path) -> Dict[str, Any]:
     """Tables, comparisons, answer, figures and run settings of one modality."""
     alphas, temps, n_seeds = cfg["teacher_smoothing"], cfg["temperatures"], cfg["seeds"]
-    kinds = ["logit"] if modality == "image" else cfg["translation"]["kinds"]
-    primary = PRIMARY[modality]
+    mod = modalities.get(modality)
+    kind_names = mod.kinds(cfg[modality])
+    primary = mod.primary
     doc: Dict[str, Any] = {"primary_metric": primary, "tables": {}, "comparisons": {}, "figures": {}}
-    for metric in [primary, *OTHERS[modality]]:
-        data = collect(runs, files, modality, metric)
-        doc["tables"][metric] = table(data, alphas, temps, kinds, metric)
-        doc["comparisons"][metric] = stats.comparisons(
-            data["cells"], data["baseline"], alphas, temps, kinds, with_verdict=metric == primary
+    for name in mod.metrics:
+        data = collect(runs, files, modality, name)
+        doc["tables"][name] = table(data, alphas, temps, kind_names, name)
+        doc["comparisons"][name] = stats.comparisons(
+            data["cells"], data["baseline"], alphas, temps, kind_names, with_verdict=name == primary
         )
-        if metric == primary and kinds:  # kinds: []: teachers and the baseline only, nothing vs T
+        if name == primary and kind_names:  # kinds: []: teachers and the baseline only, nothing vs T
             doc["figures"]["metric_vs_T"] = plot_metric(
-                data, alphas, temps, kinds, metric, modality, out / f"{modality}_{metric}_vs_T.png"
+                data, alphas, temps, kind_names, name, modality, out / f"{modality}_{name}_vs_T.png"
             ).name
     doc["answer"] = answer(doc["comparisons"][primary], primary, n_seeds)
     if any(r.modality == modality and r.role == "diffusion" for r in runs):
         dcells = {k: collect_diffusion(runs, files, modality, k) for k in DIFFUSION}
-        kind = "logit" if modality == "image" else "word"
+        kind = diffusion_kind(modality, kind_names)
         doc["diffusion"] = {
             k: {f"{c[0]}|{c[1]}|{c[2]}": stats.summary(v.values()) for c, v in cells.items()}
             for k, cells in dcells.items()
@@ -347,8 +348,9 @@ def modality_section(cfg, runs: List[Run], files, folders, modality: str, out: P
             dcells, alphas, temps, kind, out / f"{modality}_diffusion_vs_T.png"
         ).name
         doc["diffusion_cells"] = dcells
+        doc["diffusion_kind"] = kind
         grid = projection_grid(
-            runs, folders, modality, alphas, temps, out / f"{modality}_projection_seed0.png"
+            runs, folders, modality, alphas, temps, out / f"{modality}_projection_seed0.png", kind
         )
         doc["figures"]["projection"] = grid.name if grid else None
     doc["runs"] = [
@@ -366,19 +368,18 @@ def modality_section(cfg, runs: List[Run], files, folders, modality: str, out: P
     return doc
 
 
-def diffusion_markdown(doc: Dict[str, Any], alphas, temps, modality: str) -> List[str]:
-    kind = "logit" if modality == "image" else "word"
+def diffusion_markdown(doc: Dict[str, Any], alphas, temps, kind: str | None) -> List[str]:
     cells = doc["diffusion_cells"]
     lines = [
         f"Classes (a, b similar to a, c dissimilar): {', '.join(map(str, doc['diffusion_classes']))}. "
         "eta > 1: class a spreads toward b more than toward c; J_ab falls when a and b diffuse into "
         "each other (docs/diffusion.md). Mean ± 95% interval over seeds (no verdicts).",
         "",
-        "| model | " + " | ".join(LABELS[k] for k in DIFFUSION) + " |",
+        "| model | " + " | ".join(metric_info(k).label for k in DIFFUSION) + " |",
         "|---|" + "---|" * len(DIFFUSION),
     ]
     for a in alphas:
-        for t in [None, *temps]:
+        for t in [None, *(temps if kind is not None else [])]:
             cell = ("teacher", a, None) if t is None else (kind, a, t)
             label = f"teacher α={a:g}" if t is None else f"student of α={a:g}, T={t:g}"
             lines.append(
@@ -403,7 +404,7 @@ def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
         "",
         f"Cells: mean ± 95% t interval over seeds (n), intervals holding the variance of the {variance}.",
         "",
-        f"### {LABELS[primary]} (primary metric)",
+        f"### {metric_info(primary).label} (primary metric)",
         "",
         *table_markdown(doc["tables"][primary], alphas),
         "",
@@ -417,16 +418,15 @@ def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
         *comparison_markdown(doc["comparisons"][primary], primary, True),
         "",
     ]
-    for metric in OTHERS[modality]:
-        what = "calibration" if metric in ("nll", "ece") else "other metric"
+    for name in [m for m in modalities.get(modality).metrics if m != primary]:
         lines += [
-            f"### {LABELS[metric]} ({what}; intervals, no verdicts)",
+            f"### {metric_info(name).label} ({metric_info(name).what}; intervals, no verdicts)",
             "",
-            *table_markdown(doc["tables"][metric], alphas),
+            *table_markdown(doc["tables"][name], alphas),
             "",
             "<details><summary>paired differences</summary>",
             "",
-            *comparison_markdown(doc["comparisons"][metric], metric, False),
+            *comparison_markdown(doc["comparisons"][name], name, False),
             "",
             "</details>",
             "",
@@ -435,7 +435,7 @@ def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
         lines += [
             "### Systematic diffusion (validation)",
             "",
-            *diffusion_markdown(doc, alphas, temps, modality),
+            *diffusion_markdown(doc, alphas, temps, doc["diffusion_kind"]),
             "",
             f"![diffusion vs T]({doc['figures']['diffusion_vs_T']})",
             "",
@@ -488,9 +488,7 @@ def write_report(cfg: Dict[str, Any], runs: List[Run], folders: Dict[str, str], 
         "(docs/study.md): better / worse when the 95% interval excludes 0, otherwise not resolved.",
         "",
     ]
-    for modality in ("image", "translation"):
-        if cfg[modality] is None:
-            continue
+    for modality in [m.name for m in modalities.present(cfg)]:
         sec = modality_section(cfg, runs, files, folders, modality, out)
         lines += section_markdown(cfg, modality, sec)
         sec.pop("diffusion_cells", None)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Sequence
 
+from lskd_plugins.study import kinds as kind_table
+
 BETTER, WORSE, UNRESOLVED = "better", "worse", "not resolved"
 MAX_SEEDS = 100000
 
@@ -88,8 +90,8 @@ def comparisons(
     kinds: Sequence[str],
     with_verdict: bool,
 ) -> List[Dict[str, Any]]:
-    """The fixed comparisons of section 7 for one metric. ``cells[(kind, alpha, T)] = {seed: value}``
-    (T is None for sequence-level students)."""
+    """The fixed comparisons of section 7 for one metric. ``cells[(kind, teacher smoothing, T)] =
+    {seed: value}`` (T is None for the kinds that take no temperature: sequence-level students)."""
     out: List[Dict[str, Any]] = []
     no = 0.0 if 0.0 in alphas else None
     t1 = 1.0 if 1.0 in temps else min(temps)
@@ -104,7 +106,7 @@ def comparisons(
             out.append({"group": group, "label": label, **res})
 
     for kind in kinds:
-        ts = [None] if kind == "seq" else list(temps)
+        ts = list(temps) if kind_table.kind(kind).takes_temperature else [None]
         for a in [x for x in alphas if x != no and no is not None]:
             for t in ts:
                 at = "" if t is None else f" at T={t:g}"
