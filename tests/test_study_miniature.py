@@ -100,3 +100,107 @@ def test_wmt14_raw_folder_is_read_by_prepare_wmt14(tmp_path, cli_env):
     assert (text / "test.en").read_text().splitlines() == [p[0] for p in raw.sentence_pairs(2, "test")]
     assert (text / "valid.de").read_text().splitlines() == [p[1] for p in raw.sentence_pairs(3, "valid")]
     assert (tmp_path / "out" / "data-bin" / "test_sets.tsv").read_text() == "test\tnewstest2014\n"
+
+
+# ------------------------------------------------------------------------------------- weights
+def test_pretrained_weights_come_from_the_local_cache_through_timm(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf
+    import safetensors.torch
+    import timm
+    import torch
+
+    from lskd_plugins.errors import LskdError
+    from lskd_plugins.study.miniature import weights
+
+    cache = tmp_path / "hf"
+    want = cache / "models--timm--resnet18.tv_in1k" / "snapshots" / weights.REVISION / "model.safetensors"
+    with pytest.raises(LskdError) as err:
+        weights.check_cached(cache, "resnet18.tv_in1k")
+    assert str(want) in str(err.value) and "\n" not in str(err.value)
+    assert weights.write_cached_weights(cache, "resnet18.tv_in1k") == want
+    assert (want.parents[2] / "refs" / "main").read_text() == weights.REVISION
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.setattr(hf, name, getattr(hf, name))
+    weights.use_offline_cache(cache)
+    model = timm.create_model("resnet18.tv_in1k", pretrained=True, num_classes=7)
+    saved = safetensors.torch.load_file(str(want))
+    assert torch.equal(model.conv1.weight, saved["conv1.weight"]) and model.fc.out_features == 7
+    with pytest.raises(Exception, match="cannot find the requested files in the local cache"):
+        timm.create_model("resnet34", pretrained=True)  # offline: nothing is downloaded
+
+
+# ------------------------------------------------------------------------------------- rewrite
+def paper(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "recipes" / "study" / f"{name}.yaml").read_text())
+
+
+def test_iwslt14_miniature_keeps_the_model_and_replaces_the_raw_input(tmp_path):
+    from lskd_plugins.study.miniature.rewrite import NOTE, miniature_doc
+
+    doc = {**paper("paper_iwslt14"), "output": str(tmp_path / "runs" / "paper_iwslt14")}
+    mini, lines = miniature_doc(doc, dry_run=True)
+    out = tmp_path / "runs" / "paper_iwslt14-miniature"
+    assert mini["output"] == str(out)
+    assert lines == [
+        NOTE,
+        f"output: {doc['output']} -> {out}",
+        "device: cuda -> cpu (no GPU in a miniature)",
+        "translation.common.fp16: true -> off (CUDA only; the miniature runs on CPU)",
+    ]
+    sec, rawdir = mini["translation"], str(out / "miniature" / "raw" / "iwslt14")
+    assert sec["prepare"]["inputs"] == [rawdir]
+    assert sec["prepare"]["command"][sec["prepare"]["command"].index("--raw-dir") + 1] == rawdir
+    assert sec["prepare"]["command"][-1] == "{output}/data/iwslt14"  # the rest runs unchanged
+    assert sec["common"]["max-update"] == 2 and sec["common"]["fp16"] is False
+    assert sec["common"]["arch"] == "transformer_iwslt_de_en" and sec["common"]["encoder-embed-dim"] == 256
+    assert sec["kinds"] == ["word", "seq", "seqword"] and sec["max_len_b"] == 16
+    assert mini["seeds"] == 1 and mini["temperatures"] == [1, 2] and mini["teacher_smoothing"] == [0.0, 0.1]
+    assert not out.exists()  # a dry run writes nothing
+
+
+def test_cub_miniature_writes_the_tarball_and_pretrained_weights(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf
+
+    from lskd_plugins.study.miniature import weights
+    from lskd_plugins.study.miniature.rewrite import miniature_doc
+
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.setattr(hf, name, getattr(hf, name))
+    doc = {**paper("paper_cub"), "output": str(tmp_path / "cub")}
+    doc["launcher"] = "slurm"
+    mini, lines = miniature_doc(doc, explicit_output=True)
+    cache = tmp_path / "cub" / "miniature" / "hf-cache"
+    assert lines[1:] == [
+        "device: cuda -> cpu (no GPU in a miniature)",
+        "launcher: slurm -> submitit-local (submitit's local executor; the slurm: parameters were checked "
+        "by submitit's SLURM executor)",
+        "image.data: data/cub -> {output}/data/cub (the miniature's own prepared data)",
+        "image.common.amp: true -> off (CUDA only; the miniature runs on CPU)",
+        f"pretrained: resnet18.tv_in1k's timm weights: random ones made for the miniature, read offline "
+        f"from {weights.cache_path(cache, 'resnet18.tv_in1k')}",
+    ]
+    sec = mini["image"]
+    tgz = tmp_path / "cub" / "miniature" / "raw" / "cub" / "CUB_200_2011.tgz"
+    assert sec["prepare"]["inputs"] == [str(tgz)] and tgz.is_file()
+    assert sec["teacher_model"] == "resnet50" and sec["student_model"] == "resnet18.tv_in1k"
+    assert sec["common"]["img-size"] == 32 and sec["teacher"]["epochs"] == sec["student"]["epochs"] == 1
+    assert mini["launcher"] == "submitit-local" and mini["slurm"] == doc["slurm"]
+    assert weights.check_cached(cache, "resnet18.tv_in1k").is_file()
+    import os
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["HF_HUB_CACHE"] == str(cache.resolve())
+
+
+def test_slurm_parameters_are_checked_by_submitit(tmp_path):
+    from lskd_plugins.errors import LskdError
+    from lskd_plugins.study.miniature.rewrite import check_slurm, miniature_doc
+
+    script = check_slurm({"slurm_partition": "gpu", "gpus_per_node": 8, "timeout_min": 60})
+    assert "#SBATCH --gpus-per-node=8" in script and "#SBATCH --partition=gpu" in script
+    doc = {**paper("paper_wmt14"), "output": str(tmp_path / "w"), "slurm": {"gpu_per_node": 1}}
+    with pytest.raises(LskdError, match="slurm: 'gpu_per_node' is not a parameter of submitit's SLURM"):
+        miniature_doc(doc, dry_run=True)

@@ -168,7 +168,7 @@ def _xml(lines: Sequence[str], lang: str, setid: str, root: str = "refset") -> L
     return xml_head + segs + ["</doc>", f"</{root}>"]
 
 
-def write_iwslt14(raw: Path, train: int = 60, test: int = 4) -> Path:
+def write_iwslt14(raw: Path, train: int = 200, test: int = 4) -> Path:
     """The de-en/ folder of de-en.tgz under ``raw``; returns ``raw`` (the --raw-dir)."""
     folder = Path(raw) / "de-en"
     pairs = sentence_pairs(train, "train")
@@ -185,7 +185,7 @@ def write_iwslt14(raw: Path, train: int = 60, test: int = 4) -> Path:
 WMT14_TRAIN = ("training/europarl-v7.de-en", "commoncrawl.de-en", "training/news-commentary-v9.de-en")
 
 
-def write_wmt14(raw: Path, train: int = 20, dev: int = 4, test: int = 4) -> Path:
+def write_wmt14(raw: Path, train: int = 40, dev: int = 8, test: int = 8) -> Path:
     """The unpacked statmt.org archives under ``raw``; returns ``raw`` (the --raw-dir)."""
     raw = Path(raw)
     for k, prefix in enumerate(WMT14_TRAIN):
@@ -199,4 +199,54 @@ def write_wmt14(raw: Path, train: int = 20, dev: int = 4, test: int = 4) -> Path
     for lang, role, side in (("en", "src", 0), ("de", "ref", 1)):
         lines = _xml([p[side] for p in pairs], lang, "newstest2014", root=f"{role}set")
         write_lines_atomic(raw / f"test-full/newstest2014-deen-{role}.{lang}.sgm", lines)
+    return raw
+
+
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+
+def write_cifar_zip(folder: Path, train: int = 6, test: int = 3, size: int = 32) -> Path:
+    """``folder/cifar10-jpeg.zip`` laid out ``cifar10/{train,test}/<class>/NNNN.jpg`` (the zip
+    data_prep/prepare_cifar.py reads, as ../shared/data/cifar10/cifar10-jpeg.zip)."""
+    import zipfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path, tmp = folder / "cifar10-jpeg.zip", folder / "cifar10-jpeg.zip.partial"
+    images = digit_images(len(CIFAR10_CLASSES), train + test, size, seed=2)
+    with zipfile.ZipFile(tmp, "w") as z:
+        for name, imgs in zip(CIFAR10_CLASSES, images):
+            for i, img in enumerate(imgs):
+                split, n = ("train", i) if i < train else ("test", i - train)
+                z.writestr(zipfile.ZipInfo(f"cifar10/{split}/{name}/{n:04d}.jpg"), _jpeg(img))
+    tmp.replace(path)
+    return path
+
+
+MULTI30K_SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr", "test_2017_mscoco")
+MULTI30K_SPLITS += ("test_2018_flickr",)
+
+
+def write_multi30k(raw: Path, train: int = 100, test: int = 8) -> Path:
+    """Multi30k task 1's ``raw/`` folder: ``{train,val,test_*}.{en,de}.gz``; returns ``raw``."""
+    import gzip
+
+    raw = Path(raw)
+    raw.mkdir(parents=True, exist_ok=True)
+    for split in MULTI30K_SPLITS:
+        pairs = sentence_pairs(train if split == "train" else test, split)
+        for lang, side in (("en", 0), ("de", 1)):
+            with gzip.open(raw / f"{split}.{lang}.gz", "wt", encoding="utf-8") as f:
+                f.write("".join(p[side] + "\n" for p in pairs))
     return raw
