@@ -150,7 +150,7 @@ def test_iwslt14_miniature_keeps_the_model_and_replaces_the_raw_input(tmp_path):
         "device: cuda -> cpu (no GPU in a miniature)",
         "translation.common.fp16: true -> off (CUDA only; the miniature runs on CPU)",
     ]
-    sec, rawdir = mini["translation"], str(out / "miniature" / "raw" / "iwslt14")
+    sec, rawdir = mini["translation"], str(out / "raw" / "iwslt14")
     assert sec["prepare"]["inputs"] == [rawdir]
     assert sec["prepare"]["command"][sec["prepare"]["command"].index("--raw-dir") + 1] == rawdir
     assert sec["prepare"]["command"][-1] == "{output}/data/iwslt14"  # the rest runs unchanged
@@ -173,7 +173,7 @@ def test_cub_miniature_writes_the_tarball_and_pretrained_weights(tmp_path, monke
     doc = {**paper("paper_cub"), "output": str(tmp_path / "cub")}
     doc["launcher"] = "slurm"
     mini, lines = miniature_doc(doc, explicit_output=True)
-    cache = tmp_path / "cub" / "miniature" / "hf-cache"
+    cache = tmp_path / "cub" / "hf-cache"
     assert lines[1:] == [
         "device: cuda -> cpu (no GPU in a miniature)",
         "launcher: slurm -> submitit-local (submitit's local executor; the slurm: parameters were checked "
@@ -184,7 +184,7 @@ def test_cub_miniature_writes_the_tarball_and_pretrained_weights(tmp_path, monke
         f"from {weights.cache_path(cache, 'resnet18.tv_in1k')}",
     ]
     sec = mini["image"]
-    tgz = tmp_path / "cub" / "miniature" / "raw" / "cub" / "CUB_200_2011.tgz"
+    tgz = tmp_path / "cub" / "raw" / "cub" / "CUB_200_2011.tgz"
     assert sec["prepare"]["inputs"] == [str(tgz)] and tgz.is_file()
     assert sec["teacher_model"] == "resnet50" and sec["student_model"] == "resnet18.tv_in1k"
     assert sec["common"]["img-size"] == 32 and sec["teacher"]["epochs"] == sec["student"]["epochs"] == 1

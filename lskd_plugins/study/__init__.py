@@ -107,6 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check the configuration, print the grid and its commands; read and write nothing",
     )
+    g.add_argument(
+        "--miniature",
+        action="store_true",
+        help="run every step of the configuration for real at a size 2 CPU cores run in about a minute "
+        "(miniature data in its native layout; numbers mean nothing; docs/study.md)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no overall progress line")
     g.add_argument(
         "--overwrite",
@@ -217,7 +223,12 @@ def main(args: argparse.Namespace) -> int:
     from lskd_plugins.study.report import write_report
 
     doc = C.read_yaml(args.config) if args.config else {"image": copy.deepcopy(DEFAULT_IMAGE)}
-    cfg = C.load_config(apply_overrides(doc, args), where=args.config or "lskd study")
+    doc = apply_overrides(doc, args)
+    if args.miniature:  # the configuration's miniature: its data, sizes and the CPU's replacements
+        from lskd_plugins.study.miniature.study import make_miniature
+
+        doc = make_miniature(doc, args.output is not None, args.dry_run, args.overwrite)
+    cfg = C.load_config(doc, where=args.config or "lskd study")
     C.check_data(cfg, args.dry_run)
     if not args.dry_run:  # the study folder is the study's: refuse a folder of other files
         from lskd_plugins.files import claim_output
@@ -232,6 +243,10 @@ def main(args: argparse.Namespace) -> int:
         return 0
     E.schedule(runs, ctx, log=lambda m: print(m, file=sys.stderr, flush=True))
     report = write_report(cfg, runs, ctx["folders"], out)
+    if args.miniature:
+        from lskd_plugins.study.miniature.study import mark_report
+
+        mark_report(out)
     for modality, sec in report["modalities"].items():
         print(f"{modality}: {sec['answer']}")
     print(f"study: report written to {out / 'report.md'}")

@@ -5,7 +5,7 @@
 and the lines to print (``miniature: ...``), one per replacement of what a CPU cannot do:
 
 - the data: a miniature raw data set in the configuration's own native layout is written under
-  ``OUT/miniature/raw/`` (``raw``) and the configuration's ``prepare.inputs``, the same paths inside
+  ``OUT/raw/`` (``raw``) and the configuration's ``prepare.inputs``, the same paths inside
   ``prepare.command`` (the value of ``--source`` / ``--raw-dir``), and ``image.data`` where a section
   has no ``prepare`` (an ImageFolder root: ImageNet's class folders) point at it; the preparation
   itself then runs unchanged;
@@ -13,7 +13,7 @@ and the lines to print (``miniature: ...``), one per replacement of what a CPU c
   (32-pixel images in batches of 8, a few dozen sentences, hypotheses of at most 16 tokens), one
   epoch / two updates, one seed, the first two temperatures, both teacher smoothings, every KD kind;
 - ``pretrained: true``: the models' timm weights written to a local Hugging Face cache
-  (``OUT/miniature/hf-cache``, ``weights``) that the runs read offline;
+  (``OUT/hf-cache``, ``weights``) that the runs read offline;
 - replaced, one line each: ``device: cuda`` -> cpu, ``amp`` / ``fp16`` -> off, ``launcher: slurm``
   -> submitit's local executor (the ``slurm:`` parameters still validated, ``check_slurm``).
 """
@@ -37,7 +37,7 @@ ROLES = ("common", "teacher", "student")
 DONE = ".lskd-miniature-written"  # a finished miniature raw data set: written once, then reused
 
 # a marker in prepare.command, the option whose value is the raw input, the miniature's folder
-# under OUT/miniature/raw, the path inside it that replaces the input, and its writer
+# under OUT/raw, the path inside it that replaces the input, and its writer
 SOURCES: List[Tuple[str, str, str, str, Callable[[Path], Path]]] = [
     ("prepare_cub.py", "--source", "cub", "CUB_200_2011.tgz", raw.write_cub),
     ("prepare_cifar.py", "--source", "cifar10", "cifar10-jpeg.zip", raw.write_cifar_zip),
@@ -151,7 +151,7 @@ def pretrained_models(sec: Dict[str, Any]) -> List[str]:
 def miniature_image(sec: Dict[str, Any], out: Path, lines: List[str], dry_run: bool) -> Dict[str, Any]:
     """The image section at 32 pixels, batches of 8, one epoch, a few images per class."""
     sec = copy.deepcopy(sec)
-    raw_root = out / "miniature" / "raw"
+    raw_root = out / "raw"
     if sec.get("prepare"):
         sec["prepare"] = miniature_prepare(sec["prepare"], "image", raw_root, dry_run)
         own_data(sec, "image", lines)
@@ -170,7 +170,7 @@ def miniature_image(sec: Dict[str, Any], out: Path, lines: List[str], dry_run: b
     off_switches(sec, "image", ("amp",), lines)
     if isinstance(sec.get("diffusion"), dict):
         sec["diffusion"] = {**sec["diffusion"], "per_class": 3}
-    cache = out / "miniature" / "hf-cache"
+    cache = out / "hf-cache"
     for model in pretrained_models(sec):
         path = weights.cache_path(cache, model) if dry_run else weights.write_cached_weights(cache, model)
         lines.append(
@@ -186,7 +186,7 @@ def miniature_translation(sec: Dict[str, Any], out: Path, lines: List[str], dry_
     """The translation section: a few dozen sentences, two updates, hypotheses of <= 16 tokens."""
     sec = copy.deepcopy(sec)
     if sec.get("prepare"):
-        sec["prepare"] = miniature_prepare(sec["prepare"], "translation", out / "miniature" / "raw", dry_run)
+        sec["prepare"] = miniature_prepare(sec["prepare"], "translation", out / "raw", dry_run)
         own_data(sec, "translation", lines)
     elif sec.get("data", "synth") == "synth":
         sec["synth"] = dict(SYNTH)
@@ -221,13 +221,14 @@ def top_level(doc: Dict[str, Any], lines: List[str]) -> None:
 
 
 def miniature_doc(
-    doc: Dict[str, Any], explicit_output: bool = False, dry_run: bool = False
+    doc: Dict[str, Any], explicit_output: bool = False, dry_run: bool = False, out: Path | None = None
 ) -> Tuple[Dict[str, Any], List[str]]:
-    """(the miniature configuration, the lines to print: the note, then one per replacement)."""
+    """(the miniature configuration, the lines to print: the note, then one per replacement); the
+    raw data and the weights go to ``out/raw`` and ``out/hf-cache`` (default: the new output)."""
     doc = copy.deepcopy(doc)
     output = doc.get("output") or "study_out"
     doc["output"] = output if explicit_output else miniature_output(output)
-    out = Path(doc["output"])
+    out = Path(out or doc["output"])
     lines: List[str] = [NOTE, f"output: {output} -> {doc['output']}" if not explicit_output else ""]
     lines = [line for line in lines if line]
     top_level(doc, lines)
