@@ -4,10 +4,8 @@
   (what ``--user-dir lskd_plugins`` does), so that student checkpoints load from Python too.
 - ``load_ensemble()`` loads one checkpoint or a ``:``-separated ensemble with one-line errors.
 
-fairseq 0.12 checkpoints pickle an ``argparse.Namespace``; torch >= 2.6 refuses them under its
-default ``weights_only=True``. ``trust_checkpoints()`` sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
-(importing the plugins does it), which unpickles arbitrary objects: only load checkpoints you
-trust (your own, or from a source you would run code from).
+Reading and describing a checkpoint file (torch's weights-only default included) lives in
+``lskd_plugins.checkpoints``; the names below that came from here are kept as thin aliases.
 """
 
 from __future__ import annotations
@@ -15,18 +13,15 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-from pathlib import Path
 from typing import Any, List, Sequence, Tuple, Union
 
+from lskd_plugins import checkpoints
+from lskd_plugins.checkpoints import describe as describe_object  # noqa: F401  (kept name)
+from lskd_plugins.checkpoints import describe_file as describe_checkpoint_file
+from lskd_plugins.checkpoints import trust_checkpoints
 from lskd_plugins.errors import LskdError
 
 PLUGIN_PACKAGES = ("lskd_plugins.criterions", "lskd_plugins.tasks")
-
-
-def trust_checkpoints() -> None:
-    """Let torch >= 2.6 unpickle fairseq 0.12 checkpoints (see module docstring)."""
-    if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() not in ("1", "true", "yes", "on"):
-        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 
 def register_plugins() -> None:
@@ -97,48 +92,17 @@ def split_paths(paths: Union[str, Sequence[str]]) -> List[str]:
 
 def check_readable(paths: Sequence[str], what: str = "checkpoint") -> None:
     for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise LskdError(f"{what} not found: {p}")
-        if not os.access(path, os.R_OK):
-            raise LskdError(f"{what} is not readable: {p}")
-
-
-def describe_object(obj: Any) -> str:
-    """What kind of checkpoint a loaded object is, in a few words (for 'found X, expected Y')."""
-    if not isinstance(obj, dict):
-        return f"a pickled {type(obj).__name__}, not a checkpoint dict"
-    if str(obj.get("format", "")).startswith("lskd-image"):
-        return f"an lskd image checkpoint (timm model {obj.get('model_name', '?')})"
-    if "cfg" in obj and "model" in obj:
-        return "a fairseq checkpoint"
-    for key in ("state_dict", "state_dict_ema", "model_state"):
-        if isinstance(obj.get(key), dict):
-            return f"a timm/PyTorch training checkpoint (weights under {key!r}, no fairseq cfg)"
-    if obj and all(hasattr(v, "shape") for v in obj.values()):
-        return f"a bare state dict of {len(obj)} tensors (no fairseq cfg)"
-    keys = ", ".join(sorted(map(str, obj))[:5])
-    return f"a dict with keys {keys or '(none)'}, not a fairseq checkpoint"
-
-
-def describe_checkpoint_file(path: str) -> str:
-    """Read ``path`` with torch.load and describe it; a file torch cannot read is named as such."""
-    import torch
-
-    trust_checkpoints()
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        first = (str(err).strip().splitlines() or [""])[0][:160]
-        return f"not a readable PyTorch file (truncated or corrupt? {type(err).__name__}: {first})"
-    return describe_object(obj)
+        checkpoints.check_file(p, what)
 
 
 def wrong_kind_error(path: str, what: str) -> LskdError:
     """The one-line error for a file that is not the fairseq checkpoint expected as ``what``."""
-    return LskdError(
-        f"{what} {path} is {describe_checkpoint_file(path)}; expected a fairseq translation "
-        "checkpoint (checkpoint_best.pt / checkpoint_last.pt written by fairseq-train)"
+    return checkpoints.wrong_kind(
+        what,
+        path,
+        describe_checkpoint_file(path),
+        "expected a fairseq translation checkpoint (checkpoint_best.pt / checkpoint_last.pt written by "
+        "fairseq-train)",
     )
 
 
@@ -163,8 +127,7 @@ def load_ensemble(
         except LskdError:
             raise
         except Exception as err:
-            kind = describe_checkpoint_file(f)
-            if kind != "a fairseq checkpoint":
+            if describe_checkpoint_file(f) != checkpoints.FAIRSEQ:
                 raise wrong_kind_error(f, what) from None
             raise LskdError(f"cannot load {what} {f}: {type(err).__name__}: {err}") from None
         models.extend(m)

@@ -184,7 +184,7 @@ def test_truncated_checkpoints_are_one_line(image_setup, tiny_mt_data, tiny_teac
         assert_fails_one_line(
             argv([cut], where, tmp_path / "o"),
             capsys,
-            must_contain=[str(cut), "truncated or not a PyTorch file"],
+            must_contain=[str(cut), "is not a readable PyTorch file (truncated or corrupt?"],
         )
 
 
@@ -261,7 +261,7 @@ def test_the_wrong_kind_of_checkpoint_says_what_it_is(
     assert_fails_one_line(
         image_args([tiny_teacher], data, tmp_path / "b"),
         capsys,
-        must_contain=["is a fairseq translation checkpoint", "expects an image classifier"],
+        must_contain=["is a fairseq checkpoint (a translation model)", "expects an image classifier"],
     )
     assert_fails_one_line(image_args([data], data, tmp_path / "c"), capsys, must_contain=["is a folder"])
     ref = ["--reference", str(tmp_path / "gone.pth")]

@@ -137,8 +137,8 @@ def test_truncated_checkpoint_and_file_for_folder(data, tmp_path, capsys):
     whole = (tmp_path / "t" / "checkpoint_last.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(whole[: len(whole) // 2])
     for argv, text in (
-        (["--teacher-checkpoint", str(tmp_path / "cut.pth")], "truncated, corrupt or not a torch file"),
-        (["--pretrained-checkpoint", str(tmp_path / "cut.pth")], "truncated, corrupt or not a torch file"),
+        (["--teacher-checkpoint", str(tmp_path / "cut.pth")], "is not a readable PyTorch file (truncated or corrupt?"),
+        (["--pretrained-checkpoint", str(tmp_path / "cut.pth")], "is not a readable PyTorch file (truncated or corrupt?"),
     ):
         assert_fails_one_line(
             ["image-train", "--data", str(data), "--output", str(tmp_path / "s"), *FAST, *argv],

@@ -91,7 +91,7 @@ def test_class_mismatch_is_one_line_naming_the_first_difference(digits, lskd_tea
         ["image-eval", "--checkpoint", str(lskd_teacher / "checkpoint_last.pth"), "--data", str(digits)]
         + ["--class-file", str(names)],
         capsys,
-        must_contain=["first difference at position 3: '3' vs 'x'"],
+        must_contain=["first difference at index 3: checkpoint '3', class file 'x'"],
     )
     assert "class" in line
     wrong_count = tmp_path / "nine.txt"
@@ -110,7 +110,7 @@ def test_class_mismatch_is_one_line_naming_the_first_difference(digits, lskd_tea
         ]
         + ["--teacher-model", "test_resnet", "--teacher-class-file", str(names), *FAST],
         capsys,
-        must_contain=["first difference at position 3: 'x' vs '3'"],
+        must_contain=["first difference at index 3: model 'x', data '3'"],
         unchanged=[bare],
     )
 

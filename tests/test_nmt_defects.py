@@ -172,7 +172,7 @@ def test_image_checkpoint_where_fairseq_is_expected(tiny_mt_data, tmp_path, caps
     torch.save({"format": "lskd-image-v1", "model": {"w": torch.zeros(2)}, "meta": {}}, image)
     timm = tmp_path / "model_best.pth.tar"
     torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}, "epoch": 3}, timm)
-    for path, found in ((image, "an lskd image checkpoint"), (timm, "a timm/PyTorch image checkpoint")):
+    for path, found in ((image, "an lskd image checkpoint"), (timm, "a timm/PyTorch training checkpoint")):
         assert_fails_one_line(
             _bleu(tiny_mt_data.data_bin, path),
             capsys,

@@ -31,6 +31,8 @@ from typing import Any, Dict, List, Tuple
 
 import torch
 
+from lskd_plugins import checkpoints, symbols
+from lskd_plugins.checkpoints import is_fairseq
 from lskd_plugins.errors import LskdError
 
 FORMAT = "lskd-image-v1"
@@ -39,42 +41,22 @@ SOURCES = ("lskd", "timm-checkpoint", "timm-pretrained")
 
 
 def _torch_load(path: Path, option: str, map_location="cpu") -> Any:
-    """torch.load with one line naming the file when it is truncated, corrupt or not a torch file."""
-    if path.is_dir():
-        raise LskdError(f"{option} {path} is a folder; give the checkpoint file (e.g. checkpoint_best.pth)")
-    if not path.is_file():
-        raise LskdError(f"{option} {path}: checkpoint not found")
-    if path.suffix == ".safetensors":  # timm's reader (safetensors comes with timm)
-        import timm
+    """torch.load (checkpoints.load: one line naming the file when it is missing, a folder,
+    truncated, corrupt or not a torch file); a ``.safetensors`` file through timm's reader."""
+    if path.suffix != ".safetensors":
+        return checkpoints.load(path, option, map_location=map_location, example="checkpoint_best.pth")
+    checkpoints.check_file(path, option, example="checkpoint_best.pth")
+    import timm  # safetensors comes with timm
 
-        try:
-            return timm.models.load_state_dict(str(path), use_ema=False, device=str(map_location))
-        except Exception as err:
-            raise LskdError(
-                f"{option} {path}: cannot read this .safetensors file ({type(err).__name__})"
-            ) from None
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # corrupt, truncated, not a torch file
+        return timm.models.load_state_dict(str(path), use_ema=False, device=str(map_location))
+    except Exception as err:
         raise LskdError(
-            f"{option} {path}: cannot read checkpoint: truncated, corrupt or not a torch file "
-            f"({type(err).__name__}); give a complete checkpoint file"
+            f"{option} {path}: cannot read this .safetensors file ({type(err).__name__})"
         ) from None
 
 
-def describe(obj: Any) -> str:
-    """What kind of file a loaded object looks like, for error messages."""
-    if isinstance(obj, dict):
-        if obj.get("format") == FORMAT or all(k in obj for k in REQUIRED):
-            return "an lskd image checkpoint"
-        if "model" in obj and ("cfg" in obj or "args" in obj) and "optimizer_history" in obj:
-            return "a fairseq checkpoint (a translation model)"
-        if any(k in obj for k in ("state_dict", "state_dict_ema", "model")):
-            return "a timm/torch training checkpoint"
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return "a bare state dict"
-        return f"a dict with keys {', '.join(map(str, list(obj)[:5]))}"
-    return f"a {type(obj).__name__} object"
+describe = checkpoints.describe  # what kind of file a loaded object looks like (one vocabulary)
 
 
 def is_lskd(obj: Any) -> bool:
@@ -91,7 +73,7 @@ def read_checkpoint(
         raise LskdError(
             f"{option} {path} is {describe(ckpt)}, not an lskd image checkpoint; "
             "give a file written by `lskd image-train`"
-            + (" (or a timm classifier with --teacher-model NAME)" if "fairseq" not in describe(ckpt) else "")
+            + ("" if is_fairseq(ckpt) else " (or a timm classifier with --teacher-model NAME)")
         )
     return ckpt
 
@@ -127,7 +109,7 @@ def read_state_dict(path: os.PathLike | str, option: str) -> Tuple[Dict[str, tor
     obj = _torch_load(path, option)
     if is_lskd(obj):
         return obj["state_dict"], obj
-    if "fairseq" in describe(obj):
+    if is_fairseq(obj):
         raise LskdError(
             f"{option} {path} is {describe(obj)}; expected an image classifier "
             "(an lskd image checkpoint, a timm checkpoint or a state dict)"
@@ -168,15 +150,10 @@ def read_class_file(path: str | None, option: str = "--teacher-class-file") -> L
     return names
 
 
-def first_difference(a: List[str], b: List[str]) -> str:
-    """'at position 3: 'cat' vs 'dog'' (or which list is longer) -- the first place two lists differ."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return f"first difference at position {i}: {x!r} vs {y!r}"
-    if len(a) != len(b):
-        shorter, extra = (a, b[len(a)]) if len(a) < len(b) else (b, a[len(b)])
-        return f"first difference at position {len(shorter)}: {extra!r} in one list only"
-    return "identical"
+def first_difference(a: List[str], b: List[str], names=("found", "expected")) -> str:
+    """Where two class lists first differ (``symbols.first_difference``, the one comparison of
+    symbol lists), e.g. "first difference at index 3: model '3', class file 'x'"."""
+    return symbols.first_difference(a, b, names) or "identical"
 
 
 def check_classes(
@@ -191,7 +168,7 @@ def check_classes(
     if loaded.class_names is not None and list(loaded.class_names) != list(data_names):
         raise LskdError(
             f"{what} names its classes differently from the folders of {folder} "
-            f"({first_difference(list(loaded.class_names), list(data_names))}); "
+            f"({first_difference(list(loaded.class_names), list(data_names), ('model', 'data'))}); "
             "use the data it was trained on, or a class file in its output order"
         )
     return list(data_names)
@@ -230,7 +207,7 @@ def load_classifier(
         if loaded.class_names is not None and loaded.class_names != class_names:
             raise LskdError(
                 f"{option} {path} names its classes differently from the class file "
-                f"({first_difference(loaded.class_names, class_names)})"
+                f"({first_difference(loaded.class_names, class_names, ('checkpoint', 'class file'))})"
             )
         loaded.class_names = class_names
     loaded.model.to(map_location).eval()

@@ -490,7 +490,7 @@ def check_resume_compatible(
     if list(ckpt["class_names"]) != list(class_names):
         raise LskdError(
             f"--resume {path}: the checkpoint's classes differ from {args.data}/train "
-            f"({first_difference(list(ckpt['class_names']), list(class_names))})"
+            f"({first_difference(list(ckpt['class_names']), list(class_names), ('checkpoint', 'data'))})"
         )
     if "optimizer" not in ckpt:
         raise LskdError(f"--resume {path} holds weights only (use checkpoint_last.pth)")

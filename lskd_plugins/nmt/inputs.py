@@ -118,20 +118,11 @@ def check_indexed_dataset(prefix: Path) -> None:
 
 # ----------------------------------------------------------------------------- checkpoints
 def describe_foreign_checkpoint(path: str) -> str | None:
-    """What a checkpoint that fairseq cannot use is, in words (None: it looks like fairseq's).
+    """What a checkpoint that fairseq cannot use is, in words (None: it looks like fairseq's);
+    ``lskd_plugins.checkpoints``'s one description of checkpoint kinds for every command."""
+    from lskd_plugins.checkpoints import FAIRSEQ, describe_file
 
-    The words come from the diffusion analysis's ``checkpoint_kind``: one description of
-    checkpoint kinds for every command (imported here: the diffusion package is heavy for --help)."""
-    import torch
-
-    from lskd_plugins.diffusion.inputs import FAIRSEQ, checkpoint_kind
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        return f"not a readable PyTorch file, truncated or corrupt ({type(err).__name__}: {first})"
-    kind = checkpoint_kind(obj)
+    kind = describe_file(path)
     return None if kind == FAIRSEQ else kind
 
 

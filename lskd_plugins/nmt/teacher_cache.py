@@ -577,7 +577,7 @@ def main(args: argparse.Namespace) -> int:
     from lskd_plugins.nmt.decode import resolve_device
 
     register_plugins()
-    from lskd_plugins.tasks.lskd_translation import load_teacher
+    from lskd_plugins.nmt.teacher import load_teacher
 
     if not args.output:
         raise LskdError("lskd cache-teacher: --output DIR is required (the cache folder)")

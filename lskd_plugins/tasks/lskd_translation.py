@@ -8,7 +8,8 @@ Where the teacher lives, and why:
   only when the criterion needs it (``lskd_kd`` with ``--kd-alpha`` > 0). ``setup_task`` and
   ``build_model`` never touch it: they run again whenever a student checkpoint is loaded
   (fairseq-generate, ``lskd bleu``, the diffusion analysis), where the teacher is not needed.
-- Its dictionaries are checked against the student's before training starts.
+- Its dictionaries are checked against the student's before training starts (``nmt/teacher.py``
+  loads and checks it, for this task and for ``lskd cache-teacher`` alike).
 - It is a plain attribute of the task, not a submodule of the model or criterion, so it never
   reaches the student's checkpoint, the optimizer or ``criterion.state_dict()``; it stays in
   eval mode without gradients and moves to the student's device and dtype (fp16/bf16 included)
@@ -17,19 +18,21 @@ Where the teacher lives, and why:
 """
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import List, Sequence
 
 import torch
-from fairseq import checkpoint_utils, utils
-from fairseq.data import Dictionary
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
-from lskd_plugins import symbols
 from lskd_plugins.errors import LskdError
-from lskd_plugins.fairseq_io import check_readable, split_paths, wrong_kind_error
+from lskd_plugins.fairseq_io import split_paths
+from lskd_plugins.nmt.teacher import (  # noqa: F401  (kept importable from the task, as before)
+    check_teacher_dictionaries,
+    dictionary_mismatch,
+    first_difference,
+    load_teacher,
+)
 from lskd_plugins.ranks import check_joined_launcher, fingerprint, on_every_rank, same_on_every_rank
 
 logger = logging.getLogger(__name__)
@@ -59,124 +62,6 @@ class LskdTranslationConfig(TranslationConfig):
             "teacher's checkpoint does not resolve from here (default: that recorded path)"
         },
     )
-
-
-def first_difference(teacher: Sequence[str], student: Sequence[str]) -> str | None:
-    """None when the symbol lists are equal, else where and how they first differ (symbols.py)."""
-    return symbols.first_difference(teacher, student, ("teacher", "student"))
-
-
-def dictionary_mismatch(side: str, teacher: Dictionary, student: Dictionary) -> str | None:
-    """A sentence describing a mismatch of one side's dictionaries, or None when they are equal."""
-    diff = first_difference(teacher.symbols, student.symbols)
-    if diff is None:
-        return None
-    return f"{side} dictionary: teacher {len(teacher)} symbols, student {len(student)} symbols; {diff}"
-
-
-def _candidate_roots(recorded: str, checkpoint: str, override: str) -> List[str]:
-    """Where the teacher's data-bin may be: --teacher-data, the recorded path, and the recorded
-    relative path resolved from the checkpoint's folder and its parents (a teacher trained in
-    another working directory)."""
-    if override:
-        return [override]
-    roots = [recorded] if recorded else []
-    if recorded and not os.path.isabs(recorded):
-        folder = os.path.dirname(os.path.abspath(checkpoint))
-        while True:
-            roots.append(os.path.join(folder, recorded))
-            parent = os.path.dirname(folder)
-            if parent == folder:
-                break
-            folder = parent
-    return roots
-
-
-def _teacher_dictionaries(task_cfg, src: str, tgt: str, checkpoint: str, override: str = ""):
-    """The teacher's own (src, tgt) dictionaries, or (None, places looked at)."""
-    data = task_cfg.get("data") if hasattr(task_cfg, "get") else getattr(task_cfg, "data", None)
-    recorded = utils.split_paths(data)[0] if data else ""
-    src = (task_cfg.get("source_lang") if hasattr(task_cfg, "get") else None) or src
-    tgt = (task_cfg.get("target_lang") if hasattr(task_cfg, "get") else None) or tgt
-    roots = _candidate_roots(recorded, checkpoint, override)
-    for root in roots:
-        files = [os.path.join(root, f"dict.{lang}.txt") for lang in (src, tgt)]
-        if all(os.path.isfile(f) for f in files):
-            return tuple(Dictionary.load(f) for f in files), roots
-    return None, roots
-
-
-def check_teacher_dictionaries(
-    path: str,
-    state: dict,
-    src_dict: Dictionary,
-    tgt_dict: Dictionary,
-    src: str,
-    tgt: str,
-    teacher_data: str = "",
-) -> None:
-    """Stop with one line when the teacher at ``path`` was trained on other dictionaries.
-
-    Compares symbol by symbol with the teacher's own dictionaries (``--teacher-data``, or the
-    data-bin named in its checkpoint, from here or from the checkpoint's folder). Where none is
-    found the symbols cannot be compared: that is an error too (a silent size-only check would
-    accept a permuted dictionary), naming the fix.
-    """
-    how_to_fix = (
-        "train the teacher on the student's data-bin, or binarize the student's data with "
-        "fairseq-preprocess --srcdict/--tgtdict set to the teacher's dictionaries"
-    )
-    teacher_dicts, looked = _teacher_dictionaries(state["cfg"]["task"], src, tgt, path, teacher_data)
-    if teacher_dicts is None:
-        where = looked[0] if looked else "(none recorded)"
-        raise LskdError(
-            f"teacher {path}: its dictionaries cannot be compared with the student's: no "
-            f"dict.{src}.txt/dict.{tgt}.txt in its data-bin {where} (looked from here and from the "
-            "checkpoint's folders); pass --teacher-data DIR naming the teacher's data-bin"
-        )
-    problems = [
-        m
-        for m in (
-            dictionary_mismatch("source", teacher_dicts[0], src_dict),
-            dictionary_mismatch("target", teacher_dicts[1], tgt_dict),
-        )
-        if m
-    ]
-    if problems:
-        raise LskdError(
-            f"teacher {path} does not share the student's dictionaries: "
-            f"{'; '.join(problems)}. Fix: {how_to_fix}"
-        )
-
-
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"
-
-
-def load_teacher(
-    path: str, src_dict: Dictionary, tgt_dict: Dictionary, src: str, tgt: str, teacher_data: str = ""
-):
-    """One teacher model on CPU, eval mode, no gradients; one-line errors naming ``path``."""
-    check_readable([path], "teacher checkpoint")
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
-    except Exception:
-        raise wrong_kind_error(path, "--teacher-path") from None
-    if not isinstance(state, dict) or state.get("cfg") is None or state.get("model") is None:
-        raise wrong_kind_error(path, "--teacher-path") from None
-    check_teacher_dictionaries(path, state, src_dict, tgt_dict, src, tgt, teacher_data)
-    # Built with a plain translation task holding the student's (equal) dictionaries: no need for
-    # the teacher's data-bin, and the student task's --eval-bleu generator stays the student's.
-    build_task = TranslationTask(TranslationConfig(), src_dict, tgt_dict)
-    try:
-        models, _, _ = checkpoint_utils.load_model_ensemble_and_task([path], task=build_task, state=state)
-    except Exception as err:
-        raise LskdError(f"cannot load teacher {path}: {_first_line(err)}") from None
-    teacher = models[0]
-    teacher.eval()
-    teacher.requires_grad_(False)
-    return teacher
 
 
 @register_task("lskd_translation", dataclass=LskdTranslationConfig)
