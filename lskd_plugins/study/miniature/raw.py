@@ -168,7 +168,7 @@ def _xml(lines: Sequence[str], lang: str, setid: str, root: str = "refset") -> L
     return xml_head + segs + ["</doc>", f"</{root}>"]
 
 
-def write_iwslt14(raw: Path, train: int = 200, test: int = 4) -> Path:
+def write_iwslt14(raw: Path, train: int = 700, test: int = 6) -> Path:
     """The de-en/ folder of de-en.tgz under ``raw``; returns ``raw`` (the --raw-dir)."""
     folder = Path(raw) / "de-en"
     pairs = sentence_pairs(train, "train")
@@ -185,7 +185,7 @@ def write_iwslt14(raw: Path, train: int = 200, test: int = 4) -> Path:
 WMT14_TRAIN = ("training/europarl-v7.de-en", "commoncrawl.de-en", "training/news-commentary-v9.de-en")
 
 
-def write_wmt14(raw: Path, train: int = 40, dev: int = 8, test: int = 8) -> Path:
+def write_wmt14(raw: Path, train: int = 60, dev: int = 30, test: int = 30) -> Path:
     """The unpacked statmt.org archives under ``raw``; returns ``raw`` (the --raw-dir)."""
     raw = Path(raw)
     for k, prefix in enumerate(WMT14_TRAIN):
@@ -238,7 +238,7 @@ MULTI30K_SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr", "test
 MULTI30K_SPLITS += ("test_2018_flickr",)
 
 
-def write_multi30k(raw: Path, train: int = 100, test: int = 8) -> Path:
+def write_multi30k(raw: Path, train: int = 200, test: int = 30) -> Path:
     """Multi30k task 1's ``raw/`` folder: ``{train,val,test_*}.{en,de}.gz``; returns ``raw``."""
     import gzip
 

@@ -31,7 +31,7 @@ from lskd_plugins.study.miniature import raw, weights
 NOTE = "a miniature of the configured study: its numbers mean nothing (lskd study --miniature)"
 IMAGE_SIZES = {"img-size": 32, "batch-size": 8, "workers": 0}
 TRANSLATION_SIZES = {"max-update": 2, "num-workers": 0}
-SYNTH = {"size": 60, "valid": 4, "test": 4, "seed": 1}
+SYNTH = {"size": 200, "valid": 30, "test": 30, "seed": 1}  # fairseq needs >= 8 valid sentences
 ROLES = ("common", "teacher", "student")
 
 DONE = ".lskd-miniature-written"  # a finished miniature raw data set: written once, then reused
@@ -199,7 +199,7 @@ def miniature_translation(sec: Dict[str, Any], out: Path, lines: List[str], dry_
     off_switches(sec, "translation", ("fp16", "bf16", "amp", "memory-efficient-fp16"), lines)
     sec["max_len_b"] = min(int(sec.get("max_len_b", 200)), 16)
     if isinstance(sec.get("diffusion"), dict):
-        sec["diffusion"] = {**sec["diffusion"], "max_sentences": 16, "per_token": 4}
+        sec["diffusion"] = {**sec["diffusion"], "max_sentences": 40, "per_token": 4}
     return sec
 
 

@@ -1,0 +1,70 @@
+"""The miniature of every shipped study configuration (CI: ``.ci/run``).
+
+    python -m lskd_plugins.study.miniature.every [FOLDER] [CONFIG ...]
+
+runs ``lskd study CONFIG --miniature --output FOLDER/<name>-miniature`` for each
+``recipes/study/*.yaml`` (or the CONFIGs given), the ImageNet study before the CUB study whose
+teachers start from it, and prints each one's wall time and the replacement lines it printed.
+Exit status 1 when any of them fails: a shipped configuration that cannot run end to end fails CI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List
+
+from lskd_plugins.study.miniature.study import RECIPES
+
+
+def ordered(configs: List[Path]) -> List[Path]:
+    """Name order, but a study whose output another one's teacher_init names comes first."""
+    import yaml
+
+    docs = {c: yaml.safe_load(c.read_text()) or {} for c in configs}
+    wanted = {
+        str((d.get("image") or {}).get("teacher_init")).rstrip("/")
+        for d in docs.values()
+        if isinstance((d.get("image") or {}).get("teacher_init"), str)
+    }
+    return sorted(configs, key=lambda c: (str(docs[c].get("output", "")).rstrip("/") not in wanted, c.name))
+
+
+def run_one(config: Path, folder: Path) -> tuple:
+    cmd = [sys.executable, "-m", "lskd_plugins.cli", "study", str(config), "--miniature", "--no-progress"]
+    cmd += ["--output", str(folder / f"{config.stem}-miniature")]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wall = time.perf_counter() - start
+    said = proc.stdout.splitlines() + proc.stderr.splitlines()
+    lines = [line for line in said if line.startswith("miniature:")]
+    if proc.returncode != 0:
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("lskd: error")]
+        lines += errors or proc.stderr.splitlines()[-5:]
+    return proc.returncode, wall, lines
+
+
+def main(argv: List[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    folder = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="lskd-miniatures-"))
+    configs = [Path(a) for a in argv[1:]] or sorted(RECIPES.glob("*.yaml"))
+    failed, total = [], 0.0
+    for config in ordered(configs):
+        code, wall, lines = run_one(config, folder)
+        total += wall
+        print(f"{config.name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {wall:.0f} s", flush=True)
+        for line in lines:
+            print(f"    {line}", flush=True)
+        if code != 0:
+            failed.append(config.name)
+    done = len(configs) - len(failed)
+    print(f"miniatures: {done}/{len(configs)} ran end to end in {total:.0f} s ({folder})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
