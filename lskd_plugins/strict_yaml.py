@@ -71,10 +71,8 @@ def check_list(values: Sequence[Any], where: str) -> List[Any]:
             raise LskdError(f"{where}: item {i + 1} of {list(values)} is empty; remove it or give a value")
     seen: List[Any] = []
     for v in values:
-        try:
-            twice = v in seen
-        except TypeError:
-            twice = False
+        # 1 and 1.0 are one value, True and 1 are not (a boolean is refused as a number elsewhere)
+        twice = any(v == w and isinstance(v, bool) == isinstance(w, bool) for w in seen)
         if twice:
             raise LskdError(f"{where} gives {v!r} twice ({list(values)}); give each value once")
         seen.append(v)

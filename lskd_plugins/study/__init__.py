@@ -145,13 +145,10 @@ def image_arguments(g) -> None:
 
 
 def _floats(spec: str, flag: str) -> list:
-    try:
-        values = [float(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise LskdError(f"{flag} takes comma-separated numbers, e.g. 1,2,3,64; got {spec!r}") from None
-    if not values:
-        raise LskdError(f"{flag} is empty")
-    return values
+    """Comma-separated numbers; an empty item (1,,2) or a value given twice is refused."""
+    from lskd_plugins.strict_yaml import split_list
+
+    return split_list(spec, flag, float, "1,2,3,64")
 
 
 def apply_overrides(doc: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
@@ -203,8 +200,10 @@ def set_dotted(doc: Dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise LskdError(f"--set takes KEY=VALUE (e.g. translation.student.max-update=300), got {item!r}")
+    from lskd_plugins.strict_yaml import load_yaml
+
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text, f"--set {key}")  # a key given twice in a {...} value is refused
     except yaml.YAMLError:
         raise LskdError(f"--set {key}: {text!r} is not a YAML value") from None
     node, *path = doc, *key.split(".")
@@ -229,7 +228,15 @@ def main(args: argparse.Namespace) -> int:
 
         doc = make_miniature(doc, args.output is not None, args.dry_run, args.overwrite)
     cfg = C.load_config(doc, where=args.config or "lskd study")
-    C.check_data(cfg, args.dry_run)
+    from lskd_plugins.study import modalities
+    from lskd_plugins.study.preflight import refuse_inputs_in_output
+
+    # --output never is, holds or lies inside an input (checked before --overwrite empties it)
+    refuse_inputs_in_output(cfg, {m.name: m.embedded for m in modalities.present(cfg)})
+    notes = C.check_data(cfg, args.dry_run)
+    if args.dry_run:
+        for note in notes:
+            print(f"study (dry run): note: {note}", file=sys.stderr)
     if not args.dry_run:  # the study folder is the study's: refuse a folder of other files
         from lskd_plugins.files import claim_output
 

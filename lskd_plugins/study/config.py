@@ -14,9 +14,10 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.strict_yaml import check_list, is_int, load_yaml
 
 Check = Callable[[Any], bool]
 
@@ -48,10 +49,10 @@ SECTION_FIXED_TEACHERS = (
 
 TOP: Dict[str, Tuple[Any, Check, str, str]] = {
     "output": (None, lambda v: v is None or isinstance(v, str), "a folder", "study folder (--output)"),
-    "seeds": (3, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1", "seeds 0..n-1 (--seeds)"),
+    "seeds": (3, lambda v: is_int(v) and v >= 1, "an integer >= 1", "seeds 0..n-1 (--seeds)"),
     "first_seed": (
         0,
-        lambda v: isinstance(v, int) and v >= 0,
+        lambda v: is_int(v) and v >= 0,
         "an integer >= 0",
         "the first seed (--first-seed)",
     ),
@@ -75,10 +76,10 @@ TOP: Dict[str, Tuple[Any, Check, str, str]] = {
         "label smoothing of the teachers; 0 is the noLS teacher every other one is compared with "
         "(--teacher-smoothing)",
     ),
-    "jobs": (1, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1", "runs at once (--jobs)"),
+    "jobs": (1, lambda v: is_int(v) and v >= 1, "an integer >= 1", "runs at once (--jobs)"),
     "threads_per_job": (
         0,
-        lambda v: isinstance(v, int) and v >= 0,
+        lambda v: is_int(v) and v >= 0,
         "an integer >= 0",
         "torch threads per run; 0: the CPU cores split between the jobs",
     ),
@@ -123,10 +124,25 @@ def fill(table: Dict[str, tuple], given: Dict[str, Any], where: str) -> Dict[str
     out = {}
     for key, (default, check, must, _doc) in table.items():
         value = given.get(key, copy.deepcopy(default))
+        if isinstance(value, list):  # no list of the study takes an empty item or a value twice
+            check_list(value, f"{where}{key}")
         if not check(value):
             raise LskdError(f"{where}{key} must be {must}, got {value!r}")
         out[key] = value
     return out
+
+
+def check_mapping(value: Any, spec: Dict[str, Tuple[Check, str]], where: str) -> None:
+    """A mapping inside a section (``synth``, ``diffusion``): known keys only, each value as ``spec``
+    (key -> (check, what must hold)) says; ``where`` is the key's dotted name."""
+    if not isinstance(value, dict):
+        return
+    unknown = sorted(set(value) - set(spec), key=str)
+    if unknown:
+        raise LskdError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(spec)}")
+    for key, (check, must) in spec.items():
+        if key in value and not check(value[key]):
+            raise LskdError(f"{where}.{key} must be {must}, got {value[key]!r}")
 
 
 def read_yaml(path: str | os.PathLike) -> Dict[str, Any]:
@@ -136,7 +152,7 @@ def read_yaml(path: str | os.PathLike) -> Dict[str, Any]:
     if not p.is_file():
         raise LskdError(f"configuration file not found: {p}")
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        doc = load_yaml(p.read_text(encoding="utf-8"), str(p))  # a key given twice is refused
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -159,11 +175,14 @@ def load_config(doc: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
             cfg[name] = fill(mod.section, cfg[name], f"{where}: {name}.")
             if cfg[name]["fixed_teachers"] is None:
                 cfg[name]["fixed_teachers"] = cfg["fixed_teachers"]
-    temps = [float(t) for t in cfg["temperatures"]]
-    if len(set(temps)) != len(temps):
-        raise LskdError(f"{where}: temperatures repeat a value: {cfg['temperatures']}")
-    cfg["temperatures"] = temps
+            mod.validate(cfg[name], f"{where}: {name}.")
+    cfg["temperatures"] = [float(t) for t in cfg["temperatures"]]
     cfg["teacher_smoothing"] = [float(a) for a in cfg["teacher_smoothing"]]
+    if 0.0 not in cfg["teacher_smoothing"]:
+        raise LskdError(
+            f"{where}: teacher_smoothing {cfg['teacher_smoothing']} has no 0: 0 is the teacher every "
+            "comparison is made against (LS - noLS); add 0 to the list"
+        )
     return cfg
 
 
@@ -171,24 +190,47 @@ def substitute(value: str, cfg: Dict[str, Any], data: str | None = None) -> str:
     return value.replace("{output}", str(cfg["output"])).replace("{data}", str(data or ""))
 
 
-def check_data(cfg: Dict[str, Any], dry_run: bool) -> None:
-    """A missing data path (with no ``prepare`` to make it) stops here, before any training."""
+def check_data(cfg: Dict[str, Any], dry_run: bool) -> List[str]:
+    """Data and checkpoints before any training: a missing path (with no ``prepare`` to make it), and
+    data that exist but lack what the runs read (``Modality.check_data``: class folders, splits),
+    stop here with one line. A dry run checks what exists and returns a note for each path that
+    does not exist yet (the paper configs on a machine without their data), instead of an error."""
+    from lskd_plugins.study.modalities.base import PREPARED_STAMP
+
+    notes: List[str] = []
+
+    def absent(what: str, path: str, fix: str) -> None:
+        if not dry_run:
+            raise LskdError(f"{what}: {path} not found ({fix})")
+        notes.append(f"{what}: {path} does not exist yet; not checked")
+
     for name, mod in _modalities().items():
         sec = cfg[name]
-        if sec is None or sec["data"] == mod.embedded:
+        if sec is None:
+            continue
+        init = sec.get("teacher_init") or {}
+        for smoothing, path in init.items() if isinstance(init, dict) else ():  # a study: chain.py
+            path = substitute(str(path), cfg)
+            if not Path(path).is_file():
+                absent(f"{name}.teacher_init {smoothing}", path, "give the teacher's checkpoint file")
+        if sec["data"] == mod.embedded:
             continue
         data = substitute(sec["data"], cfg)
         if sec["prepare"]:
             for inp in sec["prepare"].get("inputs", []):
                 inp = substitute(inp, cfg, data)
-                if not dry_run and not Path(inp).exists():
-                    raise LskdError(f"{name}.prepare.inputs: {inp} not found (fix the path in the config)")
-            continue
-        if dry_run:
+                if not Path(inp).exists():
+                    absent(f"{name}.prepare.inputs", inp, "fix the path in the config")
+            if not Path(data, PREPARED_STAMP).is_file():
+                notes.append(f"{name}.data: {data} is made by {name}.prepare first; checked after that")
+                continue
+        elif not Path(data).exists():
+            absent(f"{name}.data", data, "give the path of the prepared data")
             continue
         if not Path(data).is_dir():
             raise LskdError(f"{name}.data: {data} is not a folder; give the path of the prepared data")
         mod.check_data(data)
+    return notes
 
 
 def schema_markdown() -> str:

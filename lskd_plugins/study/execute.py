@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator, List
 
 from lskd_plugins.errors import LskdFailure
 from lskd_plugins.files import write_text_atomic
+from lskd_plugins.locks import locked, run_lock_path, try_lock
 from lskd_plugins.progress import Progress
 from lskd_plugins.study import layout, modalities, runners
 from lskd_plugins.study.config import substitute
@@ -28,6 +29,7 @@ from lskd_plugins.study.grid import Run
 from lskd_plugins.study.keys import tree_hash
 
 RESULT, SETTINGS, LOG = layout.RESULT_JSON, layout.RUN_JSON, layout.LOG_TXT
+DATA_LOCK = ".lskd-data.lock"  # OUTPUT's data are prepared and hashed under it
 
 
 # ------------------------------------------------------------------------------------ one run
@@ -179,8 +181,52 @@ def _finished(running: Dict[str, Any]) -> List[str]:
         time.sleep(0.2)
 
 
+def take(run: Run, ctx: Dict[str, Any], locks: Dict[str, Any], results: Dict[str, Any]) -> bool:
+    """Lock ``run``'s folder for this study (``locks``); False when another ``lskd study`` on this
+    output holds it (it is training that run now). A run that the other study finished meanwhile is
+    reused: its result goes to ``results`` and no lock is kept."""
+    folder = Path(ctx["folders"][run.name])
+    lock = try_lock(run_lock_path(folder))
+    if lock is None:
+        return False
+    if is_done(run, folder):
+        results[run.name] = json.loads((folder / RESULT).read_text())
+        lock.release()
+    else:
+        locks[run.name] = lock
+    return True
+
+
+def start_ready(pending, running, results, locks, be, ctx: Dict[str, Any], bar) -> List[str]:
+    """Submit the ready runs (at most ``jobs`` running), each under its lock; returns the ready runs
+    another study holds. Runs it finished are taken from ``pending`` into ``results``."""
+    busy = []
+    for run in _ready(pending, set(results)):
+        if len(running) >= ctx["cfg"]["jobs"]:
+            break
+        if not take(run, ctx, locks, results):
+            busy.append(run.name)
+            continue
+        pending.pop(run.name)
+        if run.name in results:
+            bar.update(1)
+        else:
+            running[run.name] = be.submit(run, ctx)
+    return busy
+
+
+def failure(exc: BaseException) -> bool:
+    """Whether a rerun can fix a run's failure: an interrupted or crashed run resumes; an lskd error
+    (a wrong input or setting, a result that cannot be trusted) stays until its cause is fixed."""
+    from lskd_plugins.errors import LskdError
+
+    return not isinstance(exc, LskdError)
+
+
 def schedule(runs: List[Run], ctx: Dict[str, Any], log=print) -> Dict[str, Dict[str, Any]]:
-    """Run every unfinished run once its dependencies are done; returns {name: result}."""
+    """Run every unfinished run once its dependencies are done; returns {name: result}. Each run is
+    locked while this study runs it: another study on this output moves on to other runs, waits
+    when only locked ones are left, and reuses what the other one finished."""
     cfg, out = ctx["cfg"], Path(ctx["out"])
     results = {r.name: run_task(r, ctx) for r in runs if is_done(r, Path(ctx["folders"][r.name]))}
     pending = {r.name: r for r in runs if r.name not in results}
@@ -189,33 +235,45 @@ def schedule(runs: List[Run], ctx: Dict[str, Any], log=print) -> Dict[str, Dict[
         f"{len(pending)} to run, {cfg['jobs']} at once"
     )
     bar = Progress(len(runs), "study", unit="run", enabled=cfg["progress"], initial=len(results), interval=0)
-    be, running, failed = backend(cfg, out), {}, []
+    be, running, failed, locks, told = backend(cfg, out), {}, [], {}, set()
     try:
         while pending or running:
-            for run in _ready(pending, set(results)) if not failed else []:
-                if len(running) >= cfg["jobs"]:
-                    break
-                running[run.name] = be.submit(pending.pop(run.name), ctx)
+            before = len(results)
+            busy = [] if failed else start_ready(pending, running, results, locks, be, ctx, bar)
+            if busy and not set(busy) <= told:
+                log(f"study: {len(busy)} run(s) in progress in another lskd study on {out}; waiting for them")
+                told |= set(busy)
             if not running:
+                if busy:
+                    time.sleep(1.0)
+                if busy or len(results) > before:
+                    continue
                 break
             for name in _finished(running):
                 job = running.pop(name)
                 try:
                     results[name] = job.result()
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - LskdError is a SystemExit
-                    text = getattr(exc, "message", None) or str(exc)
-                    text = text.replace("lskd: error: ", "")
-                    failed.append(f"{name}: {text[:300]} (log: {ctx['folders'][name]}/{LOG})")
+                    text = (getattr(exc, "message", None) or str(exc)).replace("lskd: error: ", "")
+                    failed.append((f"{name}: {text[:300]} (log: {ctx['folders'][name]}/{LOG})", failure(exc)))
+                locks.pop(name).release()
                 bar.update(1)
     except BaseException:
         be.close(abort=True)
         raise
     finally:
         bar.close()
+        for lock in locks.values():
+            lock.release()
     be.close()
     if failed or pending:
-        what = failed[0] if failed else f"{len(pending)} runs never became ready"
-        raise LskdFailure(f"study: {len(failed)} run(s) failed, first: {what}; rerun to resume")
+        what = failed[0][0] if failed else f"{len(pending)} runs never became ready"
+        hint = (
+            "rerun to resume (finished runs are reused)"
+            if all(fixable for _, fixable in failed)
+            else "fix that, then run the same command again (finished runs are reused)"
+        )
+        raise LskdFailure(f"study: {len(failed)} run(s) failed, first: {what}; {hint}")
     return results
 
 
@@ -240,8 +298,11 @@ def plan(cfg: Dict[str, Any], dry_run: bool) -> tuple:
             given = cfg[name]["data"]
             data[name] = substitute(given, cfg) if given != mod.embedded else mod.dry_run_data(out)
             hashes[name] = "not hashed (dry run)"
-        else:
+            continue
+        with locked(out / DATA_LOCK):  # a second study on this output waits while the data are made
             data[name] = mod.prepare(cfg, out)
+            if cfg[name]["data"] != mod.embedded:  # what a prepare step made: checked before any training
+                mod.check_data(data[name])
             hashes[name] = tree_hash(data[name], out / "cache" / f"{name}_data_manifest.json")
     return out, data, hashes
 

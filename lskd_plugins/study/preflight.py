@@ -85,7 +85,8 @@ def study_inputs(cfg: Dict[str, Any], sections: Dict[str, str]) -> Tuple[List[st
                 inputs += _after(command, PREPARE_INPUT_FLAGS)
             else:
                 inputs.append(data)
-        inputs += [substitute(str(p), cfg) for p in (sec.get("teacher_init") or {}).values()]
+        init = sec.get("teacher_init") or {}
+        inputs += [substitute(str(p), cfg) for p in (init.values() if isinstance(init, dict) else [init])]
         for part in ("common", "teacher", "student"):
             inputs += [substitute(p, cfg) for p in _option_paths(sec.get(part) or {})]
     return inputs, own

@@ -46,6 +46,17 @@ class Modality:
         """The KD kinds of this modality's students (names in ``lskd_plugins.study.kinds``)."""
         raise NotImplementedError
 
+    # mappings inside the section (key -> {sub-key: (check, what must hold)}), checked by ``validate``
+    subsections: Dict[str, Dict[str, Tuple[Any, str]]] = {}
+
+    def validate(self, sec: Dict[str, Any], where: str) -> None:
+        """One line for a value the section's table cannot check alone (``where``: "CONFIG: name.");
+        by default the ``subsections``' keys and values."""
+        from lskd_plugins.study.config import check_mapping
+
+        for key, spec in self.subsections.items():
+            check_mapping(sec.get(key), spec, f"{where}{key}")
+
     def check_data(self, data: str) -> None:
         """One line when the prepared data at ``data`` (an existing folder) is not of this modality."""
 

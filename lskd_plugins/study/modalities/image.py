@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.strict_yaml import is_int
 from lskd_plugins.study import layout
 from lskd_plugins.study.config import SECTION_FIXED_TEACHERS, _dict, _is_prepare, _num, _str
 from lskd_plugins.study.grid import Run, diffusion_runs, merged, reads, seed_range, teacher_seeds
@@ -108,13 +109,45 @@ class Image(Modality):
     }
     diffusion_choice = "classes"
     trainer = "image trainer"
+    subsections = {
+        "diffusion": {
+            "classes": (lambda v: v is None or _str(v), "null or class names a,b,c"),
+            "per_class": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+        }
+    }
+
+    def validate(self, sec: Dict[str, Any], where: str) -> None:
+        """Model names (timm knows them) and one teacher_init checkpoint per teacher smoothing."""
+        from lskd_plugins.study.preflight import check_model_name
+
+        super().validate(sec, where)
+        for key in ("teacher_model", "student_model"):
+            if sec[key] is not None:
+                check_model_name(sec[key], f"{where}{key}")
+        seen: Dict[float, Any] = {}
+        for key in sec["teacher_init"] if isinstance(sec["teacher_init"], dict) else ():
+            try:
+                smoothing = float(key)
+            except (TypeError, ValueError):
+                raise LskdError(
+                    f"{where}teacher_init: {key!r} is not a teacher smoothing (a number such as 0 or 0.1)"
+                ) from None
+            if smoothing in seen:
+                raise LskdError(
+                    f"{where}teacher_init names the teacher smoothing {smoothing:g} twice "
+                    f"({seen[smoothing]!r} and {key!r}); give each once"
+                )
+            seen[smoothing] = key
 
     def kinds(self, sec: Dict[str, Any]) -> List[str]:
         return [KIND]
 
     def check_data(self, data: str) -> None:
+        from lskd_plugins.study.preflight import check_image_classes
+
         if not ((Path(data) / "train").is_dir() and (Path(data) / "val").is_dir()):
             raise LskdError(f"image.data: {data} needs train/ and val/ class folders (an ImageFolder root)")
+        check_image_classes(data, "image.data")
 
     def prepare_embedded(self, cfg: Dict[str, Any], out: Path) -> str:
         from lskd_plugins.image.digits import write_digits

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.strict_yaml import is_int
 from lskd_plugins.study import kinds, layout
 from lskd_plugins.study.config import SECTION_FIXED_TEACHERS, _dict, _is_prepare, _num, _str
 from lskd_plugins.study.grid import Run, diffusion_runs, merged, reads, seed_range, teacher_seeds
@@ -70,11 +71,11 @@ SECTION = {
         "a file name",
         "the checkpoint students distil from and BLEU scores",
     ),
-    "beam": (4, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1", "beam of seqkd and BLEU"),
-    "max_len_b": (200, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1", "longest hypothesis"),
+    "beam": (4, lambda v: is_int(v) and v >= 1, "an integer >= 1", "beam of seqkd and BLEU"),
+    "max_len_b": (200, lambda v: is_int(v) and v >= 1, "an integer >= 1", "longest hypothesis"),
     "decode_max_tokens": (
         4096,
-        lambda v: isinstance(v, int) and v >= 1,
+        lambda v: is_int(v) and v >= 1,
         "an integer >= 1",
         "tokens per decoding batch",
     ),
@@ -390,13 +391,29 @@ class Translation(Modality):
     }
     diffusion_choice = "tokens"
     trainer = "translation trainer"
+    subsections = {
+        "synth": {
+            "size": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+            "valid": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+            "test": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+            "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+        },
+        "diffusion": {
+            "tokens": (lambda v: v is None or _str(v), "null or three tokens a,b,c"),
+            "max_sentences": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+            "per_token": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+        },
+    }
 
     def kinds(self, sec: Dict[str, Any]) -> List[str]:
         return list(sec["kinds"])
 
     def check_data(self, data: str) -> None:
+        from lskd_plugins.study.preflight import check_data_bin_splits
+
         if not list(Path(data).glob("dict.*.txt")):
             raise LskdError(f"translation.data: {data} is not a fairseq data-bin (no dict.*.txt)")
+        check_data_bin_splits(data, "translation.data")
 
     def prepare_embedded(self, cfg: Dict[str, Any], out: Path) -> str:
         from lskd_plugins.nmt.synth_mt import generate_corpus
