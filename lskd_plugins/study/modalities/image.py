@@ -12,6 +12,7 @@ from typing import Any, Dict, List
 from lskd_plugins.errors import LskdError
 from lskd_plugins.strict_yaml import is_int
 from lskd_plugins.study import layout
+from lskd_plugins.study.chain import NOT_HASHED, start_spec, teacher_start
 from lskd_plugins.study.config import SECTION_FIXED_TEACHERS, _dict, _is_prepare, _num, _str
 from lskd_plugins.study.grid import Run, diffusion_runs, merged, reads, seed_range, teacher_seeds
 from lskd_plugins.study.modalities.base import Metric, Modality, one_line_errors, options_argv
@@ -42,9 +43,11 @@ SECTION = {
     "fixed_teachers": SECTION_FIXED_TEACHERS,
     "teacher_init": (
         {},
-        _dict,
-        "a mapping smoothing -> checkpoint",
-        "teachers start from these checkpoints, one per teacher smoothing (CUB: the ImageNet teachers)",
+        lambda v: isinstance(v, (dict, str)),
+        "a study folder, or a mapping smoothing -> checkpoint",
+        "teachers start from other teachers: a study folder (each from its teacher of the same smoothing "
+        "and seed index; CUB: the ImageNet study's output), or one checkpoint per teacher smoothing; "
+        "the checkpoint's content enters the keys (lskd_plugins/study/chain.py)",
     ),
     "common": ({}, _dict, "a mapping", "lskd image-train options of every run, e.g. {img-size: 16}"),
     "teacher": ({}, _dict, "a mapping", "lskd image-train options of the teachers only"),
@@ -76,6 +79,17 @@ def teacher_init(sec: Dict[str, Any], smoothing: float) -> str | None:
         if float(key) == smoothing:
             return str(path)
     return None
+
+
+def start_path(cfg: Dict[str, Any], run: Run, name: str) -> str:
+    """The checkpoint a teacher starts from (``image.teacher_init``; a dry run names what it looks for)."""
+    index = teacher_seeds(cfg, name).index(run.seed)
+    if run.spec["init_sha256"] == NOT_HASHED:
+        init = cfg[name]["teacher_init"]
+        if isinstance(init, str):
+            what = f"teacher eps{run.teacher_smoothing:g}, seed index {index}"
+            return f"{init}/<{what}>/train/checkpoint_last.pth"
+    return str(teacher_start(cfg[name], run.teacher_smoothing, index))
 
 
 def image_parser() -> argparse.ArgumentParser:
@@ -162,12 +176,13 @@ class Image(Modality):
         student_model = sec["student_model"] or teacher_model
         t_opts, s_opts = merged(sec, "teacher"), merged(sec, "student")
         for a in cfg["teacher_smoothing"]:
-            for ts in teacher_seeds(cfg, self.name):
+            for index, ts in enumerate(teacher_seeds(cfg, self.name)):
                 g.add(
                     Run(self.name, "teacher", None, a, None, ts),
                     model=teacher_model,
                     options=t_opts,
                     smoothing=a,
+                    **start_spec(sec, a, index, g.data_hashes.get(self.name) == NOT_HASHED),
                 )
         for s in seed_range(cfg):
             g.add(
@@ -198,6 +213,8 @@ class Image(Modality):
         argv += ["--smoothing", f"{run.spec['smoothing']:g}"]
         if run.spec.get("init"):
             argv += ["--pretrained-checkpoint", run.spec["init"]]
+        if run.spec.get("init_sha256"):  # image.teacher_init: the teacher it starts from
+            argv += ["--pretrained-checkpoint", start_path(ctx["cfg"], run, self.name)]
         if run.role == "student":
             teacher = checkpoint(ctx, run.deps[0])
             argv += ["--teacher-checkpoint", str(teacher), "--kd-temperature", f"{run.temperature:g}"]
