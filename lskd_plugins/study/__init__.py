@@ -247,6 +247,9 @@ def main(args: argparse.Namespace) -> int:
     runners.validate(runs, ctx)
     if args.dry_run:
         print(E.dry_run_text(runs, ctx))
+        from lskd_plugins.study.cost import cost_text
+
+        print(cost_text(cfg, runs))
         return 0
     E.schedule(runs, ctx, log=lambda m: print(m, file=sys.stderr, flush=True))
     report = write_report(cfg, runs, ctx["folders"], out)

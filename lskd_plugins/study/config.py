@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from lskd_plugins.errors import LskdError
 from lskd_plugins.strict_yaml import check_list, is_int, load_yaml
+from lskd_plugins.study.cost import valid_cost
 
 Check = Callable[[Any], bool]
 
@@ -98,6 +99,13 @@ TOP: Dict[str, Tuple[Any, Check, str, str]] = {
     ),
     "device": ("auto", lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda", "device of every run"),
     "progress": (True, lambda v: isinstance(v, bool), "true or false", "the overall progress line"),
+    "cost": (
+        {},
+        valid_cost,
+        "{modality: {role or KD kind: hours >= 0}}",
+        "estimated GPU-hours per run, e.g. {image: {teacher: 14, logit: 24}}; --dry-run prints the runs "
+        "and the GPU-hours (lskd_plugins/study/cost.py)",
+    ),
 }
 
 
