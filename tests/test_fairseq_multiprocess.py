@@ -241,6 +241,15 @@ def test_each_rank_loads_its_own_teacher(runs):
     # test_rank_without_teacher_stops_every_rank shows that it reads its own --teacher-path.
 
 
+def test_only_rank_zero_warns_of_a_student_that_starts_as_its_teacher(runs):
+    """Same --seed and architecture as the tiny teacher: lskd_plugins/fingerprint.py's one line, on
+    rank 0 only (the legacy_ddp wrapper's ``module.`` prefix does not hide the match)."""
+    rank0, rank1, one = runs["logs"]
+    assert rank0.count("lskd: warning: the student starts from the same initial weights") == 1
+    assert "the same initial weights" not in rank1
+    assert one.count("lskd: warning: the student starts from the same initial weights") == 1
+
+
 def _student_weights(ckpt: Path) -> dict:
     return torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
 

@@ -11,6 +11,8 @@ Layout of lskd's ``checkpoint_last.pth`` / ``checkpoint_best.pth`` (a plain dict
     label         human-readable role, e.g. "teacher alpha=0.1" or "student T=3 from LS teacher"
     state_dict    the model's weights (never the teacher's)
     epoch         epochs completed
+    init_fingerprint  sha256 of the run's initial weights (lskd_plugins/fingerprint.py; the guard
+                  against a student that starts from its teacher's initial weights)
     + training state for resuming: optimizer, scheduler, scaler, best_top1, history
       (no RNG state: every epoch re-seeds from (seed, epoch, rank), which makes resuming exact)
 

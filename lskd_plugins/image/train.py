@@ -50,7 +50,7 @@ from lskd_plugins.files import (
 )
 from lskd_plugins.image import data as image_data
 from lskd_plugins.image import distributed as dist_utils
-from lskd_plugins.image import run_log
+from lskd_plugins.image import init_guard, run_log
 from lskd_plugins.image.checkpoint import FORMAT, first_difference, read_checkpoint, read_state_dict
 from lskd_plugins.image.evaluate import autocast, evaluate
 from lskd_plugins.image.task import LabelSmoothingKDTask, load_teacher
@@ -549,6 +549,9 @@ class Run:
         student, self.model_kwargs, self.data_config = build_student(
             args, len(self.class_names), resume_ckpt is None, self.log
         )
+        self.init_fingerprint = init_guard.initial_fingerprint(student, resume_ckpt)
+        if resume_ckpt is None:  # before the first update: a student that starts as its teacher did
+            init_guard.check(student, self.init_fingerprint, args, ctx.is_main)
         self.data = build_data(args, ctx, train_dir, val_dir, self.class_names, self.data_config)
         self.student = student.to(ctx.device)
         self.optimizer, self.scheduler, self.scaler = build_optimisation(args, self.student, ctx.device)
@@ -607,6 +610,7 @@ class Run:
             "best_top1": self.best_top1,
             "best_epoch": self.best_epoch,
             "history": self.history,
+            "init_fingerprint": self.init_fingerprint,
         }
         if with_training_state:
             ckpt["optimizer"] = self.optimizer.state_dict()

@@ -6,17 +6,24 @@ benchmarks load teachers through ``load_teacher``. It lives here, not in the tas
 no import circle. What it checks, each problem one line naming the file:
 - the file is a fairseq checkpoint (``lskd_plugins.checkpoints`` describes anything else);
 - the teacher's dictionaries equal the student's, symbol by symbol (``check_teacher_dictionaries``).
+
+Each loaded teacher carries ``lskd_origin`` (its path, saved ``--seed`` and model configuration):
+``starts_from_teacher`` rebuilds its initial weights from them for the guard of
+``lskd_plugins/fingerprint.py`` (a student that starts from its teacher's initial weights).
 """
 
 from __future__ import annotations
 
 import os
-from typing import List, Sequence
+from dataclasses import dataclass
+from typing import Any, List, Sequence
 
+import torch
 from fairseq import checkpoint_utils, utils
 from fairseq.data import Dictionary
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from lskd_plugins import fingerprint as fp
 from lskd_plugins import symbols
 from lskd_plugins.checkpoints import first_line
 from lskd_plugins.errors import LskdError
@@ -133,4 +140,58 @@ def load_teacher(
     teacher = models[0]
     teacher.eval()
     teacher.requires_grad_(False)
+    teacher.lskd_origin = teacher_origin(path, state)  # a plain attribute: never saved or moved
     return teacher
+
+
+@dataclass(frozen=True)
+class TeacherOrigin:
+    """What rebuilds a teacher's initial weights: its saved ``--seed`` and model configuration."""
+
+    path: str
+    seed: int | None
+    model_cfg: Any
+
+
+def teacher_origin(path: str, state: dict) -> TeacherOrigin:
+    cfg = state.get("cfg") or {}
+    try:
+        seed = cfg["common"]["seed"]
+    except (KeyError, TypeError):
+        seed = None
+    model_cfg = cfg.get("model") if hasattr(cfg, "get") else None
+    return TeacherOrigin(str(path), None if seed is None else int(seed), model_cfg)
+
+
+def initial_fingerprint(
+    origin: TeacherOrigin, src_dict: Dictionary, tgt_dict: Dictionary, through: torch.dtype | None = None
+) -> str | None:
+    """The fingerprint of the teacher's initial weights, rebuilt as fairseq-train built them:
+    ``np.random.seed(seed)`` and ``torch.manual_seed(seed)``, then the task's ``build_model`` (on the
+    CPU, inside ``fp.isolated_rng``: the run's streams are untouched). None where it cannot be rebuilt."""
+    if origin.seed is None or origin.model_cfg is None:
+        return None
+    task = TranslationTask(TranslationConfig(), src_dict, tgt_dict)
+    try:
+        with fp.isolated_rng(origin.seed, python_random=False):  # fairseq seeds numpy and torch only
+            model = task.build_model(origin.model_cfg)
+    except Exception:  # noqa: BLE001  (an architecture that cannot be built here: the fallback)
+        return None
+    return fp.fingerprint(model.named_parameters(), through)
+
+
+def starts_from_teacher(
+    student: torch.nn.Module, teacher: torch.nn.Module, src_dict, tgt_dict, student_seed: int
+) -> bool:
+    """Whether ``student``'s weights (before its first update) are ``teacher``'s initial ones."""
+    origin = getattr(teacher, "lskd_origin", None)
+    if origin is None or origin.seed is None:
+        return False
+    dtype = fp.parameter_dtype(student)
+    through = dtype if dtype not in (None, torch.float32) else None
+    rebuilt = initial_fingerprint(origin, src_dict, tgt_dict, through)
+    if rebuilt is not None:
+        return rebuilt == fp.fingerprint(student.named_parameters())
+    return origin.seed == student_seed and fp.shapes(student.named_parameters()) == fp.shapes(
+        teacher.named_parameters()
+    )

@@ -74,6 +74,7 @@ class LskdTranslationTask(TranslationTask):
         self._teacher_placement = None
         self._cache = None  # TeacherCache of --teacher-cache
         self._cache_checked = False
+        self._init_checked = False
 
     def build_criterion(self, cfg, from_checkpoint=False):
         check_joined_launcher()
@@ -109,6 +110,27 @@ class LskdTranslationTask(TranslationTask):
             "the teacher (--teacher-path)",
             "give every rank the same teacher checkpoint",
         )
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
+        if update_num == 0 and not self._init_checked:
+            self._init_checked = True
+            self.warn_if_student_starts_as_teacher(model)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
+
+    def warn_if_student_starts_as_teacher(self, model: torch.nn.Module) -> None:
+        """The guard of ``lskd_plugins/fingerprint.py``, before the first update (after any
+        --restore-file): one warning line on rank 0 when the student's weights are a teacher's
+        initial ones. fairseq's trainer has just re-seeded torch with --seed + 0, so
+        ``torch.initial_seed()`` is the student's --seed."""
+        from lskd_plugins import fingerprint
+        from lskd_plugins.nmt.teacher import starts_from_teacher
+
+        if not (self._teachers and fingerprint.enabled() and fingerprint.is_rank_zero()):
+            return
+        seed = torch.initial_seed()
+        for teacher in self._teachers:
+            if starts_from_teacher(model, teacher, self.src_dict, self.tgt_dict, seed):
+                fingerprint.warn(teacher.lskd_origin.path, seed)
 
     def load_cache(self):
         """Open --teacher-cache (memory-mapped); its data is checked when the subset is loaded."""
