@@ -8,7 +8,8 @@ The teacher's initial fingerprint, in order of preference:
    weights (not ``--pretrained`` / ``--pretrained-checkpoint``);
 3. otherwise (a timm ``train.py`` checkpoint, whose ``args`` hold its ``seed``, or an lskd teacher
    that started from pretrained weights) an equal saved seed with equal names and shapes.
-A file that names no seed (a bare state dict, timm's pretrained weights) is not checked.
+A file that names no seed (a bare state dict, ``.safetensors``, timm's pretrained weights) is not
+checked.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from lskd_plugins import checkpoints
 from lskd_plugins import fingerprint as fp
+from lskd_plugins.errors import LskdError
 
 
 def initial_fingerprint(student: torch.nn.Module, resume_ckpt: Dict[str, Any] | None) -> str | None:
@@ -62,7 +64,12 @@ def _state(obj: Dict[str, Any]) -> Dict[str, torch.Tensor]:
 def starts_from_teacher(student: torch.nn.Module, init_fingerprint: str, seed: int, path: str) -> bool:
     """Whether the student's initial weights (``init_fingerprint``, --seed ``seed``) are the initial
     weights of the teacher at ``path``."""
-    obj = checkpoints.load(path, "--teacher-checkpoint", mmap=True, example="checkpoint_best.pth")
+    if path.endswith(".safetensors"):  # weights only: no seed to compare
+        return False
+    try:
+        obj = checkpoints.load(path, "--teacher-checkpoint", mmap=True, example="checkpoint_best.pth")
+    except LskdError:  # a file the teacher loader read another way (timm's): nothing to compare
+        return False
     if not isinstance(obj, dict):
         return False
     stored = obj.get("init_fingerprint")
