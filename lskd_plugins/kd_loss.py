@@ -456,6 +456,38 @@ def check_method(method: str, dkd_alpha: float = 1.0, dkd_beta: float = 8.0) -> 
     return KDMethod(method, float(dkd_alpha), float(dkd_beta))
 
 
+DKD_DEFAULTS = {"dkd_alpha": 1.0, "dkd_beta": 8.0}  # kd_loss's defaults (Zhao et al.'s CIFAR beta)
+
+
+def check_method_flags(kd_method, dkd_alpha=None, dkd_beta=None):
+    """The tools' --kd-method/--dkd-alpha/--dkd-beta (None: not given), as one-line ``LskdError``s;
+    returns ``kd_loss``'s keywords (method, dkd_alpha, dkd_beta), DKD's defaults filled in."""
+    from lskd_plugins.errors import LskdError
+
+    if kd_method not in METHODS:
+        raise LskdError(f"--kd-method must be one of {', '.join(METHODS)}; got {kd_method!r}")
+    given = {k: v for k, v in (("dkd_alpha", dkd_alpha), ("dkd_beta", dkd_beta)) if v is not None}
+    if given and kd_method != "dkd":
+        flags = "/".join("--" + k.replace("_", "-") for k in given)
+        verb = "apply" if len(given) > 1 else "applies"
+        raise LskdError(f"{flags} {verb} to --kd-method dkd only (got --kd-method {kd_method})")
+    for key, value in given.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise LskdError(f"--{key.replace('_', '-')} must be a finite number >= 0, got {value}")
+    values = {**DKD_DEFAULTS, **{k: float(v) for k, v in given.items()}}
+    if values["dkd_alpha"] == 0 and values["dkd_beta"] == 0:
+        raise LskdError("--dkd-alpha and --dkd-beta are both 0: the DKD term would be 0")
+    check_method(kd_method, **values)
+    return {"method": kd_method, **values}
+
+
+def describe_method(method: dict) -> str:
+    """'method kd', or 'method dkd (dkd_alpha 1.0, dkd_beta 8.0)'."""
+    if method["method"] != "dkd":
+        return f"method {method['method']}"
+    return f"method dkd (dkd_alpha {method['dkd_alpha']}, dkd_beta {method['dkd_beta']})"
+
+
 def _check_options(kd_alpha, temperature, teacher, convention) -> None:
     if not temperature > 0:
         raise ValueError(f"KD temperature must be > 0, got {temperature}")

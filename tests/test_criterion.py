@@ -404,3 +404,140 @@ def test_kd_step_benchmark_reports_consistent_figures(repo_root, tmp_path, cli_e
     assert r["params_student"] == r["params_teacher"] > 0
     assert r["batch_tokens"] == 100
     assert set(r["peak_step_memory_bytes"]) == {"label_smoothed_cross_entropy", "lskd_kd"}
+
+
+# -- --kd-method {kd,logit_std,dkd} --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "flags,method",
+    [
+        ([], dict(method="kd")),
+        (["--kd-method", "logit_std"], dict(method="logit_std")),
+        (["--kd-method", "dkd"], dict(method="dkd", dkd_alpha=1.0, dkd_beta=8.0)),
+        (
+            ["--kd-method", "dkd", "--dkd-alpha", 0.5, "--dkd-beta", 2],
+            dict(method="dkd", dkd_alpha=0.5, dkd_beta=2.0),
+        ),
+    ],
+)
+def test_kd_method_loss_matches_direct_computation(tiny_mt_data, tiny_teacher, flags, method):
+    """Each method through fairseq's parser: the step's loss and logged D equal the float64
+    formulas (tests/kd_reference.py) on the teacher's and student's logits, ensemble of one."""
+    task, model, crit = build(
+        tiny_mt_data.data_bin,
+        "--teacher-path",
+        tiny_teacher,
+        "--kd-alpha",
+        0.8,
+        "--kd-temperature",
+        2,
+        *flags,
+    )
+    assert crit.method == {"dkd_alpha": 1.0, "dkd_beta": 8.0, **method}
+    sample = valid_batch(task)
+    model.eval()
+    loss, _, log = crit(model, sample)
+    with torch.no_grad():
+        student = model(**sample["net_input"])[0]
+        teacher = task.teachers[0](**sample["net_input"])[0]
+    pad = task.target_dictionary.pad()
+    ref = reference_kd(student, [teacher], sample["target"], pad, alpha=0.8, T=2.0, eps=0.1, **method)
+    torch.testing.assert_close(loss.double(), ref["loss"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(log["kd_loss"].double(), ref["kl"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(log["teacher_nll_loss"].double(), ref["tnll"], rtol=1e-5, atol=1e-6)
+    per_token, _, log_per = crit(model, sample, reduce=False)  # reduce=False covers the methods
+    torch.testing.assert_close(per_token.sum(), loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(log_per["kd_loss"], log["kd_loss"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--kd-method", "crd"], "--kd-method must be one of kd, logit_std, dkd; got 'crd'"),
+        (["--dkd-beta", 2], r"--dkd-beta applies to --kd-method dkd only \(got --kd-method kd\)"),
+        (
+            ["--kd-method", "logit_std", "--dkd-alpha", 1, "--dkd-beta", 2],
+            r"--dkd-alpha/--dkd-beta apply to --kd-method dkd only \(got --kd-method logit_std\)",
+        ),
+        (["--kd-method", "dkd", "--dkd-alpha", -1], "--dkd-alpha must be a finite number >= 0, got -1.0"),
+        (["--kd-method", "dkd", "--dkd-beta", "inf"], "--dkd-beta must be a finite number >= 0, got inf"),
+        (["--kd-method", "dkd", "--dkd-beta", "nan"], "--dkd-beta must be a finite number >= 0, got nan"),
+        (
+            ["--kd-method", "dkd", "--dkd-alpha", 0, "--dkd-beta", 0],
+            "--dkd-alpha and --dkd-beta are both 0: the DKD term would be 0",
+        ),
+    ],
+)
+def test_bad_kd_method_options(tiny_mt_data, flags, message):
+    with pytest.raises(LskdError, match=f"^lskd: error: {message}$"):
+        build(tiny_mt_data.data_bin, "--kd-alpha", 0, *flags)
+
+
+def test_kd_method_errors_are_one_line_from_fairseq_train(tiny_mt_data, cli_env, tmp_path):
+    from fairseq_fixtures import run_cli
+
+    proc = run_cli(
+        [
+            "fairseq-train",
+            tiny_mt_data.data_bin,
+            "--user-dir",
+            USER_DIR,
+            "--task",
+            "lskd_translation",
+            "--criterion",
+            "lskd_kd",
+            *TINY_ARCH,
+            "--cpu",
+            "--max-tokens",
+            "500",
+            "--kd-alpha",
+            "0",
+            "--kd-method",
+            "softmax",
+            "--save-dir",
+            tmp_path,
+        ],
+        cli_env,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "lskd: error: --kd-method must be one of kd, logit_std, dkd; got 'softmax'"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_hydra_config_trains_dkd_and_the_checkpoint_stores_the_method(
+    tiny_mt_data, tiny_teacher, cli_env, tmp_path, repo_root
+):
+    """recipes/hydra/lskd_kd.yaml with criterion.kd_method=dkd: the method is logged and stored in
+    the checkpoint's cfg (fairseq saves the whole configuration)."""
+    from fairseq_fixtures import run_cli
+
+    env = {k: v for k, v in cli_env.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+    tiny = dict(layers=1, embed_dim=32, ffn_embed_dim=64, attention_heads=2)
+    out = run_cli(
+        [
+            "fairseq-hydra-train",
+            "--config-dir",
+            repo_root / "recipes" / "hydra",
+            "--config-name",
+            "lskd_kd",
+            f"common.user_dir={USER_DIR}",
+            f"task.data={tiny_mt_data.data_bin}",
+            f"task.teacher_path={tiny_teacher}",
+            f"checkpoint.save_dir={tmp_path / 'student'}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+            "optimization.max_update=2",
+            "common.cpu=true",
+            "dataset.num_workers=0",
+            "criterion.kd_method=dkd",
+            "criterion.dkd_beta=2.0",
+            *[f"model.{side}_{k}={v}" for k, v in tiny.items() for side in ("encoder", "decoder")],
+        ],
+        env,
+        cwd=tmp_path,
+    )
+    assert "lskd_kd: method dkd (dkd_alpha 1.0, dkd_beta 2.0), kd_alpha 0.9, T 1.0" in out.stdout + out.stderr
+    state = torch.load(tmp_path / "student" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    criterion = state["cfg"]["criterion"]
+    assert (criterion["kd_method"], criterion["dkd_alpha"], criterion["dkd_beta"]) == ("dkd", None, 2.0)

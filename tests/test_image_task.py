@@ -70,7 +70,7 @@ def test_student_pure_kd_is_the_shared_kd_term(T):
     task = LabelSmoothingKDTask(
         PooledLinear(1),
         teacher,
-        kd_beta=1.0,
+        kd_alpha=1.0,
         temperature=T,
         student_mean=IMAGENET_MEAN,
         student_std=IMAGENET_STD,
@@ -94,7 +94,7 @@ def test_student_mixed_loss_with_student_smoothing():
         PooledLinear(1),
         teacher,
         smoothing=eps,
-        kd_beta=beta,
+        kd_alpha=beta,
         temperature=T,
         student_mean=IMAGENET_MEAN,
         student_std=IMAGENET_STD,

@@ -106,9 +106,11 @@ def test_cache_lines_up_with_shuffled_batches(small_cache, tiny_mt_data, tiny_te
         assert torch.allclose(source.lprobs[keep].float(), lp, atol=2e-2)
 
 
-def kd_step(data_bin, option, value, temperature):
+def kd_step(data_bin, option, value, temperature, *extra):
     """(loss, kd_loss, parameter gradients) of one lskd_kd training step on a fixed shuffled batch."""
-    task, model, crit = build(data_bin, option, value, "--kd-temperature", temperature, "--dropout", 0)
+    task, model, crit = build(
+        data_bin, option, value, "--kd-temperature", temperature, "--dropout", 0, *extra
+    )
     task.load_dataset("train")
     itr = task.get_batch_iterator(dataset=task.dataset("train"), max_tokens=400, seed=1)
     sample = next(iter(itr.next_epoch_itr(shuffle=True)))
@@ -143,6 +145,29 @@ def test_feature_cache_step_equals_online_step(feature_cache, tiny_mt_data, tiny
     cached = kd_step(data, "--teacher-cache", feature_cache, temperature)
     assert_same_step(online, cached, 1e-3, 1e-3, 1e-3)
     assert cached[1] > 0
+
+
+@pytest.mark.parametrize("method", [["--kd-method", "logit_std"], ["--kd-method", "dkd", "--dkd-beta", 4]])
+def test_feature_cache_step_equals_online_step_for_every_method(
+    feature_cache, tiny_mt_data, tiny_teacher, method
+):
+    """logit_std and dkd read the cached features' logits like the online teacher's (issue 18)."""
+    data = tiny_mt_data.data_bin
+    online = kd_step(data, "--teacher-path", tiny_teacher, 2, *method)
+    cached = kd_step(data, "--teacher-cache", feature_cache, 2, *method)
+    assert_same_step(online, cached, 1e-3, 1e-3, 1e-3)
+    assert cached[1] > 0
+    plain = kd_step(data, "--teacher-path", tiny_teacher, 2)
+    assert abs(plain[1] - online[1]) > 1e-2 * plain[1]  # the method changes the KD term
+
+
+@pytest.mark.parametrize("method", ["logit_std", "dkd"])
+def test_topk_cache_refuses_the_methods_that_need_logits(small_cache, tiny_mt_data, method):
+    with pytest.raises(
+        LskdError, match=f"^lskd: error: --kd-method {method} needs the teacher's logits, which "
+    ):
+        build(tiny_mt_data.data_bin, "--teacher-cache", small_cache, "--kd-method", method)
+    build(tiny_mt_data.data_bin, "--teacher-cache", small_cache, "--kd-method", "kd")  # kd: fine
 
 
 def test_ensemble_feature_cache_equals_the_online_ensemble(

@@ -2,7 +2,11 @@
 
 Per non-padding target token:
 
-    (1 - kd_alpha) * LS-CE_eps(y, p_s) + kd_alpha * T^2 * KL(p_t^T || p_s^T)
+    (1 - kd_alpha) * LS-CE_eps(y, p_s) + kd_alpha * T^2 * D
+
+with D of ``--kd-method``: ``kd`` KL(p_t^T || p_s^T) (default), ``logit_std`` the same KL of the
+z-scored logits, ``dkd`` dkd_alpha * KL(b_t || b_s) + dkd_beta * KL(n_t || n_s) (``--dkd-alpha``,
+``--dkd-beta``; docs/kd_loss.md).
 
 The math is ``lskd_plugins.kd_loss.kd_loss`` with fairseq's smoothing convention (true class
 1 - eps, the others eps / (V - 1)), so ``--kd-alpha 0`` is fairseq's
@@ -11,12 +15,14 @@ the task (``lskd_translation``), which owns the teacher outside this module's pa
 teacher is never in the student's checkpoint, optimizer or ``criterion.state_dict()``.
 
 Logged (base 2, like fairseq's own losses): ``loss``, ``nll_loss`` (student NLL per token),
-``ce_loss`` (the label-smoothed CE part per token), ``kd_loss`` (the KL term per token, without
+``ce_loss`` (the label-smoothed CE part per token), ``kd_loss`` (the KD term D per token, without
 the T^2 factor), ``teacher_nll_loss`` (teacher NLL per token at T = 1), ``ppl``, ``teacher_ppl``.
 """
 
+import logging
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from fairseq import utils
@@ -26,7 +32,9 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from lskd_plugins.errors import LskdError
-from lskd_plugins.kd_loss import kd_loss, kd_loss_per_position
+from lskd_plugins.kd_loss import check_method_flags, describe_method, kd_loss, kd_loss_per_position
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,6 +54,21 @@ class LskdKdConfig(FairseqDataclass):
         metadata={"help": "the student's own label-smoothing eps in the CE term (fairseq convention)"},
     )
     no_kd_t2_scaling: bool = field(default=False, metadata={"help": "do not multiply the KD term by T^2"})
+    kd_method: str = field(
+        default="kd",
+        metadata={
+            "help": "the KD term {kd,logit_std,dkd}: kd = KL at T; logit_std = KL of z-scored logits "
+            "(Sun et al. 2024); dkd = decoupled KD (Zhao et al. 2022) with --dkd-alpha/--dkd-beta"
+        },
+    )
+    dkd_alpha: Optional[float] = field(  # noqa: UP045 (fairseq reads typing.Optional, not X | None)
+        default=None,
+        metadata={"help": "--kd-method dkd: weight of the target-class KL (default 1.0)"},
+    )
+    dkd_beta: Optional[float] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "--kd-method dkd: weight of the non-target KL (default 8.0)"},
+    )
     report_accuracy: bool = field(default=False, metadata={"help": "report accuracy metric"})
     ignore_prefix_size: int = field(default=0, metadata={"help": "Ignore first N tokens"})
     sentence_avg: bool = II("optimization.sentence_avg")
@@ -63,6 +86,15 @@ def check_kd_options(
         raise LskdError(f"--label-smoothing must lie in [0, 1), got {label_smoothing}")
     if not ignore_prefix_size >= 0:
         raise LskdError(f"--ignore-prefix-size must be >= 0, got {ignore_prefix_size}")
+
+
+def refuse_topk_cache(task, kd_method: str) -> None:
+    """logit_std and dkd need the teacher's logits: a --teacher-cache of the top-k store has none."""
+    folder = getattr(getattr(task, "cfg", None), "teacher_cache", None)
+    if kd_method != "kd" and folder:
+        from lskd_plugins.nmt.teacher_cache import refuse_method
+
+        refuse_method(folder, kd_method)
 
 
 @register_criterion("lskd_kd", dataclass=LskdKdConfig)
@@ -84,9 +116,13 @@ class LskdKdCriterion(FairseqCriterion):
         no_kd_t2_scaling=False,
         ignore_prefix_size=0,
         report_accuracy=False,
+        kd_method="kd",
+        dkd_alpha=None,
+        dkd_beta=None,
     ):
         super().__init__(task)
         check_kd_options(kd_alpha, kd_temperature, label_smoothing, ignore_prefix_size)
+        self.method = check_method_flags(kd_method, dkd_alpha, dkd_beta)
         self.sentence_avg = sentence_avg
         self.kd_alpha = float(kd_alpha)
         self.temperature = float(kd_temperature)
@@ -100,6 +136,9 @@ class LskdKdCriterion(FairseqCriterion):
                 "--task lskd_translation --teacher-path CKPT (or --teacher-cache DIR, or --kd-alpha 0 "
                 "for plain label-smoothed training)"
             )
+        if self.needs_teacher:
+            refuse_topk_cache(task, kd_method)
+            logger.info(f"lskd_kd: {describe_method(self.method)}, kd_alpha {kd_alpha}, T {kd_temperature}")
 
     @property
     def needs_teacher(self) -> bool:
@@ -141,6 +180,7 @@ class LskdKdCriterion(FairseqCriterion):
             ignore_index=self.padding_idx,
             scale_by_t2=self.scale_by_t2,
             smoothing_convention="fairseq",
+            **self.method,
         )
         parts["with_teacher"] = teacher is not None
         return parts

@@ -6,8 +6,9 @@ shared ``lskd_plugins.kd_loss.kd_loss`` with the paper's uniform smoothing conve
 
 - teacher (no teacher model): ``kd_alpha = 0`` and ``label_smoothing = alpha``, i.e. cross-entropy
   against (1 - alpha) * onehot + alpha / K;
-- student: ``kd_alpha = beta`` (the weight of T^2 * KL(p_t^T || p_s^T)) and
-  ``label_smoothing = eps`` for the (1 - beta) cross-entropy term (paper: beta = 1, eps = 0).
+- student: ``kd_alpha`` (the weight of T^2 * D, D the KD term of ``method``: ``kd``
+  KL(p_t^T || p_s^T), ``logit_std`` or ``dkd``; docs/kd_loss.md) and ``label_smoothing = eps`` for
+  the (1 - kd_alpha) cross-entropy term (paper: kd_alpha = 1, eps = 0).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def load_teacher(args: Any, data_classes: List[str], folder, device: torch.devic
 
 
 class LabelSmoothingKDTask(TrainingTask):
-    """Cross-entropy with uniform label smoothing, plus the T^2-scaled KD term when a teacher is set.
+    """Cross-entropy with uniform label smoothing, plus the T^2-scaled KD term when a teacher is set
+    (``method``: kd, logit_std or dkd with ``dkd_alpha``/``dkd_beta``; ``kd_loss``'s checks).
 
     ``forward`` returns ``loss`` (mean over the batch, for backward), ``output`` (student logits)
     and the parts of ``kd_loss`` (ce_loss, nll_loss, kd_loss, teacher_nll) as batch means too, detached,
@@ -87,8 +89,11 @@ class LabelSmoothingKDTask(TrainingTask):
         teacher: DistillationTeacher | None = None,
         *,
         smoothing: float = 0.0,
-        kd_beta: float = 1.0,
+        kd_alpha: float = 1.0,
         temperature: float = 1.0,
+        method: str = "kd",
+        dkd_alpha: float = 1.0,
+        dkd_beta: float = 8.0,
         student_mean: Sequence[float] = (0.485, 0.456, 0.406),
         student_std: Sequence[float] = (0.229, 0.224, 0.225),
         device: torch.device | None = None,
@@ -97,8 +102,9 @@ class LabelSmoothingKDTask(TrainingTask):
         self.trainable_module = student
         self.teacher = teacher
         self.smoothing = float(smoothing)
-        self.kd_alpha = float(kd_beta) if teacher is not None else 0.0
+        self.kd_alpha = float(kd_alpha) if teacher is not None else 0.0
         self.temperature = float(temperature)
+        self.method = dict(method=method, dkd_alpha=float(dkd_alpha), dkd_beta=float(dkd_beta))
         self.register_buffer(
             "student_mean",
             torch.tensor(student_mean, dtype=torch.float32).view(1, -1, 1, 1),
@@ -138,6 +144,7 @@ class LabelSmoothingKDTask(TrainingTask):
             label_smoothing=self.smoothing,
             scale_by_t2=True,
             smoothing_convention="uniform",
+            **self.method,
         )
         n = target.numel()
         out = {k: (v.detach() if k == "ntokens" else v.detach() / n) for k, v in parts.items() if k != "loss"}

@@ -54,6 +54,7 @@ from lskd_plugins.image import init_guard, run_log
 from lskd_plugins.image.checkpoint import FORMAT, first_difference, read_checkpoint, read_state_dict
 from lskd_plugins.image.evaluate import autocast, evaluate
 from lskd_plugins.image.task import LabelSmoothingKDTask, load_teacher
+from lskd_plugins.kd_loss import METHODS, check_method_flags, describe_method
 from lskd_plugins.progress import Progress
 
 LAST, BEST, SUMMARY, METRICS = "checkpoint_last.pth", "checkpoint_best.pth", "summary.json", "metrics.csv"
@@ -210,6 +211,18 @@ def _add_distillation_arguments(g) -> None:
     g.add_argument(
         "--kd-beta", dest="kd_alpha", type=unit_float, default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
+    g.add_argument(
+        "--kd-method",
+        choices=METHODS,
+        default="kd",
+        help=helped("the KD term: kd, logit_std (z-scored logits) or dkd (decoupled KD); docs/kd_loss.md"),
+    )
+    g.add_argument(
+        "--dkd-alpha", type=nonneg_float, default=None, help="--kd-method dkd: target-class weight (1.0)"
+    )
+    g.add_argument(
+        "--dkd-beta", type=nonneg_float, default=None, help="--kd-method dkd: non-target weight (8.0)"
+    )
 
 
 def _add_running_arguments(g) -> None:
@@ -351,6 +364,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise LskdError(
             "--kd-temperature/--kd-alpha need --teacher-checkpoint (without it this trains a teacher)"
         )
+    if not has_teacher and (
+        args.kd_method != "kd" or args.dkd_alpha is not None or args.dkd_beta is not None
+    ):
+        raise LskdError("--kd-method/--dkd-alpha/--dkd-beta need --teacher-checkpoint")
+    method = check_method_flags(args.kd_method, args.dkd_alpha, args.dkd_beta)
+    if method["method"] == "dkd":  # the values used, in the checkpoint's and summary's args
+        args.dkd_alpha, args.dkd_beta = method["dkd_alpha"], method["dkd_beta"]
     if not has_teacher and (args.teacher_model or args.teacher_num_classes or args.teacher_class_file):
         raise LskdError(
             "--teacher-model/--teacher-num-classes/--teacher-class-file need --teacher-checkpoint"
@@ -559,8 +579,9 @@ class Run:
             self.student,
             teacher,
             smoothing=args.smoothing,
-            kd_beta=args.kd_alpha,
+            kd_alpha=args.kd_alpha,
             temperature=args.kd_temperature,
+            **check_method_flags(args.kd_method, args.dkd_alpha, args.dkd_beta),
             student_mean=self.data_config["mean"],
             student_std=self.data_config["std"],
             device=ctx.device,
@@ -710,6 +731,9 @@ class Run:
             f"{self.label}: {args.model} on {len(self.data.train_set)} train / {len(self.data.val_set)} val "
             f"images, {len(self.class_names)} classes, {ctx.world_size} process(es) on {ctx.device}"
         )
+        if self.teacher_meta:
+            method = check_method_flags(args.kd_method, args.dkd_alpha, args.dkd_beta)
+            self.log(f"KD {describe_method(method)}, kd_alpha {args.kd_alpha}, T {args.kd_temperature}")
         if self.scheduler is not None:
             self.scheduler.step(self.start_epoch)
         val = self.history[-1] if self.history else None

@@ -147,6 +147,16 @@ def read_header(folder: os.PathLike | str) -> dict:
     return header
 
 
+def refuse_method(folder: os.PathLike | str, kd_method: str) -> None:
+    """--kd-method logit_std and dkd need the teacher's logits: a top-k cache holds none (one line)."""
+    if kd_method != "kd" and read_header(folder)["store"] == "topk":
+        raise LskdError(
+            f"--kd-method {kd_method} needs the teacher's logits, which the top-k cache {folder} does not "
+            "hold; cache the features (lskd cache-teacher --store features, the default) or distil "
+            "online with --teacher-path"
+        )
+
+
 class TeacherCache:
     """A finished cache of one subset, memory-mapped; ``teacher_for`` builds a batch's teacher."""
 
