@@ -99,6 +99,13 @@ TOP: Dict[str, Tuple[Any, Check, str, str]] = {
     ),
     "device": ("auto", lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda", "device of every run"),
     "progress": (True, lambda v: isinstance(v, bool), "true or false", "the overall progress line"),
+    "devices_per_run": (
+        1,
+        lambda v: is_int(v) and v >= 1,
+        "an integer >= 1",
+        "devices of one run: N > 1 makes each run one distributed job (image-train under torchrun, "
+        "fairseq-train --distributed-world-size N; gloo on the CPU); jobs counts runs, each on N GPUs",
+    ),
     "cost": (
         {},
         valid_cost,
@@ -199,10 +206,11 @@ def substitute(value: str, cfg: Dict[str, Any], data: str | None = None) -> str:
 
 
 def check_data(cfg: Dict[str, Any], dry_run: bool) -> List[str]:
-    """Data and checkpoints before any training: a missing path (with no ``prepare`` to make it), and
-    data that exist but lack what the runs read (``Modality.check_data``: class folders, splits),
-    stop here with one line. A dry run checks what exists and returns a note for each path that
-    does not exist yet (the paper configs on a machine without their data), instead of an error."""
+    """Data before any training: a missing path (with no ``prepare`` to make it), and data that
+    exist but lack what the runs read (``Modality.check_data``: class folders, splits), stop here
+    with one line (teacher_init is checked by ``lskd_plugins/study/chain.py``). A dry run checks
+    what exists and returns a note for each path that does not exist yet (the paper configs on a
+    machine without their data), instead of an error."""
     from lskd_plugins.study.modalities.base import PREPARED_STAMP
 
     notes: List[str] = []

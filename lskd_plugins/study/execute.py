@@ -106,15 +106,17 @@ def _take_device(devices) -> None:
 
 
 class Pool:
-    def __init__(self, jobs: int, gpus: int = 0):
+    def __init__(self, jobs: int, gpus: int = 0, per_run: int = 1):
         import multiprocessing
+
+        from lskd_plugins.study.devices import gpu_groups
 
         mp = multiprocessing.get_context("spawn")
         init, initargs = None, ()
         if gpus > 0:
             devices = mp.Queue()
-            for i in range(jobs):
-                devices.put(i % gpus)
+            for i, group in enumerate(gpu_groups(jobs, gpus, per_run)):
+                devices.put(i % gpus if per_run == 1 else group)
             init, initargs = _take_device, (devices,)
         self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp, initializer=init, initargs=initargs)
 
@@ -140,8 +142,10 @@ class Submitit:
             self.executor = submitit.LocalExecutor(folder=folder)
             self.executor.update_parameters(timeout_min=int(cfg["slurm"].get("timeout_min", 60)))
         else:
+            from lskd_plugins.study.devices import per_run, slurm_parameters
+
             self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-            self.executor.update_parameters(**cfg["slurm"])
+            self.executor.update_parameters(**slurm_parameters(cfg["slurm"], per_run(cfg)))
 
     def submit(self, run: Run, ctx: Dict[str, Any]):
         return self.executor.submit(run_task, run, ctx)
@@ -153,9 +157,10 @@ class Submitit:
 def backend(cfg: Dict[str, Any], out: Path):
     if cfg["launcher"] != "local":
         return Submitit(cfg, out)
-    if cfg["jobs"] == 1:
+    n = int(cfg.get("devices_per_run") or 1)
+    if cfg["jobs"] == 1 and n == 1:
         return Inline()
-    return Pool(cfg["jobs"], 0 if cfg["device"] == "cpu" else visible_gpus())
+    return Pool(cfg["jobs"], 0 if cfg["device"] == "cpu" else visible_gpus(), n)
 
 
 def visible_gpus() -> int:

@@ -142,8 +142,11 @@ def diffusion_runs(cfg: Dict[str, Any], g: GridBuilder, modality: str, settings:
 
 def build_runs(cfg: Dict[str, Any], data_hashes: Dict[str, str]) -> List[Run]:
     from lskd_plugins.study import modalities
+    from lskd_plugins.study.devices import rekey
 
     g = GridBuilder(data_hashes)
     for modality in modalities.present(cfg):
         modality.build(cfg, g)
-    return list(g.runs.values())
+    runs = list(g.runs.values())
+    rekey(runs, cfg)  # devices_per_run > 1 enters every key
+    return runs

@@ -222,12 +222,18 @@ class Image(Modality):
         return argv
 
     def command(self, run: Run, ctx: Dict[str, Any]) -> List[str]:
-        return ["lskd", "image-train", *self.argv(run, ctx)]
+        from lskd_plugins.study.devices import image_command
+
+        return image_command(["lskd", "image-train", *self.argv(run, ctx)], ctx["cfg"])
 
     def execute(self, run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
         from lskd_plugins.image import train
+        from lskd_plugins.study import devices
 
-        train.main(image_parser().parse_args(self.argv(run, ctx)))
+        if devices.per_run(ctx["cfg"]) > 1:  # one distributed job: torchrun, N processes
+            devices.image_train(self.argv(run, ctx), devices.per_run(ctx["cfg"]))
+        else:
+            train.main(image_parser().parse_args(self.argv(run, ctx)))
         summary_file = Path(ctx["folders"][run.name]) / layout.TRAIN_DIR / "summary.json"
         summary = json.loads(summary_file.read_text())
         return {

@@ -221,7 +221,13 @@ def translation_train(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
     distils = run.role == "student" and kinds.kind(run.kind).distribution
     if distils and ctx["cfg"]["translation"]["teacher_cache"]:
         ensure_teacher_cache(run, ctx)
-    fairseq_train(fairseq_argv(run, ctx))
+    from lskd_plugins.study import devices
+
+    argv = devices.fairseq_argv(fairseq_argv(run, ctx), ctx["cfg"])
+    if devices.per_run(ctx["cfg"]) > 1 and devices.on_cpu(ctx["cfg"]):
+        devices.fairseq_cpu(argv, devices.per_run(ctx["cfg"]))  # N gloo ranks, one process each
+    else:
+        fairseq_train(argv)  # on N GPUs fairseq starts its N processes itself
     return score(run, ctx)
 
 
@@ -439,7 +445,9 @@ class Translation(Modality):
     def command(self, run: Run, ctx: Dict[str, Any]) -> List[str]:
         if run.role == "seqkd":
             return seqkd_command(run, ctx)
-        return ["fairseq-train", *fairseq_argv(run, ctx), "&&", "lskd", "bleu", "..."]
+        from lskd_plugins.study.devices import fairseq_argv as on_devices
+
+        return ["fairseq-train", *on_devices(fairseq_argv(run, ctx), ctx["cfg"]), "&&", "lskd", "bleu", "..."]
 
     def execute(self, run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
         if run.role == "seqkd":
