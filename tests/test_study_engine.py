@@ -63,11 +63,11 @@ def test_comparisons_are_the_fixed_set_paired_by_seed():
     }
     comps = stats.comparisons(cells, {0: 60.0, 1: 61.0}, [0.0, 0.1], [1.0, 4.0], ["logit"], True)
     by = {c["label"]: c for c in comps}
-    inter = by["logit: (a=0.1 - a=0 at T=4) - (same at T=1)"]
+    inter = by["logit KD: (LS eps=0.1 - noLS at T=4) - (same at T=1)"]
     assert inter["diffs"] == [(68.0 - 69.0) - (72.0 - 70.0), (68.5 - 70.0) - (73.5 - 71.0)]
-    assert by["logit: teacher a=0.1 - a=0 at T=1"]["diffs"] == [2.0, 2.5]
-    assert by["logit: teacher a=0, T=4 - T=1"]["diffs"] == [-1.0, -1.0]
-    assert by["logit: teacher a=0.1, T=1 - no-KD baseline"]["diffs"] == [12.0, 12.5]
+    assert by["logit KD: LS eps=0.1 - noLS teacher at T=1"]["diffs"] == [2.0, 2.5]
+    assert by["logit KD: noLS teacher, T=4 - T=1"]["diffs"] == [-1.0, -1.0]
+    assert by["logit KD: LS eps=0.1 teacher, T=1 - no-KD baseline"]["diffs"] == [12.0, 12.5]
     groups = {c["group"] for c in comps}
     assert groups == {"LS - noLS", "interaction", "T=k - T=1", "KD - no KD"}
 

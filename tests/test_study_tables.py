@@ -137,7 +137,7 @@ def test_a_toy_modality_runs_and_is_reported_from_its_own_numbers(toy, tmp_path)
         cell = row["cells"][f"{a:g}"]
         assert cell["n"] == 3 and cell["mean"] == pytest.approx(stats.summary(own)["mean"])
     by = {c["label"]: c for c in sec["comparisons"]["score"]}
-    ls = by["toykind: teacher a=0.1 - a=0 at T=2"]
+    ls = by["toy KD: LS eps=0.1 - noLS teacher at T=2"]
     assert ls["diffs"] == pytest.approx([1.0, 1.0, 1.0]) and ls["verdict"] == stats.BETTER
     md = (out / "report.md").read_text()
     assert "## Toy" in md and "### toy score (%) (primary metric)" in md

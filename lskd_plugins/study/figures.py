@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from lskd_plugins.study import stats
 from lskd_plugins.study.adequacy import teacher_name
-from lskd_plugins.study.readings import KINDS
+from lskd_plugins.study.readings import kind_label
 
 RANGES: Dict[str, Tuple[float | None, float | None]] = {
     "top1": (0.0, 100.0),
@@ -116,10 +116,10 @@ def reference(ax, s: Dict[str, Any], metric: str, colour, label: str, style: str
     return clipped
 
 
-def style(ax, temps, metric: str, title: str) -> None:
+def style(ax, temps, metric: str, title: str, ylabel: str | None = None) -> None:
     ax.set_xticks(range(len(temps)), [f"T={t:g}" for t in temps])
     ax.set_xlabel("KD temperature")
-    ax.set_ylabel(LABELS.get(metric, metric))
+    ax.set_ylabel(ylabel or LABELS.get(metric, metric))
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     low, high = ax.get_ylim()  # room above and below, so a teacher's line never sits on the frame
@@ -186,11 +186,14 @@ def plot_metric(
     path: Path,
     baseline_label: str = "no-KD baseline",
     read_back: list | None = None,
+    ylabel: str | None = None,
 ) -> Path:
     """Students' metric vs T (error bars), teachers dashed and the baseline dotted, with bands.
     ``data``: cells[(kind, eps, T)], teachers[eps], baseline: {seed: value}."""
     plt = pyplot()
-    tkinds = [k for k in kinds if k != "seq"] or list(kinds)
+    from lskd_plugins.study.kinds import kind as kind_of
+
+    tkinds = [k for k in kinds if kind_of(k).takes_temperature] or list(kinds)
     fig, axes = plt.subplots(
         1, len(tkinds), figsize=(max(7.5, 5.6 * len(tkinds)), 4.3), dpi=110, squeeze=False
     )
@@ -207,7 +210,7 @@ def plot_metric(
             )
         base = stats.summary(data["baseline"].values())
         clipped |= reference(ax, base, metric, "0.3", baseline_label, ":", lw=2.2)
-        style(ax, temps, metric, f"{title}: {KINDS.get(kind, kind)}")
+        style(ax, temps, metric, f"{title}: {kind_label(kind)}", ylabel)
     return save(fig, axes[0][0], path, clipped, metric, read_back)
 
 

@@ -18,12 +18,14 @@ from typing import Any, Dict, List, Sequence
 from lskd_plugins.study.adequacy import teacher_name
 from lskd_plugins.study.multiple import BETTER, WORSE, seeds_to_resolve_adjusted
 
-KINDS = {
-    "logit": "logit KD",
-    "word": "word-level KD",
-    "seq": "sequence-level KD",
-    "seqword": "sequence + word-level KD",
-}
+
+def kind_label(name: str | None) -> str:
+    """A KD kind's label from the kinds table (``lskd_plugins.study.kinds``); the name if unknown."""
+    from lskd_plugins.study.kinds import KINDS
+
+    return KINDS[name].label if name in KINDS else str(name)
+
+
 LEGEND = (
     'Teacher label smoothing is written eps ("LS eps=0.1", "noLS" = eps 0): the paper and '
     "method.md call it alpha, a name lskd keeps for the KD weight (--kd-alpha)."
@@ -36,7 +38,7 @@ def _t(t: float | None) -> str:
 
 
 def _where(c: Dict[str, Any]) -> str:
-    kind = KINDS.get(c.get("kind"), str(c.get("kind")))
+    kind = kind_label(c.get("kind"))
     return kind + (f", {_t(c['temperature'])}" if c.get("temperature") is not None else "")
 
 
@@ -54,7 +56,7 @@ def reading_ls(c: Dict[str, Any], v: str | None) -> str:
 
 
 def reading_temperature(c: Dict[str, Any], v: str | None) -> str:
-    k, one, kind = _t(c["temperature"]), _t(c["t_ref"]), KINDS.get(c["kind"], c["kind"])
+    k, one, kind = _t(c["temperature"]), _t(c["t_ref"]), kind_label(c["kind"])
     if v == BETTER:
         return f"with {_ls(c)}, {k} is better than {one} ({kind})"
     if v == WORSE:
@@ -71,7 +73,7 @@ def reading_interaction(c: Dict[str, Any], v: str | None) -> str:
     gain = "gain" if c["mean"] >= 0 else "lose"
     text = (
         f"{_ls(c)}'s students {gain} {abs(c['mean']):.2f} more at {_t(c['temperature'])} than at "
-        f"{_t(c['t_ref'])}, relative to the noLS teacher's ({KINDS.get(c['kind'], c['kind'])})"
+        f"{_t(c['t_ref'])}, relative to the noLS teacher's ({kind_label(c['kind'])})"
     )
     agree = agrees_with_paper(c, v)
     if agree is True:
@@ -90,6 +92,7 @@ def reading_kd(c: Dict[str, Any], v: str | None) -> str:
     return f"not resolved whether {what} beats the no-KD baseline"
 
 
+PRIORITY = ("LS - noLS", "interaction", "T=k - T=1", "KD - no KD")  # the study's question first
 READERS = {
     "LS - noLS": reading_ls,
     "T=k - T=1": reading_temperature,
@@ -107,8 +110,8 @@ def reading(c: Dict[str, Any], key: str = "verdict") -> str:
 
 def action(c: Dict[str, Any], unit: str) -> str:
     """One sentence a reader can act on, from a comparison resolved after adjustment."""
-    v, size = c["verdict_adjusted"], f"{abs(c['mean']):.2f} {unit}"
-    kind, group = KINDS.get(c["kind"], c["kind"]), c["group"]
+    v, size = c["verdict_adjusted"], f"{abs(c['mean']):.2f}" + (f" {unit}" if unit else "")
+    kind, group = kind_label(c["kind"]), c["group"]
     if group == "LS - noLS":
         winner = teacher_name(c["smoothing"]) if v == BETTER else "noLS"
         at = f" at {_t(c['temperature'])}" if c.get("temperature") is not None else ""
@@ -174,7 +177,7 @@ def answer(
     resolved = [c for c in comps if c.get("verdict_adjusted") in (BETTER, WORSE)]
     family_text = f"the family of {family} {metric} comparisons, Holm-adjusted"
     if resolved:
-        first = min(resolved, key=lambda c: (c["p_adjusted"], -abs(c["mean"])))
+        first = min(resolved, key=lambda c: (c["p_adjusted"], PRIORITY.index(c["group"]), -abs(c["mean"])))
         evidence = "; ".join(_evidence(c) for c in resolved)
         return (
             f"{action(first, unit)} Evidence ({len(resolved)} of {family_text}, resolved): {evidence}. "

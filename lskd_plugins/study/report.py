@@ -1,10 +1,13 @@
 """The study's report (``report.md``, ``report.json``, figures), read from the runs' own files.
 
-Per modality: the paper's table layout (rows T, columns noLS / LS teacher, plus the teachers and the
-no-KD baseline) with mean +- 95% interval and n for every metric; the comparisons of
-``stats.comparisons`` (verdicts for the primary metric only); metric-vs-T plots with error bars and
-the teachers and the baseline as reference lines; diffusion numbers vs T with intervals; seed 0's
-projection grid; and the settings and key of every run, from each run's ``run.json``.
+Per modality: first the adequacy checks (``adequacy``: are the models good enough for an answer?),
+then the answer (from the Holm-adjusted verdicts, ``multiple``; its words from ``readings``); the
+paper's table layout (rows T, columns noLS / LS eps teacher, plus the teachers and the no-KD
+baseline, labelled with its real loss) with mean +- 95% interval and n for every metric that can
+differ; the comparisons of ``stats.comparisons`` with their readings, verdicts and adjusted verdicts
+(primary metric only); metric-vs-T plots with clipped error bars and the teachers' and baseline's
+interval bands (``figures``); diffusion numbers vs T with intervals; seed 0's projection grid; and
+the settings and key of every run, from each run's ``run.json``.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from lskd_plugins.files import write_text_atomic
-from lskd_plugins.study import kinds as kind_table
-from lskd_plugins.study import layout, modalities, stats
+from lskd_plugins.study import adequacy, figures, kinds, layout, modalities, multiple, readings, stats
+from lskd_plugins.study.adequacy import teacher_name
 from lskd_plugins.study.grid import Run
 from lskd_plugins.study.modalities import Metric
 
@@ -28,9 +31,9 @@ DIFFUSION_METRICS = {
     "leakage_ab": Metric("leakage a->b", 3),
 }
 DIFFUSION = tuple(DIFFUSION_METRICS)
-COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple")
-MARKERS = ("o", "s", "^", "D")  # one per teacher: equal values stay visible
-DODGE = 0.12  # x offset between the teachers' students at one T
+UNITS = {"top1": "top-1 points", "bleu": "BLEU"}  # the answer's unit of a primary metric
+MAX_CLASSES_TOP5_CANNOT_DIFFER = 5  # with 5 classes or fewer every model's top-5 is 100%
+INADEQUATE = "inadequate models"
 
 
 def metric_info(name: str) -> Metric:
@@ -43,15 +46,21 @@ def metric_info(name: str) -> Metric:
 
 def diffusion_kind(modality: str, kind_names: List[str]) -> str | None:
     """The kind whose students the diffusion figures show: the first the analysis measures."""
-    return next((k for k in kind_names if kind_table.kind(k).diffusion), None)
+    return next((k for k in kind_names if kinds.kind(k).diffusion), None)
 
 
 def read_runs(runs: List[Run], folders: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
-    """{name: {"result": result.json, "settings": run.json}} -- the runs' own files, nothing else."""
+    """{name: {"result": result.json, "settings": run.json, "own": the tool's own result file}} --
+    the runs' own files, nothing else."""
     out = {}
     for r in runs:
         settings, result = layout.read_run(folders[r.name])
-        out[r.name] = {"result": result, "settings": settings}
+        own = Path(folders[r.name]) / result.get("result_file", "-")
+        try:
+            own_json = json.loads(own.read_text()) if own.is_file() and own.suffix == ".json" else {}
+        except ValueError:
+            own_json = {}
+        out[r.name] = {"result": result, "settings": settings, "own": own_json, "own_file": str(own)}
     return out
 
 
@@ -89,6 +98,71 @@ def collect_diffusion(runs: List[Run], files: Dict[str, dict], modality: str, ke
     return cells
 
 
+# ------------------------------------------------------------------------ what the runs say of themselves
+def num_classes(runs: List[Run], files: Dict[str, dict], modality: str) -> int | None:
+    """The classes the models were trained on, from their own result files (image: summary.json)."""
+    for r in runs:
+        if r.modality == modality and files[r.name]["own"].get("num_classes"):
+            return int(files[r.name]["own"]["num_classes"])
+    return None
+
+
+def left_out(metrics: List[str], classes: int | None) -> Dict[str, str]:
+    """Metrics that cannot differ between models, each with the one line that says why."""
+    out = {}
+    if "top5" in metrics and classes is not None and classes <= MAX_CLASSES_TOP5_CANNOT_DIFFER:
+        out["top5"] = (
+            f"top-5 is left out: with {classes} classes every model's top-5 is 100% (it can differ only "
+            f"with more than {MAX_CLASSES_TOP5_CANNOT_DIFFER} classes)."
+        )
+    return out
+
+
+def baseline_label(runs: List[Run], files: Dict[str, dict], modality: str) -> str:
+    """The no-KD baseline's label with its real loss, from the baseline runs' own settings."""
+    eps = {
+        files[r.name]["settings"].get("spec", {}).get("smoothing")
+        for r in runs
+        if r.modality == modality and r.role == "baseline"
+    }
+    eps.discard(None)
+    if not eps:
+        return "no-KD baseline (same student)"
+    (e,) = eps if len(eps) == 1 else (max(eps),)
+    loss = "plain CE" if e == 0 else f"label-smoothed CE, eps={e:g}"
+    return f"no-KD baseline (same student, {loss})"
+
+
+def decoding(runs: List[Run], files: Dict[str, dict], modality: str) -> List[Dict[str, Any]]:
+    """``adequacy.decoding_stats`` of every run scored by ``lskd bleu`` (its .bleu.json and .hyp)."""
+    out = []
+    for r in runs:
+        f = files[r.name]
+        if r.modality != modality or not f["own_file"].endswith(".bleu.json") or not f["own"]:
+            continue
+        hyp = Path(f["own_file"][: -len(".bleu.json")] + ".hyp")
+        lines = hyp.read_text(encoding="utf-8").splitlines() if hyp.is_file() else None
+        out.append(adequacy.decoding_stats(r.name, f["own"], lines))
+    return out
+
+
+def checks(data: Dict[str, Any], primary: str, classes: int | None, dec, kind_names) -> List[str]:
+    """The adequacy warnings of one modality, from its primary metric's cells."""
+    kd = {}
+    for (kind, eps, t), values in data["cells"].items():
+        label = kinds.kind(kind).label + ("" if t is None else f", T={t:g}") + f" ({teacher_name(eps)})"
+        kd[label] = list(values.values())
+    return adequacy.warnings(
+        primary,
+        {e: list(v.values()) for e, v in data["teachers"].items()},
+        kd,
+        list(data["baseline"].values()),
+        classes,
+        dec,
+    )
+
+
+# -------------------------------------------------------------------------------------------- tables
 def fmt(s: Dict[str, Any], digits: int = 2) -> str:
     if not s or s.get("mean") is None or not math.isfinite(s["mean"]):
         return "–"
@@ -102,187 +176,67 @@ def digits_of(name: str) -> int:
     return metric_info(name).digits
 
 
-def table(
-    data: Dict[str, Any], alphas: List[float], temps: List[float], kinds: List[str], metric: str
-) -> dict:
-    """Rows (label, {alpha: summary}) in the paper's layout."""
-    rows = [("teacher", {a: stats.summary(data["teachers"].get(a, {}).values()) for a in alphas})]
-    for kind in kinds:
-        for t in temps if kind_table.kind(kind).takes_temperature else [None]:
-            label = kind_table.kind(kind).label + ("" if t is None else f", T={t:g}")
-            rows.append(
-                (label, {a: stats.summary(data["cells"].get((kind, a, t), {}).values()) for a in alphas})
-            )
+def table(data: Dict[str, Any], smoothings, temps, kind_names, metric: str, base_label: str) -> dict:
+    """Rows (label, {eps: summary}) in the paper's layout."""
+    rows = [("teacher", {a: stats.summary(data["teachers"].get(a, {}).values()) for a in smoothings})]
+    for kind in kind_names:
+        for t in temps if kinds.kind(kind).takes_temperature else [None]:
+            label = kinds.kind(kind).label + ("" if t is None else f", T={t:g}")
+            cells = {a: stats.summary(data["cells"].get((kind, a, t), {}).values()) for a in smoothings}
+            rows.append((label, cells))
     base = stats.summary(data["baseline"].values())
-    rows.append(("no-KD baseline (same student, plain label-smoothed loss)", {a: base for a in alphas}))
+    rows.append((base_label, {a: base for a in smoothings}))
     return {
         "metric": metric,
         "rows": [{"label": lab, "cells": {f"{a:g}": c for a, c in cells.items()}} for lab, cells in rows],
     }
 
 
-def column_title(a: float) -> str:
-    return f"noLS teacher (α={a:g})" if a == 0 else f"LS teacher (α={a:g})"
-
-
-def table_markdown(tab: dict, alphas: List[float]) -> List[str]:
+def table_markdown(tab: dict, smoothings) -> List[str]:
     d = digits_of(tab["metric"])
-    lines = ["| | " + " | ".join(column_title(a) for a in alphas) + " |", "|---|" + "---|" * len(alphas)]
+    titles = " | ".join(figures.column_title(a) for a in smoothings)
+    lines = [f"| | {titles} |", "|---|" + "---|" * len(smoothings)]
     for row in tab["rows"]:
-        lines.append(
-            f"| {row['label']} | " + " | ".join(fmt(row["cells"][f"{a:g}"], d) for a in alphas) + " |"
-        )
+        cells = " | ".join(fmt(row["cells"][f"{a:g}"], d) for a in smoothings)
+        lines.append(f"| {row['label']} | {cells} |")
     return lines
 
 
-def comparison_markdown(comps: List[dict], metric: str, with_verdict: bool) -> List[str]:
+def _verdict_text(c: dict, key: str, marked: bool) -> str:
+    text = c.get(key) or "no verdict (one seed)"
+    return f"{text} ({INADEQUATE})" if marked and c.get(key) else text
+
+
+def comparison_markdown(
+    comps: List[dict], metric: str, with_verdict: bool, marked: bool = False
+) -> List[str]:
     d = digits_of(metric)
-    head = "| comparison | mean difference | 95% interval | n |" + (" verdict |" if with_verdict else "")
-    lines = [head, "|---|---|---|---|" + ("---|" if with_verdict else "")]
+    if with_verdict:
+        head = (
+            "| comparison | reading | mean difference | 95% interval | n | verdict | verdict, Holm-adjusted |"
+        )
+        lines = [head, "|---|---|---|---|---|---|---|"]
+    else:
+        lines = ["| comparison | mean difference | 95% interval | n |", "|---|---|---|---|"]
     for c in comps:
         interval = "–" if c["lo"] is None else f"[{c['lo']:+.{d}f}, {c['hi']:+.{d}f}]"
-        row = f"| {c['group']}: {c['label']} | {c['mean']:+.{d}f} | {interval} | {c['n']} |"
+        numbers = f"{c['mean']:+.{d}f} | {interval} | {c['n']}"
         if with_verdict:
-            row += f" {c['verdict'] or 'no verdict (one seed)'} |"
-        lines.append(row)
+            v, va = _verdict_text(c, "verdict", marked), _verdict_text(c, "verdict_adjusted", marked)
+            lines.append(f"| {c['group']}: {c['label']} | {c['reading']} | {numbers} | {v} | {va} |")
+        else:
+            lines.append(f"| {c['group']}: {c['label']} | {numbers} |")
     return lines
 
 
-def answer(comps: List[dict], name: str, n_seeds: int) -> str:
-    """Written only from resolved comparisons; otherwise how many seeds the spread suggests."""
-    if n_seeds < 2:
-        return f"One seed: numbers only, no verdicts (set `seeds` >= 2 to compare {metric_info(name).label})."
-    resolved = [c for c in comps if c["verdict"] in (stats.BETTER, stats.WORSE)]
-    if resolved:
-        parts = [
-            f"{c['group']}: {c['label']} is {c['verdict']} by {c['mean']:+.2f} "
-            f"[{c['lo']:+.2f}, {c['hi']:+.2f}]"
-            for c in resolved
-        ]
-        return (
-            f"Resolved at this budget ({n_seeds} seeds, {metric_info(name).label}), {len(resolved)} of "
-            f"{len(comps)} comparisons: " + "; ".join(parts) + ". Every other comparison is not resolved."
-        )
-    if not comps:
-        return "No comparison could be formed."
-    big = max(comps, key=lambda c: abs(c["mean"]))
-    need = big["seeds_to_resolve"]
-    return (
-        f"No comparison is resolved at this budget ({n_seeds} seeds). The largest difference, "
-        f"{big['group']}: {big['label']} = {big['mean']:+.2f} with paired sd {big['sd']:.2f}, would need "
-        f"about {need if need else 'many'} seeds to resolve ((2.1 sd / m)^2, computed exactly from t)."
-    )
-
-
-def plot_metric(data: Dict[str, Any], alphas, temps, kind_names, name: str, title: str, path: Path) -> Path:
-    """Students' metric vs T (error bars: 95% intervals), teachers dashed, the no-KD baseline grey."""
-    plt = _pyplot()
-
-    tkinds = [k for k in kind_names if kind_table.kind(k).takes_temperature] or kind_names
-    fig, axes = plt.subplots(
-        1, len(tkinds), figsize=(max(7.5, 5.6 * len(tkinds)), 4.3), dpi=110, squeeze=False
-    )
-    xs = list(range(len(temps)))
-    for ax, kind in zip(axes[0], tkinds):
-        for i, (a, col) in enumerate(zip(alphas, COLOURS)):
-            ss = [stats.summary(data["cells"].get((kind, a, t), {}).values()) for t in temps]
-            _errorbar(ax, [x + (i - 0.5) * DODGE for x in xs], ss, col, f"student of {column_title(a)}", i)
-            _reference(ax, stats.summary(data["teachers"].get(a, {}).values()), col, f"teacher α={a:g}", "--")
-        _reference(ax, stats.summary(data["baseline"].values()), "0.3", "no-KD baseline", ":", lw=2.2)
-        _style(ax, temps, metric_info(name).label, f"{title}: {kind_table.kind(kind).label}")
-    return _save(fig, axes[0][0], path)
-
-
-def _pyplot():
-    """matplotlib without a display, and quiet: fairseq may leave the root logger at DEBUG."""
-    import logging
-
-    import matplotlib
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _style(ax, temps, ylabel: str, title: str) -> None:
-    ax.set_xticks(range(len(temps)), [f"T={t:g}" for t in temps])
-    ax.set_xlabel("KD temperature")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    low, high = ax.get_ylim()  # room above and below, so a teacher's line never sits on the frame
-    pad = 0.06 * (high - low)
-    ax.set_ylim(low - pad, high + pad)
-
-
-def _save(fig, legend_ax, path: Path) -> Path:
-    """One legend for all panels, below them (never over the data)."""
-    import matplotlib.pyplot as plt
-
-    handles, labels = legend_ax.get_legend_handles_labels()
-    fig.tight_layout()
-    fig.legend(
-        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False
-    )
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _errorbar(ax, xs, ss, colour, label, index: int = 0) -> None:
-    ys = [s["mean"] if s["mean"] is not None else float("nan") for s in ss]
-    err = [s["half"] or 0.0 for s in ss]
-    marker = MARKERS[index % len(MARKERS)]
-    ax.errorbar(xs, ys, yerr=err, fmt=f"{marker}-", color=colour, capsize=4, label=label + " (mean ± 95% CI)")
-
-
-def _reference(ax, s: Dict[str, Any], colour, label, style, lw: float = 1.2) -> None:
-    """A horizontal reference (a teacher, the baseline), drawn over the grid so that a line equal to
-    another one still shows (the baseline's thicker dots over a teacher's dashes)."""
-    if s["mean"] is None:
-        return
-    text = f"{label}: {s['mean']:.2f}" + (f" ± {s['half']:.2f}" if s["half"] is not None else "")
-    ax.axhline(s["mean"], color=colour, ls=style, lw=lw, label=text, zorder=3)
-
-
-def plot_diffusion(cells_by_key: Dict[str, dict], alphas, temps, kind: str, path: Path) -> Path:
-    plt = _pyplot()
-
-    fig, axes = plt.subplots(1, len(DIFFUSION), figsize=(5.2 * len(DIFFUSION), 4.2), dpi=110)
-    xs = list(range(len(temps)))
-    for ax, key in zip(axes, DIFFUSION):
-        cells = cells_by_key[key]
-        for i, (a, col) in enumerate(zip(alphas, COLOURS)):
-            ss = [stats.summary(cells.get((kind, a, t), {}).values()) for t in temps]
-            _errorbar(ax, [x + (i - 0.5) * DODGE for x in xs], ss, col, f"students of {column_title(a)}", i)
-            _reference(
-                ax, stats.summary(cells.get(("teacher", a, None), {}).values()), col, f"teacher α={a:g}", "--"
-            )
-        if key == "eta":
-            ax.axhline(1.0, color="0.3", ls="-.", lw=1, label="eta = 1: isotropic spread", zorder=2)
-        _style(ax, temps, metric_info(key).label, metric_info(key).label)
-    return _save(fig, axes[0], path)
-
-
-def cfg_first(runs: List[Run], modality: str) -> int:
-    return min(r.seed for r in runs if r.modality == modality)
-
-
-def projection_grid(
-    runs: List[Run], folders, modality: str, alphas, temps, path: Path, kind: str | None = None
-) -> Path | None:
+# ------------------------------------------------------------------------------------------ figures
+def projection_grid(runs: List[Run], folders, modality: str, smoothings, temps, path: Path, kind=None):
     """Seed 0's projections: rows teacher smoothing, columns the teacher then each T."""
     import pickle
 
+    first = min(r.seed for r in runs if r.modality == modality)
     diff = next(
-        (
-            r
-            for r in runs
-            if r.modality == modality and r.role == "diffusion" and r.seed == cfg_first(runs, modality)
-        ),
-        None,
+        (r for r in runs if r.modality == modality and r.role == "diffusion" and r.seed == first), None
     )
     if diff is None:
         return None
@@ -299,7 +253,7 @@ def projection_grid(
     by_label = {p.label: p for p in projections}
     names = {layout.short_name(r.name): r for r in runs if r.name in diff.deps}
     grid = []
-    for a in alphas:
+    for a in smoothings:
         row = [n for n, r in names.items() if r.role == "teacher" and r.teacher_smoothing == a]
         row += [
             n
@@ -308,51 +262,64 @@ def projection_grid(
             if kind is not None and r.kind == kind and r.teacher_smoothing == a and r.temperature == t
         ]
         grid += [by_label.get(n) for n in row]
-    plot_projection_grid(
-        grid, [f"teacher α={a:g}" for a in alphas], ["teacher", *[f"T={t:g}" for t in temps]], path
-    )
+    rows = [f"teacher {teacher_name(a)}" for a in smoothings]
+    plot_projection_grid(grid, rows, ["teacher", *[f"T={t:g}" for t in temps]], path)
     return path
 
 
+# ------------------------------------------------------------------------------------------ sections
+def primary_comparisons(doc, data, cfg, kind_names, primary, warnings) -> None:
+    """The primary metric's family: Holm-adjusted verdicts, readings, the answer."""
+    comps = doc["comparisons"][primary]
+    doc["family_size"] = multiple.adjust(comps)
+    for c in comps:
+        c["reading"] = readings.reading(c)
+        c["reading_adjusted"] = readings.reading(c, "verdict_adjusted")
+        if c["group"] == "interaction":
+            c["agrees_with_paper"] = readings.agrees_with_paper(c, c["verdict_adjusted"])
+        if warnings:
+            c["inadequate_models"] = True
+    doc["answer"] = readings.answer(
+        comps, metric_info(primary).label, UNITS.get(primary, ""), cfg["seeds"], doc["family_size"], warnings
+    )
+
+
 def modality_section(cfg, runs: List[Run], files, folders, modality: str, out: Path) -> Dict[str, Any]:
-    """Tables, comparisons, answer, figures and run settings of one modality."""
-    alphas, temps, n_seeds = cfg["teacher_smoothing"], cfg["temperatures"], cfg["seeds"]
+    """Checks, tables, comparisons, answer, figures and run settings of one modality."""
+    smoothings, temps = cfg["teacher_smoothing"], cfg["temperatures"]
     mod = modalities.get(modality)
-    kind_names = mod.kinds(cfg[modality])
-    primary = mod.primary
+    kind_names, primary = mod.kinds(cfg[modality]), mod.primary
+    classes = num_classes(runs, files, modality)
+    dropped = left_out(list(mod.metrics), classes)
+    base_label = baseline_label(runs, files, modality)
     doc: Dict[str, Any] = {"primary_metric": primary, "tables": {}, "comparisons": {}, "figures": {}}
-    for name in mod.metrics:
+    doc.update({"left_out": dropped, "baseline_label": base_label, "num_classes": classes})
+    for name in [m for m in mod.metrics if m not in dropped]:
         data = collect(runs, files, modality, name)
-        doc["tables"][name] = table(data, alphas, temps, kind_names, name)
+        doc["tables"][name] = table(data, smoothings, temps, kind_names, name, base_label)
         doc["comparisons"][name] = stats.comparisons(
-            data["cells"], data["baseline"], alphas, temps, kind_names, with_verdict=name == primary
+            data["cells"], data["baseline"], smoothings, temps, kind_names, with_verdict=name == primary
         )
-        if name == primary and kind_names:  # kinds: []: teachers and the baseline only, nothing vs T
-            doc["figures"]["metric_vs_T"] = plot_metric(
-                data, alphas, temps, kind_names, name, modality, out / f"{modality}_{name}_vs_T.png"
-            ).name
-    doc["answer"] = answer(doc["comparisons"][primary], primary, n_seeds)
+        if name == primary:
+            doc["warnings"] = checks(data, primary, classes, decoding(runs, files, modality), kind_names)
+            primary_comparisons(doc, data, cfg, kind_names, primary, doc["warnings"])
+            if kind_names:  # kinds: []: teachers and the baseline only, nothing vs T
+                path = out / f"{modality}_{name}_vs_T.png"
+                figures.plot_metric(
+                    data,
+                    smoothings,
+                    temps,
+                    kind_names,
+                    name,
+                    modality,
+                    path,
+                    base_label,
+                    None,
+                    metric_info(name).label,
+                )
+                doc["figures"]["metric_vs_T"] = path.name
     if any(r.modality == modality and r.role == "diffusion" for r in runs):
-        dcells = {k: collect_diffusion(runs, files, modality, k) for k in DIFFUSION}
-        kind = diffusion_kind(modality, kind_names)
-        doc["diffusion"] = {
-            k: {f"{c[0]}|{c[1]}|{c[2]}": stats.summary(v.values()) for c, v in cells.items()}
-            for k, cells in dcells.items()
-        }
-        doc["diffusion_classes"] = next(
-            files[r.name]["result"].get("classes")
-            for r in runs
-            if r.modality == modality and r.role == "diffusion"
-        )
-        doc["figures"]["diffusion_vs_T"] = plot_diffusion(
-            dcells, alphas, temps, kind, out / f"{modality}_diffusion_vs_T.png"
-        ).name
-        doc["diffusion_cells"] = dcells
-        doc["diffusion_kind"] = kind
-        grid = projection_grid(
-            runs, folders, modality, alphas, temps, out / f"{modality}_projection_seed0.png", kind
-        )
-        doc["figures"]["projection"] = grid.name if grid else None
+        diffusion_section(doc, cfg, runs, files, folders, modality, out, kind_names)
     doc["runs"] = [
         {
             "name": r.name,
@@ -368,7 +335,31 @@ def modality_section(cfg, runs: List[Run], files, folders, modality: str, out: P
     return doc
 
 
-def diffusion_markdown(doc: Dict[str, Any], alphas, temps, kind: str | None) -> List[str]:
+def diffusion_section(doc, cfg, runs, files, folders, modality: str, out: Path, kind_names) -> None:
+    smoothings, temps = cfg["teacher_smoothing"], cfg["temperatures"]
+    dcells = {k: collect_diffusion(runs, files, modality, k) for k in DIFFUSION}
+    kind = diffusion_kind(modality, kind_names)
+    doc["diffusion"] = {
+        k: {f"{c[0]}|{c[1]}|{c[2]}": stats.summary(v.values()) for c, v in cells.items()}
+        for k, cells in dcells.items()
+    }
+    doc["diffusion_classes"] = next(
+        files[r.name]["result"].get("classes")
+        for r in runs
+        if r.modality == modality and r.role == "diffusion"
+    )
+    path = out / f"{modality}_diffusion_vs_T.png"
+    figures.plot_diffusion(dcells, smoothings, temps, kind, path)
+    doc["figures"]["diffusion_vs_T"] = path.name
+    doc["diffusion_cells"] = dcells
+    doc["diffusion_kind"] = kind
+    grid = projection_grid(
+        runs, folders, modality, smoothings, temps, out / f"{modality}_projection_seed0.png", kind
+    )
+    doc["figures"]["projection"] = grid.name if grid else None
+
+
+def diffusion_markdown(doc: Dict[str, Any], smoothings, temps, kind: str | None) -> List[str]:
     cells = doc["diffusion_cells"]
     lines = [
         f"Classes (a, b similar to a, c dissimilar): {', '.join(map(str, doc['diffusion_classes']))}. "
@@ -378,51 +369,59 @@ def diffusion_markdown(doc: Dict[str, Any], alphas, temps, kind: str | None) -> 
         "| model | " + " | ".join(metric_info(k).label for k in DIFFUSION) + " |",
         "|---|" + "---|" * len(DIFFUSION),
     ]
-    for a in alphas:
+    for a in smoothings:
         for t in [None, *(temps if kind is not None else [])]:
             cell = ("teacher", a, None) if t is None else (kind, a, t)
-            label = f"teacher α={a:g}" if t is None else f"student of α={a:g}, T={t:g}"
-            lines.append(
-                f"| {label} | "
-                + " | ".join(fmt(stats.summary(cells[k].get(cell, {}).values()), 3) for k in DIFFUSION)
-                + " |"
-            )
+            label = f"teacher {teacher_name(a)}" if t is None else f"student of {teacher_name(a)}, T={t:g}"
+            numbers = " | ".join(fmt(stats.summary(cells[k].get(cell, {}).values()), 3) for k in DIFFUSION)
+            lines.append(f"| {label} | {numbers} |")
     return lines
 
 
-def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
-    alphas, temps, primary = cfg["teacher_smoothing"], cfg["temperatures"], doc["primary_metric"]
+def head_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
+    """The section's top: adequacy warnings, the answer, what the intervals hold."""
     variance = (
         "students' seeds only (the teachers are fixed: `fixed_teachers: true`)"
         if cfg[modality]["fixed_teachers"]
         else "teachers' and students' seeds (each seed trains its own teachers)"
     )
-    lines = [
-        f"## {modality.capitalize()}",
-        "",
-        f"**Answer.** {doc['answer']}",
-        "",
+    lines = [f"## {modality.capitalize()}", ""]
+    if doc["warnings"]:
+        lines += ["**Warning: the models are not adequate for an answer.**", ""]
+        lines += [f"- {w}" for w in doc["warnings"]] + [""]
+    lines += [f"**Answer.** {doc['answer']}", ""]
+    notes = [
         f"Cells: mean ± 95% t interval over seeds (n), intervals holding the variance of the {variance}.",
-        "",
+        f"The {metric_info(doc['primary_metric']).label} comparisons form one family of "
+        f"{doc['family_size']}: the Holm-adjusted verdicts (docs/study.md) keep the chance of any false "
+        "verdict among them at 5%; the answer reads only those.",
+    ]
+    dof = readings.dof_note(cfg["seeds"])
+    notes += [dof] if dof else []
+    notes += list(doc["left_out"].values())
+    return lines + [" ".join(notes), ""]
+
+
+def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
+    smoothings, temps, primary = cfg["teacher_smoothing"], cfg["temperatures"], doc["primary_metric"]
+    figure = doc["figures"].get("metric_vs_T")
+    lines = [
+        *head_markdown(cfg, modality, doc),
         f"### {metric_info(primary).label} (primary metric)",
         "",
-        *table_markdown(doc["tables"][primary], alphas),
+        *table_markdown(doc["tables"][primary], smoothings),
         "",
-        *(
-            [f"![{primary} vs T]({doc['figures']['metric_vs_T']})", ""]
-            if "metric_vs_T" in doc["figures"]
-            else []
-        ),
+        *([f"![{primary} vs T]({figure})", ""] if figure else []),
         "### Comparisons, paired by seed (verdicts for the primary metric only)",
         "",
-        *comparison_markdown(doc["comparisons"][primary], primary, True),
+        *comparison_markdown(doc["comparisons"][primary], primary, True, bool(doc["warnings"])),
         "",
     ]
-    for name in [m for m in modalities.get(modality).metrics if m != primary]:
+    for name in [m for m in doc["tables"] if m != primary]:
         lines += [
             f"### {metric_info(name).label} ({metric_info(name).what}; intervals, no verdicts)",
             "",
-            *table_markdown(doc["tables"][name], alphas),
+            *table_markdown(doc["tables"][name], smoothings),
             "",
             "<details><summary>paired differences</summary>",
             "",
@@ -435,7 +434,7 @@ def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
         lines += [
             "### Systematic diffusion (validation)",
             "",
-            *diffusion_markdown(doc, alphas, temps, doc["diffusion_kind"]),
+            *diffusion_markdown(doc, smoothings, temps, doc["diffusion_kind"]),
             "",
             f"![diffusion vs T]({doc['figures']['diffusion_vs_T']})",
             "",
@@ -472,20 +471,24 @@ def write_report(cfg: Dict[str, Any], runs: List[Run], folders: Dict[str, str], 
 
     files = read_runs(runs, folders)
     doc: Dict[str, Any] = {
-        "format": "lskd-study-v2",
+        "format": "lskd-study-v3",
         "seeds": cfg["seeds"],
         "fixed_teachers": cfg["fixed_teachers"],
         "temperatures": cfg["temperatures"],
         "teacher_smoothing": cfg["teacher_smoothing"],
+        "legend": readings.LEGEND,
         "modalities": {},
     }
     lines = [
         "# lskd study: label smoothing x knowledge distillation",
         "",
-        f"{cfg['seeds']} seed(s); teachers' label smoothing "
+        f"{cfg['seeds']} seed(s); teachers' label smoothing eps "
         f"{', '.join(f'{a:g}' for a in cfg['teacher_smoothing'])}; "
         f"KD temperatures {', '.join(f'{t:g}' for t in cfg['temperatures'])}. Comparisons are paired by seed "
-        "(docs/study.md): better / worse when the 95% interval excludes 0, otherwise not resolved.",
+        "(docs/study.md): better / worse when the 95% interval excludes 0, otherwise not resolved; the "
+        "answers read the Holm-adjusted verdicts.",
+        "",
+        readings.LEGEND,
         "",
     ]
     for modality in [m.name for m in modalities.present(cfg)]:

@@ -13,6 +13,7 @@ import math
 from typing import Any, Dict, List, Sequence
 
 from lskd_plugins.study import kinds as kind_table
+from lskd_plugins.study.adequacy import teacher_name
 
 BETTER, WORSE, UNRESOLVED = "better", "worse", "not resolved"
 MAX_SEEDS = 100000
@@ -85,34 +86,40 @@ def interaction(
 def comparisons(
     cells: Dict[tuple, Dict[int, float]],
     baseline: Dict[int, float],
-    alphas: Sequence[float],
+    smoothings: Sequence[float],
     temps: Sequence[float],
     kinds: Sequence[str],
     with_verdict: bool,
 ) -> List[Dict[str, Any]]:
     """The fixed comparisons of section 7 for one metric. ``cells[(kind, teacher smoothing, T)] =
-    {seed: value}`` (T is None for the kinds that take no temperature: sequence-level students)."""
+    {seed: value}`` (T is None for the kinds that take no temperature: sequence-level students).
+    Each comparison names its ``group``, ``kind``, ``smoothing`` (the teacher's eps), ``temperature``
+    and ``t_ref`` (the reference T of "T=k - T=1" and of the interaction), for ``readings``."""
     out: List[Dict[str, Any]] = []
-    no = 0.0 if 0.0 in alphas else None
+    no = 0.0 if 0.0 in smoothings else None
     t1 = 1.0 if 1.0 in temps else min(temps)
 
-    def add(group: str, label: str, diffs: Dict[int, float] | None = None, a=None, b=None) -> None:
+    def add(group: str, label: str, where: dict, diffs=None, a=None, b=None) -> None:
         res = (
             paired(diffs, {s: 0.0 for s in diffs}, with_verdict)
             if diffs is not None
             else paired(a, b, with_verdict)
         )
         if res["n"]:
-            out.append({"group": group, "label": label, **res})
+            out.append({"group": group, "label": label, **where, **res})
 
     for kind in kinds:
-        ts = list(temps) if kind_table.kind(kind).takes_temperature else [None]
-        for a in [x for x in alphas if x != no and no is not None]:
+        k = kind_table.kind(kind)
+        ts = list(temps) if k.takes_temperature else [None]
+        for a in [x for x in smoothings if x != no and no is not None]:
+            ls = teacher_name(a)
             for t in ts:
                 at = "" if t is None else f" at T={t:g}"
+                where = {"kind": kind, "smoothing": a, "temperature": t, "t_ref": None}
                 add(
                     "LS - noLS",
-                    f"{kind}: teacher a={a:g} - a=0{at}",
+                    f"{k.label}: {ls} - noLS teacher{at}",
+                    where,
                     a=cells.get((kind, a, t), {}),
                     b=cells.get((kind, no, t), {}),
                 )
@@ -123,20 +130,27 @@ def comparisons(
                     cells.get((kind, a, t1), {}),
                     cells.get((kind, no, t1), {}),
                 )
-                add("interaction", f"{kind}: (a={a:g} - a=0 at T={t:g}) - (same at T={t1:g})", diffs=d)
-        for a in alphas:
+                where = {"kind": kind, "smoothing": a, "temperature": t, "t_ref": t1}
+                add(
+                    "interaction", f"{k.label}: ({ls} - noLS at T={t:g}) - (same at T={t1:g})", where, diffs=d
+                )
+        for a in smoothings:
             for t in [t for t in ts if t is not None and t != t1]:
+                where = {"kind": kind, "smoothing": a, "temperature": t, "t_ref": t1}
                 add(
                     "T=k - T=1",
-                    f"{kind}: teacher a={a:g}, T={t:g} - T={t1:g}",
+                    f"{k.label}: {teacher_name(a)} teacher, T={t:g} - T={t1:g}",
+                    where,
                     a=cells.get((kind, a, t), {}),
                     b=cells.get((kind, a, t1), {}),
                 )
             for t in ts:
                 at = "" if t is None else f", T={t:g}"
+                where = {"kind": kind, "smoothing": a, "temperature": t, "t_ref": None}
                 add(
                     "KD - no KD",
-                    f"{kind}: teacher a={a:g}{at} - no-KD baseline",
+                    f"{k.label}: {teacher_name(a)} teacher{at} - no-KD baseline",
+                    where,
                     a=cells.get((kind, a, t), {}),
                     b=baseline,
                 )
