@@ -102,21 +102,22 @@ def check_students(metric: str, students: Mapping[str, Sequence], num_classes: i
             return []
         bar = 100.0 / num_classes + STUDENT_MARGIN_TOP1
         what = (
-            f"chance with {num_classes} classes is {100.0 / num_classes:.1f}%; the check asks for {bar:.1f}%"
+            f"below {bar:.1f}% (chance with {num_classes} classes, {100.0 / num_classes:.1f}%, "
+            f"+ {STUDENT_MARGIN_TOP1:g} points)"
         )
         unit = "%"
     elif metric == "bleu":
-        bar, what, unit = STUDENT_MIN_BLEU, f"the check asks for {STUDENT_MIN_BLEU:g} sacreBLEU", " BLEU"
+        bar, what, unit = STUDENT_MIN_BLEU, f"below {STUDENT_MIN_BLEU:g} sacreBLEU", " BLEU"
     else:
         return []
     low = {k: m for k, vs in students.items() if (m := mean(vs)) is not None and m < bar}
     if not low:
         return []
     shown = sorted(low.items(), key=lambda kv: kv[1])
-    parts = ", ".join(f"{k} {m:.1f}{unit}" for k, m in shown[:4]) + (", ..." if len(shown) > 4 else "")
+    parts = "; ".join(f"{k}: {m:.1f}{unit}" for k, m in shown[:4]) + ("; ..." if len(shown) > 4 else "")
     return [
-        f"Students not beating chance: {len(low)} of {len(students)} student cells "
-        f"({parts}; means over seeds); {what}."
+        f"Students not beating chance: {len(low)} of {len(students)} student cells {what} "
+        f"(means over seeds: {parts})."
     ]
 
 

@@ -187,6 +187,7 @@ def plot_metric(
     baseline_label: str = "no-KD baseline",
     read_back: list | None = None,
     ylabel: str | None = None,
+    warning: str | None = None,
 ) -> Path:
     """Students' metric vs T (error bars), teachers dashed and the baseline dotted, with bands.
     ``data``: cells[(kind, eps, T)], teachers[eps], baseline: {seed: value}."""
@@ -211,6 +212,20 @@ def plot_metric(
         base = stats.summary(data["baseline"].values())
         clipped |= reference(ax, base, metric, "0.3", baseline_label, ":", lw=2.2)
         style(ax, temps, metric, f"{title}: {kind_label(kind)}", ylabel)
+    if warning:  # the adequacy checks failed: say so on the figure too, a figure travels alone
+        axes[0][0].text(
+            0.01,
+            0.99,
+            warning,
+            transform=axes[0][0].transAxes,
+            ha="left",
+            va="top",
+            fontsize=8,
+            color="darkred",
+            wrap=True,
+            zorder=5,
+            bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
+        )
     return save(fig, axes[0][0], path, clipped, metric, read_back)
 
 

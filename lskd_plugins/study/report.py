@@ -305,6 +305,11 @@ def modality_section(cfg, runs: List[Run], files, folders, modality: str, out: P
             primary_comparisons(doc, data, cfg, kind_names, primary, doc["warnings"])
             if kind_names:  # kinds: []: teachers and the baseline only, nothing vs T
                 path = out / f"{modality}_{name}_vs_T.png"
+                warn = (
+                    "Models inadequate (see report.md): no comparison here can be trusted"
+                    if doc["warnings"]
+                    else None
+                )
                 figures.plot_metric(
                     data,
                     smoothings,
@@ -316,6 +321,7 @@ def modality_section(cfg, runs: List[Run], files, folders, modality: str, out: P
                     base_label,
                     None,
                     metric_info(name).label,
+                    warn,
                 )
                 doc["figures"]["metric_vs_T"] = path.name
     if any(r.modality == modality and r.role == "diffusion" for r in runs):
@@ -348,6 +354,13 @@ def diffusion_section(doc, cfg, runs, files, folders, modality: str, out: Path, 
         for r in runs
         if r.modality == modality and r.role == "diffusion"
     )
+    chooser = next((r for r in runs if r.modality == modality and r.role == "classes"), None)
+    doc["diffusion_chosen"] = (
+        f"chosen once, before any index was measured, on the mean soft predictions of the noLS teachers "
+        f"of every seed index ({files[chooser.name]['result'].get('reason', '')})"
+        if chooser
+        else "given in the configuration"
+    )
     path = out / f"{modality}_diffusion_vs_T.png"
     figures.plot_diffusion(dcells, smoothings, temps, kind, path)
     doc["figures"]["diffusion_vs_T"] = path.name
@@ -364,7 +377,9 @@ def diffusion_markdown(doc: Dict[str, Any], smoothings, temps, kind: str | None)
     lines = [
         f"Classes (a, b similar to a, c dissimilar): {', '.join(map(str, doc['diffusion_classes']))}. "
         "eta > 1: class a spreads toward b more than toward c; J_ab falls when a and b diffuse into "
-        "each other (docs/diffusion.md). Mean ± 95% interval over seeds (no verdicts).",
+        "each other (docs/diffusion.md). Mean ± 95% interval over seeds (no verdicts); each seed index "
+        f"measures its models on its own sample. The three classes were {doc['diffusion_chosen']}: every "
+        "diffusion number here is conditional on that choice (other classes may give other numbers).",
         "",
         "| model | " + " | ".join(metric_info(k).label for k in DIFFUSION) + " |",
         "|---|" + "---|" * len(DIFFUSION),
