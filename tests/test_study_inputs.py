@@ -175,3 +175,9 @@ def test_dry_run_notes_data_not_yet_prepared(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "not checked" in captured.out + captured.err
     assert not out.exists()
+
+
+def test_a_missing_teacher_init_checkpoint_stops_before_training(tmp_path, capsys, no_training):
+    argv = study("--output", str(tmp_path / "o"), "--set", "image.teacher_init={0: /nowhere/t.pth}")
+    assert_fails_one_line(argv, capsys, must_contain=["image.teacher_init 0: /nowhere/t.pth not found"])
+    assert not (tmp_path / "o").exists()

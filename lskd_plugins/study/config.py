@@ -208,7 +208,7 @@ def substitute(value: str, cfg: Dict[str, Any], data: str | None = None) -> str:
 def check_data(cfg: Dict[str, Any], dry_run: bool) -> List[str]:
     """Data before any training: a missing path (with no ``prepare`` to make it), and data that
     exist but lack what the runs read (``Modality.check_data``: class folders, splits), stop here
-    with one line (teacher_init is checked by ``lskd_plugins/study/chain.py``). A dry run checks
+    with one line (a teacher_init study folder: ``lskd_plugins/study/chain.py``). A dry run checks
     what exists and returns a note for each path that does not exist yet (the paper configs on a
     machine without their data), instead of an error."""
     from lskd_plugins.study.modalities.base import PREPARED_STAMP
@@ -225,8 +225,8 @@ def check_data(cfg: Dict[str, Any], dry_run: bool) -> List[str]:
         if sec is None:
             continue
         init = sec.get("teacher_init") or {}
-        for smoothing, path in init.items() if isinstance(init, dict) else ():  # a study: chain.py
-            path = substitute(str(path), cfg)
+        for smoothing, path in init.items() if isinstance(init, dict) and not dry_run else ():
+            path = substitute(str(path), cfg)  # before anything is written (a dry run: chain.py notes it)
             if not Path(path).is_file():
                 absent(f"{name}.teacher_init {smoothing}", path, "give the teacher's checkpoint file")
         if sec["data"] == mod.embedded:
