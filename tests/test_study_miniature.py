@@ -204,3 +204,18 @@ def test_slurm_parameters_are_checked_by_submitit(tmp_path):
     doc = {**paper("paper_wmt14"), "output": str(tmp_path / "w"), "slurm": {"gpu_per_node": 1}}
     with pytest.raises(LskdError, match="slurm: 'gpu_per_node' is not a parameter of submitit's SLURM"):
         miniature_doc(doc, dry_run=True)
+
+
+def test_devices_per_run_becomes_two_gloo_processes(tmp_path):
+    from lskd_plugins.errors import LskdError
+    from lskd_plugins.study.miniature.rewrite import miniature_doc
+
+    doc = {**paper("paper_imagenet"), "output": str(tmp_path / "i"), "devices_per_run": 8}
+    mini, lines = miniature_doc(doc, dry_run=True)  # the local launcher: slurm: as it is
+    assert mini["devices_per_run"] == 2 and mini.get("launcher", "local") == "local"
+    assert "devices_per_run: 8 -> 2 (gloo processes on the CPU: the same distributed path)" in lines
+    doc["launcher"] = "slurm"  # one SLURM job per run asks for the run's 8 GPUs
+    with pytest.raises(LskdError, match="slurm: gpus_per_node 1 is fewer than devices_per_run 8; give 8"):
+        miniature_doc(doc, dry_run=True)
+    doc["slurm"] = {**doc["slurm"], "gpus_per_node": 8}
+    assert miniature_doc(doc, dry_run=True)[0]["launcher"] == "submitit-local"

@@ -210,8 +210,15 @@ def top_level(doc: Dict[str, Any], lines: List[str]) -> None:
     if doc.get("device") == "cuda":
         doc["device"] = "cpu"
         lines.append("device: cuda -> cpu (no GPU in a miniature)")
-    if doc.get("slurm"):
-        check_slurm(doc["slurm"])
+    n = int(doc.get("devices_per_run") or 1)
+    if doc.get("slurm"):  # checked as submitit would take them (with N GPUs per job for SLURM)
+        from lskd_plugins.study.devices import slurm_parameters
+
+        slurm = doc.get("launcher") == "slurm"
+        check_slurm(slurm_parameters(doc["slurm"], n) if slurm else doc["slurm"])
+    if n > 2:
+        doc["devices_per_run"] = 2
+        lines.append(f"devices_per_run: {n} -> 2 (gloo processes on the CPU: the same distributed path)")
     if doc.get("launcher") == "slurm":
         doc["launcher"] = "submitit-local"
         lines.append(
