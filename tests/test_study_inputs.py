@@ -181,3 +181,13 @@ def test_a_missing_teacher_init_checkpoint_stops_before_training(tmp_path, capsy
     argv = study("--output", str(tmp_path / "o"), "--set", "image.teacher_init={0: /nowhere/t.pth}")
     assert_fails_one_line(argv, capsys, must_contain=["image.teacher_init 0: /nowhere/t.pth not found"])
     assert not (tmp_path / "o").exists()
+
+
+def test_data_a_prepare_step_makes_are_checked_before_training(tmp_path, capsys, no_training):
+    script = "import sys, pathlib; [pathlib.Path(sys.argv[1], p).mkdir(parents=True) for p in "
+    script += "('train/a', 'train/b', 'val/a')]"
+    prepare = yaml.safe_dump({"inputs": [], "command": ["python", "-c", script, "{data}"]}, width=1000)
+    argv = study("--output", str(tmp_path / "o"), "--set", "image.data='{output}/data/made'")
+    assert_fails_one_line(
+        [*argv, "--set", f"image.prepare={prepare.strip()}"], capsys, must_contain=["only in train/: b"]
+    )
