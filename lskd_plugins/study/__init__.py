@@ -107,12 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check the configuration, print the grid and its commands; read and write nothing",
     )
-    g.add_argument(
-        "--miniature",
-        action="store_true",
-        help="run every step of the configuration for real at a size 2 CPU cores run in about a minute "
-        "(miniature data in its native layout; numbers mean nothing; docs/study.md)",
-    )
+    miniature_argument(g)
     g.add_argument("--no-progress", action="store_true", help="no overall progress line")
     g.add_argument(
         "--overwrite",
@@ -121,6 +116,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
     image_arguments(parser.add_argument_group("image study (override the config's image section)"))
+
+
+def miniature_argument(g) -> None:
+    g.add_argument(
+        "--miniature",
+        action="store_true",
+        help="run every step of the configuration for real at a size 2 CPU cores run in about a minute "
+        "(miniature data in its native layout; numbers mean nothing; docs/study.md)",
+    )
 
 
 def image_arguments(g) -> None:
