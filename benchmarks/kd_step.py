@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Cost of word-level KD: a plain label-smoothed training step vs an ``lskd_kd`` step.
+"""Cost of word-level KD: a plain label-smoothed training step vs an ``lskd_kd`` step, per KD method.
 
-Both steps run on the same batches with students of the same size and the same initial
-weights; the KD step also runs a same-size online teacher (forward only, no gradients), as
-``fairseq-train --task lskd_translation --criterion lskd_kd`` does. The two kinds of step
-alternate (order flipped every repetition) so that machine noise hits both alike; the median
-over repetitions of the time for all batches is reported, with their ratio, and the peak memory
-of one step of each kind:
+All steps run on the same batches with students of the same size and the same initial weights;
+a KD step also runs a same-size online teacher (forward only, no gradients), as
+``fairseq-train --task lskd_translation --criterion lskd_kd`` does, with each ``--kd-method`` of
+``--methods`` (``lskd_kd`` is ``kd``; ``lskd_kd:logit_std``, ``lskd_kd:dkd`` the others). The kinds
+of step alternate (order reversed every repetition) so that machine noise hits all alike; the
+median over repetitions of the time for all batches is reported, with the ratio to the LS step,
+and the peak memory of one step of each kind, with the ratio of each method's to ``kd``'s:
 
 - CUDA: ``torch.cuda.max_memory_allocated`` during the step, above what was allocated before it;
 - CPU: the peak resident set size during the step above the RSS before it (Linux
@@ -16,6 +17,7 @@ of one step of each kind:
 
     python benchmarks/kd_step.py                       # CPU, the paper's 2+2-layer transformer
     python benchmarks/kd_step.py --device cuda --dtype fp16 --batch-tokens 8192
+    python benchmarks/kd_step.py --vocab 32000 --repeats 3  # the methods' memory at V = 32k
 """
 
 import argparse
@@ -29,6 +31,8 @@ import sys
 import time
 
 import torch
+
+from lskd_plugins.errors import LskdError
 
 DEFAULTS = dict(layers=2, embed_dim=256, ffn_dim=1024, heads=4, vocab=8000)
 
@@ -57,14 +61,23 @@ def parse_args(argv=None):
     p.add_argument("--kd-alpha", type=float, default=0.9)
     p.add_argument("--kd-temperature", type=float, default=1.0)
     p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument(
+        "--methods", default="kd,logit_std,dkd", help="comma-separated --kd-method values to time (kd first)"
+    )
+    p.add_argument("--dkd-alpha", type=float, default=None, help="--kd-method dkd's (default 1.0)")
+    p.add_argument("--dkd-beta", type=float, default=None, help="--kd-method dkd's (default 8.0)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", help="also write the figures to this JSON file")
     return p.parse_args(argv)
 
 
+def run_name(method: str) -> str:
+    return "lskd_kd" if method == "kd" else f"lskd_kd:{method}"
+
+
 def build(args, device, dtype):
-    """(task, student_ls, student_kd, teacher, ls criterion, kd criterion), fairseq's own classes."""
+    """(task, student, teacher, ls criterion, {method: kd criterion}), fairseq's own classes."""
     from fairseq import options
     from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
     from fairseq.data import Dictionary
@@ -116,14 +129,19 @@ def build(args, device, dtype):
     teacher = task.build_model(cfg.model).to(device=device, dtype=dtype)
     task.use_teachers([teacher])
     ls = LabelSmoothedCrossEntropyCriterion(task, False, args.label_smoothing)
-    kd = LskdKdCriterion(
-        task,
-        False,
-        kd_alpha=args.kd_alpha,
-        kd_temperature=args.kd_temperature,
-        label_smoothing=args.label_smoothing,
-    )
-    return task, student, copy.deepcopy(student), teacher, ls, kd
+    kd = {}
+    for method in args.methods:
+        dkd = dict(dkd_alpha=args.dkd_alpha, dkd_beta=args.dkd_beta) if method == "dkd" else {}
+        kd[method] = LskdKdCriterion(
+            task,
+            False,
+            kd_alpha=args.kd_alpha,
+            kd_temperature=args.kd_temperature,
+            label_smoothing=args.label_smoothing,
+            kd_method=method,
+            **dkd,
+        )
+    return task, student, teacher, ls, kd
 
 
 def make_batches(args, vocab_size, pad, eos, nspecial, device):
@@ -208,13 +226,16 @@ def main(argv=None) -> int:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    task, student_ls, student_kd, teacher, ls, kd = build(args, device, dtype)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not args.methods or args.methods[0] != "kd":
+        raise LskdError("--methods must start with kd (the other methods' memory is compared with kd's)")
+    task, student, teacher, ls, kd = build(args, device, dtype)
     vocab = task.target_dictionary
     batches = make_batches(args, len(vocab), vocab.pad(), vocab.eos(), vocab.nspecial, device)
-    runs = {
-        "label_smoothed_cross_entropy": (student_ls, ls, torch.optim.Adam(student_ls.parameters(), lr=1e-4)),
-        "lskd_kd": (student_kd, kd, torch.optim.Adam(student_kd.parameters(), lr=1e-4)),
-    }
+    runs = {}
+    for name, criterion in [("label_smoothed_cross_entropy", ls)] + [(run_name(m), c) for m, c in kd.items()]:
+        model = copy.deepcopy(student)  # the same initial weights for every kind of step
+        runs[name] = (model, criterion, torch.optim.Adam(model.parameters(), lr=1e-4))
 
     def sync():
         if device.type == "cuda":
@@ -248,9 +269,10 @@ def main(argv=None) -> int:
         step = functools.partial(train_step, *runs[name], batches[0])
         peak[name] = max(memory.measure(step) for _ in range(2))
 
-    n_params = sum(p.numel() for p in student_ls.parameters())
+    n_params = sum(p.numel() for p in student.parameters())
     tokens = sum(b["ntokens"] for b in batches)
     median = {n: statistics.median(times[n]) for n in names}
+    ls_name = "label_smoothed_cross_entropy"
     result = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "dtype": args.dtype,
@@ -263,10 +285,13 @@ def main(argv=None) -> int:
         "repeats": args.repeats,
         "median_s_per_step": {n: median[n] / args.batches for n in names},
         "tokens_per_s": {n: tokens / median[n] for n in names},
-        "ratio_kd_over_ls": median["lskd_kd"] / median["label_smoothed_cross_entropy"],
+        "ratio_kd_over_ls": median["lskd_kd"] / median[ls_name],
         "peak_step_memory_bytes": peak,
         "memory_measure": memory.how,
-        "peak_memory_ratio": peak["lskd_kd"] / max(1, peak["label_smoothed_cross_entropy"]),
+        "peak_memory_ratio": peak["lskd_kd"] / max(1, peak[ls_name]),
+        "methods": args.methods,
+        "time_ratio_over_ls": {n: median[n] / median[ls_name] for n in names},
+        "peak_memory_ratio_over_kd": {m: peak[run_name(m)] / max(1, peak["lskd_kd"]) for m in args.methods},
     }
     print(
         f"device {result['device']} ({args.dtype}), transformer {args.layers}+{args.layers} layers, "
@@ -277,16 +302,21 @@ def main(argv=None) -> int:
         f"{args.batches} batches of {batches[0]['ntokens']} target tokens, {args.repeats} repetitions "
         f"(+{args.warmup} warm-up), median; peak memory = {memory.how} during one step"
     )
-    print(f"{'step':<30} {'ms/step':>9} {'tokens/s':>10} {'peak MiB':>9}")
+    print(f"{'step':<30} {'ms/step':>9} {'tokens/s':>10} {'peak MiB':>9} {'time/LS':>8}")
     for n in names:
         print(
             f"{n:<30} {1000 * median[n] / args.batches:>9.1f} {tokens / median[n]:>10.0f} "
-            f"{peak[n] / 2**20:>9.1f}"
+            f"{peak[n] / 2**20:>9.1f} {result['time_ratio_over_ls'][n]:>7.2f}x"
         )
     print(
         f"KD / LS time ratio: {result['ratio_kd_over_ls']:.2f}x; peak memory ratio: "
         f"{result['peak_memory_ratio']:.2f}x"
     )
+    for m in args.methods[1:]:
+        print(
+            f"{m} / kd: time {median[run_name(m)] / median['lskd_kd']:.2f}x, peak memory "
+            f"{result['peak_memory_ratio_over_kd'][m]:.2f}x (vocab {args.vocab})"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

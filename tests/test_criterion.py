@@ -403,7 +403,15 @@ def test_kd_step_benchmark_reports_consistent_figures(repo_root, tmp_path, cli_e
     assert f"KD / LS time ratio: {r['ratio_kd_over_ls']:.2f}x" in proc.stdout
     assert r["params_student"] == r["params_teacher"] > 0
     assert r["batch_tokens"] == 100
-    assert set(r["peak_step_memory_bytes"]) == {"label_smoothed_cross_entropy", "lskd_kd"}
+    names = {"label_smoothed_cross_entropy", "lskd_kd", "lskd_kd:logit_std", "lskd_kd:dkd"}
+    assert set(r["peak_step_memory_bytes"]) == set(r["time_ratio_over_ls"]) == names
+    peak = r["peak_step_memory_bytes"]
+    for method in ("logit_std", "dkd"):
+        ratio = r["peak_memory_ratio_over_kd"][method]
+        assert ratio == pytest.approx(peak[f"lskd_kd:{method}"] / peak["lskd_kd"])
+        assert (
+            f"{method} / kd: time " in proc.stdout and f"peak memory {ratio:.2f}x (vocab 200)" in proc.stdout
+        )
 
 
 # -- --kd-method {kd,logit_std,dkd} --------------------------------------------------------------
