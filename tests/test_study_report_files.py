@@ -124,3 +124,21 @@ def test_one_degree_of_freedom_is_said_only_for_two_seeds(tmp_path, seeds):
     cfg, runs, folders, out = fake_study(tmp_path, undertrained=False, seeds=seeds)
     report.write_report(cfg, runs, folders, out)
     assert "one degree of freedom" not in (out / "report.md").read_text()
+
+
+def test_the_study_progress_weighs_runs_by_their_sort(tmp_path):
+    from lskd_plugins.study import execute
+
+    cfg = _cfg(tmp_path)
+    runs = grid.build_runs(cfg, {"image": "img", "translation": "mt"})
+    eta = execute.Eta(jobs=1)
+    image_teacher = next(r for r in runs if r.modality == "image" and r.role == "teacher")
+    mt_student = next(r for r in runs if r.modality == "translation" and r.role == "student")
+    execute.finished_run(eta, runs, image_teacher.name, {"seconds": 2.0}, None)
+    execute.finished_run(eta, runs, mt_student.name, {"seconds": 40.0}, None)
+    execute.finished_run(eta, runs, mt_student.name, None, 1.0)  # a failed run teaches nothing
+    pending = {r.name: r for r in runs if r.role in ("teacher", "student")}
+    expected = sum(2.0 if r.modality == "image" else 40.0 for r in pending.values())
+    assert execute.time_left(eta, pending, {}, {}, runs) == pytest.approx(expected)
+    bar = execute.study_progress({**cfg, "progress": False}, runs, 0, eta, pending, {mt_student.name: 0}, {})
+    assert bar.line().endswith(f"running {mt_student.name} (0s)")

@@ -25,6 +25,7 @@ from lskd_plugins.locks import locked, run_lock_path, try_lock
 from lskd_plugins.progress import Progress
 from lskd_plugins.study import layout, modalities, runners
 from lskd_plugins.study.config import substitute
+from lskd_plugins.study.eta import Eta, running_text
 from lskd_plugins.study.grid import Run
 from lskd_plugins.study.keys import tree_hash
 
@@ -228,6 +229,40 @@ def failure(exc: BaseException) -> bool:
     return not isinstance(exc, LskdError)
 
 
+def time_left(eta: Eta, pending, running, started, runs: List[Run]) -> float:
+    """Seconds left, each run weighed by the mean duration of its sort (``eta``)."""
+    by = {r.name: r for r in runs}
+    now = time.monotonic()
+    return eta.left(
+        [(r.modality, r.role) for r in pending.values()],
+        [((by[n].modality, by[n].role), now - started.get(n, now)) for n in running],
+    )
+
+
+def finished_run(eta: Eta, runs: List[Run], name: str, result, start: float | None) -> None:
+    """A finished run's duration into ``eta``: its own ``seconds`` (as run_task measured it)."""
+    run = next(r for r in runs if r.name == name)
+    seconds = (result or {}).get("seconds")
+    if seconds is None and start is not None:
+        seconds = time.monotonic() - start
+    if seconds is not None and result is not None:
+        eta.finished((run.modality, run.role), seconds)
+
+
+def study_progress(cfg, runs: List[Run], done: int, eta: Eta, pending, running, started) -> Progress:
+    """The overall progress line: time left weighed by each run's sort, and the runs in progress."""
+    return Progress(
+        len(runs),
+        "study",
+        unit="run",
+        enabled=cfg["progress"],
+        initial=done,
+        interval=0,
+        left=lambda: time_left(eta, pending, running, started, runs),
+        note=lambda: running_text({n: time.monotonic() - started.get(n, time.monotonic()) for n in running}),
+    )
+
+
 def schedule(runs: List[Run], ctx: Dict[str, Any], log=print) -> Dict[str, Dict[str, Any]]:
     """Run every unfinished run once its dependencies are done; returns {name: result}. Each run is
     locked while this study runs it: another study on this output moves on to other runs, waits
@@ -239,12 +274,14 @@ def schedule(runs: List[Run], ctx: Dict[str, Any], log=print) -> Dict[str, Dict[
         f"study: {len(runs)} runs, {len(results)} finished earlier (reused: their keys match), "
         f"{len(pending)} to run, {cfg['jobs']} at once"
     )
-    bar = Progress(len(runs), "study", unit="run", enabled=cfg["progress"], initial=len(results), interval=0)
     be, running, failed, locks, told = backend(cfg, out), {}, [], {}, set()
+    eta, started = Eta(cfg["jobs"]), {}
+    bar = study_progress(cfg, runs, len(results), eta, pending, running, started)
     try:
         while pending or running:
             before = len(results)
             busy = [] if failed else start_ready(pending, running, results, locks, be, ctx, bar)
+            started.update({n: time.monotonic() for n in running if n not in started})
             if busy and not set(busy) <= told:
                 log(f"study: {len(busy)} run(s) in progress in another lskd study on {out}; waiting for them")
                 told |= set(busy)
@@ -262,6 +299,7 @@ def schedule(runs: List[Run], ctx: Dict[str, Any], log=print) -> Dict[str, Dict[
                     text = (getattr(exc, "message", None) or str(exc)).replace("lskd: error: ", "")
                     failed.append((f"{name}: {text[:300]} (log: {ctx['folders'][name]}/{LOG})", failure(exc)))
                 locks.pop(name).release()
+                finished_run(eta, runs, name, results.get(name), started.pop(name, None))
                 bar.update(1)
     except BaseException:
         be.close(abort=True)

@@ -99,59 +99,34 @@ def comparisons(
     no = 0.0 if 0.0 in smoothings else None
     t1 = 1.0 if 1.0 in temps else min(temps)
 
-    def add(group: str, label: str, where: dict, diffs=None, a=None, b=None) -> None:
-        res = (
-            paired(diffs, {s: 0.0 for s in diffs}, with_verdict)
-            if diffs is not None
-            else paired(a, b, with_verdict)
-        )
+    def add(group: str, label: str, where: tuple, diffs=None, a=None, b=None) -> None:
+        res = paired(*((diffs, dict.fromkeys(diffs, 0.0)) if diffs is not None else (a, b)), with_verdict)
         if res["n"]:
-            out.append({"group": group, "label": label, **where, **res})
+            fields = dict(zip(("kind", "smoothing", "temperature", "t_ref"), where))
+            out.append({"group": group, "label": label, **fields, **res})
 
     for kind in kinds:
         k = kind_table.kind(kind)
         ts = list(temps) if k.takes_temperature else [None]
+        higher = [t for t in ts if t is not None and t != t1]
         for a in [x for x in smoothings if x != no and no is not None]:
             ls = teacher_name(a)
             for t in ts:
-                at = "" if t is None else f" at T={t:g}"
-                where = {"kind": kind, "smoothing": a, "temperature": t, "t_ref": None}
-                add(
-                    "LS - noLS",
-                    f"{k.label}: {ls} - noLS teacher{at}",
-                    where,
-                    a=cells.get((kind, a, t), {}),
-                    b=cells.get((kind, no, t), {}),
-                )
-            for t in [t for t in ts if t is not None and t != t1]:
-                d = interaction(
-                    cells.get((kind, a, t), {}),
-                    cells.get((kind, no, t), {}),
-                    cells.get((kind, a, t1), {}),
-                    cells.get((kind, no, t1), {}),
-                )
-                where = {"kind": kind, "smoothing": a, "temperature": t, "t_ref": t1}
-                add(
-                    "interaction", f"{k.label}: ({ls} - noLS at T={t:g}) - (same at T={t1:g})", where, diffs=d
-                )
+                label = f"{k.label}: {ls} - noLS teacher{'' if t is None else f' at T={t:g}'}"
+                pair = {"a": cells.get((kind, a, t), {}), "b": cells.get((kind, no, t), {})}
+                add("LS - noLS", label, (kind, a, t, None), **pair)
+            for t in higher:
+                four = [
+                    cells.get(c, {}) for c in ((kind, a, t), (kind, no, t), (kind, a, t1), (kind, no, t1))
+                ]
+                label = f"{k.label}: ({ls} - noLS at T={t:g}) - (same at T={t1:g})"
+                add("interaction", label, (kind, a, t, t1), diffs=interaction(*four))
         for a in smoothings:
-            for t in [t for t in ts if t is not None and t != t1]:
-                where = {"kind": kind, "smoothing": a, "temperature": t, "t_ref": t1}
-                add(
-                    "T=k - T=1",
-                    f"{k.label}: {teacher_name(a)} teacher, T={t:g} - T={t1:g}",
-                    where,
-                    a=cells.get((kind, a, t), {}),
-                    b=cells.get((kind, a, t1), {}),
-                )
+            who = f"{k.label}: {teacher_name(a)} teacher"
+            for t in higher:
+                pair = {"a": cells.get((kind, a, t), {}), "b": cells.get((kind, a, t1), {})}
+                add("T=k - T=1", f"{who}, T={t:g} - T={t1:g}", (kind, a, t, t1), **pair)
             for t in ts:
-                at = "" if t is None else f", T={t:g}"
-                where = {"kind": kind, "smoothing": a, "temperature": t, "t_ref": None}
-                add(
-                    "KD - no KD",
-                    f"{k.label}: {teacher_name(a)} teacher{at} - no-KD baseline",
-                    where,
-                    a=cells.get((kind, a, t), {}),
-                    b=baseline,
-                )
+                label = f"{who}{'' if t is None else f', T={t:g}'} - no-KD baseline"
+                add("KD - no KD", label, (kind, a, t, None), a=cells.get((kind, a, t), {}), b=baseline)
     return out
