@@ -266,6 +266,53 @@ def test_cache_for_other_data_is_refused(small_cache, tiny_mt_data, tmp_path):
         task.teacher_source(sample, model)
 
 
+def first_batch_of(data_bin, cache):
+    task, model, _ = build(data_bin, "--teacher-cache", cache)
+    task.load_dataset("train")
+    sample = next(
+        iter(task.get_batch_iterator(dataset=task.dataset("train"), max_tokens=300).next_epoch_itr())
+    )
+    model.train()
+    return task, model, sample
+
+
+@pytest.mark.parametrize(
+    "name, offset, expected",
+    [
+        ("train.en-de.en.bin", 10, "files.train.en-de.en.bin: cache '"),  # the source side
+        # the dictionaries' symbols (this data-bin's are joined: both change, the first is named)
+        ("dict.*.txt", 0, "dictionaries.dict.de.txt: cache '"),
+    ],
+)
+def test_cache_for_another_source_side_is_refused(
+    small_cache, tiny_mt_data, tmp_path, name, offset, expected
+):
+    other = tmp_path / "data-bin"
+    shutil.copytree(tiny_mt_data.data_bin, other)
+    for path in other.glob(name):
+        raw = bytearray(path.read_bytes())
+        raw[offset] = ord("Z") if name.endswith(".txt") else raw[offset] ^ 1
+        path.write_bytes(bytes(raw))
+    task, model, sample = first_batch_of(other, small_cache)
+    with pytest.raises(LskdError, match=r"was made for other data \(" + expected.replace(".", r"\.")):
+        task.teacher_source(sample, model)
+
+
+def test_cache_recording_only_the_target_side_is_refused(small_cache, tiny_mt_data, tmp_path):
+    old = tmp_path / "old_cache"
+    shutil.copytree(small_cache, old)
+    header = json.loads((old / "header.json").read_text())
+    for key in ("source_tokens", "dictionaries"):
+        header["data"].pop(key)
+    (old / "header.json").write_text(json.dumps(header))
+    task, model, sample = first_batch_of(tiny_mt_data.data_bin, old)
+    with pytest.raises(LskdError, match="records only the target side of its data"):
+        task.teacher_source(sample, model)
+    # the same data recorded on both sides is accepted
+    task, model, sample = first_batch_of(tiny_mt_data.data_bin, small_cache)
+    assert task.teacher_source(sample, model) is not None
+
+
 def test_another_teacher_into_the_same_cache_is_refused(
     small_cache, tiny_mt_data, second_teacher, tmp_path, capsys
 ):

@@ -106,18 +106,14 @@ def sample_files(
 ) -> List[Tuple[str, int]]:
     """Up to ``per_class`` files per class, a seeded random sample (the same for every model).
 
-    Files are listed by torchvision's ImageFolder rule (extensions, sorted walk), class by class.
+    Files are listed by image-train's rule (``image/folders.py``: image extensions, hidden names
+    skipped, torchvision's sorted walk), class by class.
     """
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+    from lskd_plugins.image.folders import class_images
 
     items = []
     for name, cid in zip(names, ids):
-        try:
-            files = [p for p, _ in make_dataset(str(folder), {name: int(cid)}, extensions=IMG_EXTENSIONS)]
-        except FileNotFoundError:
-            raise LskdError(
-                f"no images in {folder / name} (image extensions: {', '.join(IMG_EXTENSIONS)})"
-            ) from None
+        files = class_images(folder, name)
         rng = random.Random(f"{seed}:{name}")
         items.extend((f, int(cid)) for f in sorted(rng.sample(files, min(per_class, len(files)))))
     return items

@@ -1,8 +1,10 @@
 """ImageFolder data, timm transforms and loaders for the image trainer and evaluator.
 
 A data root holds ``train/`` and ``val/``, each with one folder per class (torchvision's
-ImageFolder layout; the class index is the sorted folder name). Transforms come from timm's
-``create_transform`` with the model's resolved data config; ``--aug`` picks a preset:
+ImageFolder layout; the class index is the sorted folder name; hidden folders are not classes:
+``image/folders.py`` is the rule, shared with every image reader and the study's data hash).
+Transforms come from timm's ``create_transform`` with the model's resolved data config; ``--aug``
+picks a preset:
 
 - ``none``: the evaluation transform also for training (resize, centre crop, normalise);
 - ``cifar``: pad-and-random-crop (padding = size/8) and horizontal flip, the usual CIFAR recipe;
@@ -22,9 +24,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as tv_transforms
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import find_classes
 
 from lskd_plugins.errors import LskdError
+from lskd_plugins.image import folders
 
 AUG_PRESETS = ("none", "cifar", "imagenet", "cub")
 BAD_IMAGE_POLICIES = ("skip", "error")
@@ -55,10 +57,10 @@ def split_dir(root: os.PathLike | str, split: str) -> Path:
 
 
 def class_names(folder: Path) -> List[str]:
-    try:
-        classes, _ = find_classes(str(folder))
-    except FileNotFoundError:
-        raise LskdError(f"{folder} has no class folders; expected {folder}/<class>/<image>") from None
+    """The class folders of a split (``image/folders.py``: hidden folders are not classes)."""
+    classes = folders.class_folders(folder)
+    if not classes:
+        raise LskdError(f"{folder} has no class folders; expected {folder}/<class>/<image>")
     return classes
 
 
@@ -72,7 +74,15 @@ class BadImage:
 
 class CheckedImageFolder(ImageFolder):
     """ImageFolder that returns a ``BadImage`` instead of raising inside a loader worker, so the main
-    process applies the ``--bad-images`` policy with one line (a worker's exception is a traceback)."""
+    process applies the ``--bad-images`` policy with one line (a worker's exception is a traceback).
+    Classes and images are listed by ``image/folders.py`` (hidden names skipped, link loops refused)."""
+
+    def find_classes(self, directory):
+        classes = class_names(Path(directory))
+        return classes, {c: i for i, c in enumerate(classes)}
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        return folders.image_samples(directory, class_to_idx)
 
     def __getitem__(self, index: int):
         try:
@@ -132,10 +142,7 @@ def image_folder(folder: Path, transform, expected_classes: List[str] | None = N
             f"{folder} has classes that differ from the training classes "
             f"({first_difference(classes, list(expected_classes))}); every split needs the same class folders"
         )
-    try:
-        return CheckedImageFolder(str(folder), transform=transform)
-    except FileNotFoundError as err:  # a class folder without any image
-        raise LskdError(f"{folder}: {err}") from None
+    return CheckedImageFolder(str(folder), transform=transform)
 
 
 def strided_subset(dataset: Dataset, limit: int | None) -> Dataset:

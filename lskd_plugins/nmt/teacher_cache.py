@@ -29,9 +29,9 @@ i being the dataset's own index (``sample["id"]``), so fairseq's shuffling, batc
 multi-process sharding are unchanged: each batch looks its rows up by sentence id; and
 ``header.json`` (written last: its presence means the cache is complete): format and version,
 the store, the teacher (path, size, sha256), the data (data-bin, subset, languages, sentences,
-tokens, sha256 of the target side's .idx/.bin files and of the target dictionary) and the
-store's settings. Training refuses a cache whose data part differs from the data-bin it trains
-on.
+tokens of each side, sha256 of both sides' .idx/.bin files, of the symbols of both dictionary
+files and of the target dictionary) and the store's settings. Training refuses a cache whose data part
+differs from the data-bin it trains on.
 
 Resuming: sentences are processed in shards of ``--shard-size`` (in index order) written into
 memory-mapped arrays under ``DIR/.partial``; ``.partial/done.json`` (atomic) counts the finished
@@ -73,28 +73,45 @@ def teacher_identity(path: str) -> Dict[str, object]:
     return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": file_sha256(p)}
 
 
-def target_files(data: Path, subset: str, src: str, tgt: str) -> List[Path]:
-    """The target side's binarized files of ``subset`` (train, train1, ... as fairseq combines them)."""
+def symbols_sha256(path: Path) -> str:
+    """sha256 of a fairseq dictionary file's symbols in order (the counts beside them change nothing)."""
+    lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    return hashlib.sha256(
+        "\n".join(line.split(" ")[0] for line in lines).encode(errors="surrogateescape")
+    ).hexdigest()
+
+
+def subset_files(data: Path, subset: str, src: str, tgt: str) -> List[Path]:
+    """Both sides' binarized files of ``subset`` (train, train1, ... as fairseq combines them): the
+    teacher reads the source side, the cache is indexed by the target side."""
     files = []
-    for stem in (f"{subset}.{src}-{tgt}.{tgt}", f"{subset}.{tgt}-{src}.{tgt}"):
-        files += sorted(data.glob(f"{stem}.idx")) + sorted(data.glob(f"{stem}.bin"))
-        files += sorted(p for p in data.glob(f"{subset}[0-9]*.*.{tgt}.*") if p.suffix in (".idx", ".bin"))
+    for pair in (f"{src}-{tgt}", f"{tgt}-{src}"):
+        for lang in (src, tgt):
+            stem = f"{subset}.{pair}.{lang}"
+            files += sorted(data.glob(f"{stem}.idx")) + sorted(data.glob(f"{stem}.bin"))
+            files += sorted(
+                p for p in data.glob(f"{subset}[0-9]*.{pair}.{lang}.*") if p.suffix in (".idx", ".bin")
+            )
     return sorted(set(files))
 
 
 def data_identity(data: str, subset: str, src: str, tgt: str, dataset, tgt_dict) -> Dict[str, object]:
-    """What the cache is aligned with: fails the check when any token of the target side changes."""
+    """What the cache is aligned with: fails the check when any token of either side of the subset,
+    or either dictionary file, changes (the teacher's outputs depend on the source sentence)."""
     root = Path(data)
     sizes = np.asarray(dataset.tgt_sizes, dtype=np.int64)
     symbols = hashlib.sha256("\n".join(tgt_dict.symbols).encode()).hexdigest()
+    dicts = [root / f"dict.{lang}.txt" for lang in (src, tgt)]
     return {
         "subset": subset,
         "source_lang": src,
         "target_lang": tgt,
         "sentences": int(len(sizes)),
         "tokens": int(sizes.sum()),
+        "source_tokens": int(np.asarray(dataset.src_sizes, dtype=np.int64).sum()),
         "target_dictionary_sha256": symbols,
-        "files": {p.name: file_sha256(p) for p in target_files(root, subset, src, tgt)},
+        "dictionaries": {p.name: symbols_sha256(p) for p in dicts if p.is_file()},
+        "files": {p.name: file_sha256(p) for p in subset_files(root, subset, src, tgt)},
     }
 
 
@@ -204,6 +221,12 @@ class TeacherCache:
 
     def check_data(self, expected: dict) -> None:
         """One line naming the first difference between the cache's data and the data trained on."""
+        if "source_tokens" not in self.header["data"]:
+            raise LskdError(
+                f"--teacher-cache {self.folder} records only the target side of its data (an earlier "
+                "lskd made it), so a changed source side would go unnoticed; rebuild it with "
+                "lskd cache-teacher"
+            )
         diff = first_mismatch(expected, self.header["data"])
         if diff:
             raise LskdError(

@@ -3,8 +3,11 @@ when nothing it depends on has changed.
 
 The data enter through their content (``tree_hash``: every file's relative path, size and
 SHA-256), never through the path string: the same data at another path gives the same key, changed
-data a new one. Files whose name starts with a dot (stamps, ownership markers) are left out: they
-record where and when the data were made, not what they are.
+data a new one. The walk is the image readers' (``image/folders.py``): names that start with a dot
+are left out (stamps and ownership markers record where and when the data were made, not what they
+are; hidden folders are not image classes and are never read), folders reached through symbolic
+links are followed as the readers follow them, and a link loop is refused in one line. So every file
+an image run reads is in the hash, and adding a hidden folder changes neither what is read nor the key.
 """
 
 from __future__ import annotations
@@ -38,11 +41,9 @@ def file_sha256(path: Path) -> str:
 
 
 def _files(folder: Path):
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(root) / name
+    from lskd_plugins.image.folders import visible_files
+
+    return visible_files(folder)
 
 
 def tree_hash(folder: str | os.PathLike, cache_file: str | os.PathLike | None = None) -> str:
@@ -61,6 +62,9 @@ def tree_hash(folder: str | os.PathLike, cache_file: str | os.PathLike | None = 
     manifest, fresh = [], {}
     for path in _files(folder):
         rel = path.relative_to(folder).as_posix()
+        if not path.exists():  # a link to nothing: the readers skip it as an unreadable image
+            manifest.append([rel, -1, f"link to {os.readlink(path)}"])
+            continue
         st = path.stat()
         stamp = [st.st_size, st.st_mtime_ns]
         hit = cache.get(str(path.resolve()))
