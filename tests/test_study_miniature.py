@@ -219,3 +219,19 @@ def test_devices_per_run_becomes_two_gloo_processes(tmp_path):
         miniature_doc(doc, dry_run=True)
     doc["slurm"] = {**doc["slurm"], "gpus_per_node": 8}
     assert miniature_doc(doc, dry_run=True)[0]["launcher"] == "submitit-local"
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "recipes" / "study").glob("*.yaml")))
+def test_every_shipped_config_has_a_miniature(tmp_path, capsys, config):
+    """The dry run of each miniature (CI runs them for real: lskd_plugins.study.miniature.every)."""
+    from lskd_plugins.cli import main as lskd_main
+    from lskd_plugins.study.miniature.rewrite import NOTE
+
+    out = tmp_path / "m"
+    argv = ["study", str(REPO / "recipes" / "study" / config), "--miniature", "--dry-run"]
+    argv += ["--output", str(out)]
+    assert lskd_main(argv) == 0
+    said = capsys.readouterr().out
+    assert f"miniature: {NOTE}" in said and not out.exists()
+    assert "--device cuda" not in said and " --amp" not in said and "--fp16" not in said
+    assert "_s1" not in said  # one seed
