@@ -70,6 +70,9 @@ def quiet_library_noise() -> None:
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
     logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)  # "install tensorboardX"
+    from lskd_plugins.study.messages import quiet_fairseq_user_dir
+
+    quiet_fairseq_user_dir()  # "--user-dir=... has already been imported" at every parse
 
 
 def main(argv: List[str] | None = None) -> int:

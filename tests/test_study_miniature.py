@@ -156,7 +156,7 @@ def test_iwslt14_miniature_keeps_the_model_and_replaces_the_raw_input(tmp_path):
     assert sec["prepare"]["command"][-1] == "{output}/data/iwslt14"  # the rest runs unchanged
     assert sec["common"]["max-update"] == 2 and sec["common"]["fp16"] is False
     assert sec["common"]["arch"] == "transformer_iwslt_de_en" and sec["common"]["encoder-embed-dim"] == 256
-    assert sec["kinds"] == ["word", "seq", "seqword"] and sec["max_len_b"] == 16
+    assert sec["kinds"] == ["word", "seq", "seqword"] and sec["max_len_b"] == 10
     assert mini["seeds"] == 1 and mini["temperatures"] == [1, 2] and mini["teacher_smoothing"] == [0.0, 0.1]
     assert not out.exists()  # a dry run writes nothing
 

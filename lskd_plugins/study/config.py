@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from lskd_plugins.errors import LskdError
 from lskd_plugins.strict_yaml import check_list, is_int, load_yaml
 from lskd_plugins.study.cost import valid_cost
+from lskd_plugins.study.messages import closest, tried
 
 Check = Callable[[Any], bool]
 
@@ -135,7 +136,10 @@ def fill(table: Dict[str, tuple], given: Dict[str, Any], where: str) -> Dict[str
     """``given`` with defaults filled in; one line for an unknown key or an impossible value."""
     unknown = sorted(set(given) - set(table))
     if unknown:
-        raise LskdError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(table)}")
+        near = closest(str(unknown[0]), table)
+        hint = f" (did you mean {near!r}?)" if near else ""
+        known = ", ".join(table)
+        raise LskdError(f"{where.rstrip(': .')}: unknown key {unknown[0]!r}{hint}; known keys: {known}")
     out = {}
     for key, (default, check, must, _doc) in table.items():
         value = given.get(key, copy.deepcopy(default))
@@ -217,7 +221,7 @@ def check_data(cfg: Dict[str, Any], dry_run: bool) -> List[str]:
 
     def absent(what: str, path: str, fix: str) -> None:
         if not dry_run:
-            raise LskdError(f"{what}: {path} not found ({fix})")
+            raise LskdError(f"{what}: {tried(path)} not found ({fix})")
         notes.append(f"{what}: {path} does not exist yet; not checked")
 
     for name, mod in _modalities().items():
@@ -244,7 +248,7 @@ def check_data(cfg: Dict[str, Any], dry_run: bool) -> List[str]:
             absent(f"{name}.data", data, "give the path of the prepared data")
             continue
         if not Path(data).is_dir():
-            raise LskdError(f"{name}.data: {data} is not a folder; give the path of the prepared data")
+            raise LskdError(f"{name}.data: {tried(data)} is not a folder; give the path of the prepared data")
         mod.check_data(data)
     return notes
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from lskd_plugins.errors import LskdError
-from lskd_plugins.study import layout
+from lskd_plugins.study import layout, messages
 from lskd_plugins.study.grid import Run
 from lskd_plugins.study.modalities.base import one_line_errors, options_argv  # noqa: F401 (the engine's API)
 
@@ -72,10 +72,11 @@ def validate(runs: List[Run], ctx: Dict[str, Any]) -> None:
             continue
         seen.add(sort)
         mod = modality(run)
-        extra = mod.unknown_options(run, ctx)
+        with messages.recording_options() as names:
+            extra = mod.unknown_options(run, ctx)
         if extra:
-            section = f"{run.modality}.{'teacher' if run.role == 'teacher' else 'student'}/common"
-            raise LskdError(f"{section}: option {extra[0]!r} is not an option of the {mod.trainer}")
+            part, sec = "teacher" if run.role == "teacher" else "student", ctx["cfg"][run.modality]
+            raise LskdError(messages.unknown_option(run.modality, sec, part, extra[0], names, mod.trainer))
 
 
 def command(run: Run, ctx: Dict[str, Any]) -> List[str]:

@@ -10,7 +10,7 @@ and the lines to print (``miniature: ...``), one per replacement of what a CPU c
   has no ``prepare`` (an ImageFolder root: ImageNet's class folders) point at it; the preparation
   itself then runs unchanged;
 - the same models (``teacher_model``, ``student_model``, the transformer's options) at tiny inputs
-  (32-pixel images in batches of 8, a few dozen sentences, hypotheses of at most 16 tokens), one
+  (32-pixel images in batches of 8, a few dozen sentences, hypotheses of at most 10 tokens), one
   epoch / two updates, one seed, the first two temperatures, both teacher smoothings, every KD kind;
 - ``pretrained: true``: the models' timm weights written to a local Hugging Face cache
   (``OUT/hf-cache``, ``weights``) that the runs read offline;
@@ -30,7 +30,7 @@ from lskd_plugins.study.miniature import raw, weights
 
 NOTE = "a miniature of the configured study: its numbers mean nothing (lskd study --miniature)"
 IMAGE_SIZES = {"img-size": 32, "batch-size": 8, "workers": 0}
-TRANSLATION_SIZES = {"max-update": 2, "num-workers": 0}
+TRANSLATION_SIZES = {"max-update": 2, "num-workers": 0, "no-save-optimizer-state": True}
 SYNTH = {"size": 200, "valid": 30, "test": 30, "seed": 1}  # fairseq needs >= 8 valid sentences
 ROLES = ("common", "teacher", "student")
 
@@ -183,7 +183,7 @@ def miniature_image(sec: Dict[str, Any], out: Path, lines: List[str], dry_run: b
 
 
 def miniature_translation(sec: Dict[str, Any], out: Path, lines: List[str], dry_run: bool) -> Dict[str, Any]:
-    """The translation section: a few dozen sentences, two updates, hypotheses of <= 16 tokens."""
+    """The translation section: a few dozen sentences, two updates, hypotheses of <= 10 tokens."""
     sec = copy.deepcopy(sec)
     if sec.get("prepare"):
         sec["prepare"] = miniature_prepare(sec["prepare"], "translation", out / "raw", dry_run)
@@ -197,7 +197,7 @@ def miniature_translation(sec: Dict[str, Any], out: Path, lines: List[str], dry_
     for role in ROLES:
         sec[role].pop("max-epoch", None)
     off_switches(sec, "translation", ("fp16", "bf16", "amp", "memory-efficient-fp16"), lines)
-    sec["max_len_b"] = min(int(sec.get("max_len_b", 200)), 16)
+    sec["max_len_b"] = min(int(sec.get("max_len_b", 200)), 10)
     if isinstance(sec.get("diffusion"), dict):
         sec["diffusion"] = {**sec["diffusion"], "max_sentences": 40, "per_token": 4}
     return sec
