@@ -51,9 +51,14 @@ def word_students(study: Path) -> List[dict]:
 
 
 def cell_of(spec: dict) -> Tuple[str, float, float]:
-    """What a pair shares, minus the seed: (everything else as JSON, alpha, T)."""
-    rest = {k: v for k, v in spec.items() if k not in ("teacher_cache", "seed")}
-    return json.dumps(rest, sort_keys=True), spec["alpha"], spec["temperature"]
+    """What a pair shares, minus the seed: (everything else as JSON, teacher smoothing, T). Runs
+    keyed before the seed streams name the smoothing ``alpha`` and have no ``seed_index``."""
+    rest = {k: v for k, v in spec.items() if k not in ("teacher_cache", "seed", "seed_index")}
+    return (
+        json.dumps(rest, sort_keys=True),
+        spec.get("teacher_smoothing", spec.get("alpha")),
+        spec["temperature"],
+    )
 
 
 def store_of(spec: dict) -> str:
@@ -72,7 +77,7 @@ def pairs(students: List[dict], store: str) -> Dict[Tuple[float, float], Dict[st
         if how is None:
             continue
         group = groups.setdefault(cell_of(s["spec"]), {"online": {}, "cached": {}})
-        group[how][s["spec"]["seed"]] = s["bleu"]
+        group[how][s["spec"].get("seed_index", s["spec"]["seed"])] = s["bleu"]
     out = {}
     for (_settings, alpha, t), g in groups.items():
         if g["online"] and g["cached"]:

@@ -79,11 +79,11 @@ def _runs(save: Path, pattern: str) -> list:
 def test_train_teacher_and_distill_word_quick(word_sweep):
     save = word_sweep
     for alpha in ("0", "0.1"):
-        (teacher,) = _runs(save, f"teacher_a{alpha}_s0")
+        (teacher,) = _runs(save, f"teacher_eps{alpha}_s0")
         cmd = " ".join(json.loads((teacher / "run.json").read_text())["command"])
         assert f"--label-smoothing {alpha}" in cmd and "--criterion label_smoothed_cross_entropy" in cmd
         assert "--share-all-embeddings" in cmd and "--cpu" in cmd and "--max-update 20" in cmd
-        (student,) = _runs(save, f"word_a{alpha}_T1_s0")
+        (student,) = _runs(save, f"word_eps{alpha}_T1_s0")
         assert (student / "checkpoint_best.pt").is_file()
         cmd = " ".join(json.loads((student / "run.json").read_text())["command"])
         assert "--task lskd_translation" in cmd and f"--teacher-path {teacher}/checkpoint_best.pt" in cmd
@@ -102,7 +102,7 @@ def test_evaluate_writes_the_table(word_sweep, quick_env, spm_data):
     assert "# lskd study" in proc.stdout and " 0 to run" in proc.stderr
     row = next(r for r in doc["tables"]["bleu"]["rows"] if r["label"] == "word-level KD, T=1")
     for alpha in ("0", "0.1"):
-        (student,) = _runs(word_sweep, f"word_a{alpha}_T1_s0")
+        (student,) = _runs(word_sweep, f"word_eps{alpha}_T1_s0")
         per_run = json.loads((student / "eval" / "test.bleu.json").read_text())
         assert row["cells"][alpha]["mean"] == per_run["sacrebleu"]["score"] and row["cells"][alpha]["n"] == 1
         assert per_run["remove_bpe"] == "sentencepiece"  # detected from the sentencepiece dictionary
@@ -134,8 +134,8 @@ def test_distill_seq_quick(word_sweep, quick_env):
     """Sequence-level KD (seqkd + CE student, and + word-level KD) through the engine."""
     _run("distill_seq.sh", {**quick_env, "SEQ_WORD_KD": "1"})
     for alpha in ("0", "0.1"):
-        (seqkd,) = _runs(word_sweep, f"seqkd_a{alpha}_s0")
+        (seqkd,) = _runs(word_sweep, f"seqkd_eps{alpha}_s0")
         assert json.loads((seqkd / "seqkd" / "seqkd.json").read_text())["complete"]
-        (seq,) = _runs(word_sweep, f"seq_a{alpha}_s0")
+        (seq,) = _runs(word_sweep, f"seq_eps{alpha}_s0")
         assert f"{seqkd}/seqkd/data-bin" in " ".join(json.loads((seq / "run.json").read_text())["command"])
-        assert _runs(word_sweep, f"seqword_a{alpha}_T1_s0")
+        assert _runs(word_sweep, f"seqword_eps{alpha}_T1_s0")

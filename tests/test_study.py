@@ -107,7 +107,7 @@ def test_every_table_number_is_the_runs_own(mini_study):
                 values = []
                 for s in (0, 1):
                     run = runs[
-                        f"{modality}/{'student' if modality == 'image' else 'word'}_a{a:g}_T{t:g}_s{s}"
+                        f"{modality}/{'logit' if modality == 'image' else 'word'}_eps{a:g}_T{t:g}_s{s}"
                     ]
                     folder = out / run["folder"]
                     if own_file:  # the trainer's own summary.json

@@ -106,20 +106,24 @@ def test_grid_counts_and_dependencies():
     by = {r.name: r for r in runs}
     image = [r for r in runs if r.modality == "image"]
     # 2 teachers x 2 seeds + 2 x 2 T x 2 seeds students + 2 baselines + 2 diffusion
-    assert len(image) == 4 + 8 + 2 + 2
+    # + the choice of the diffusion's classes on the noLS teachers of both seed indices
+    assert len(image) == 4 + 8 + 2 + 2 + 1
     trans = [r for r in runs if r.modality == "translation"]
     # teachers 4, seqkd 4, per seed: baseline 1 + seq 2 + word 4 + seqword 4 -> 11 x 2, diffusion 2
-    assert len(trans) == 4 + 4 + 22 + 2
-    assert by["translation/seqword_a0.1_T2_s1"].deps == [
-        "translation/teacher_a0.1_s1",
-        "translation/seqkd_a0.1_s1",
+    assert len(trans) == 4 + 4 + 22 + 2 + 1
+    assert by["translation/seqword_eps0.1_T2_s1"].deps == [
+        "translation/teacher_eps0.1_s1",
+        "translation/seqkd_eps0.1_s1",
     ]
+    assert by["image/classes_s0"].deps == ["image/teacher_eps0_s0", "image/teacher_eps0_s1"]
+    assert by["image/diffusion_s1"].classes_from == "image/classes_s0"
+    assert by["image/diffusion_s1"].deps[-1] == "image/classes_s0"
     order = [r.name for r in runs]
     assert all(order.index(d) < order.index(r.name) for r in runs for d in r.deps)
     fixed = grid.build_runs(load_config({"seeds": 3, "fixed_teachers": True, "image": {}}), {"image": "x"})
     assert sorted(r.name for r in fixed if r.role == "teacher") == [
-        "image/teacher_a0.1_s0",
-        "image/teacher_a0_s0",
+        "image/teacher_eps0.1_s0",
+        "image/teacher_eps0_s0",
     ]
 
 
@@ -128,8 +132,10 @@ def fake_execute(run, ctx):
     """Deterministic numbers from the run's settings; counts calls in CALLS."""
     CALLS.append(run.name)
     folder = Path(ctx["folders"][run.name])
+    if run.role == "classes":
+        return {"metrics": {}, "classes": ["1", "7", "0"], "reason": "fake"}
     if run.role == "diffusion":
-        models = [d for d in run.deps if "/diffusion_s" not in d]
+        models = [d for d in run.deps if d != run.classes_from]
         per = {
             m: {"eta": 1.0 + 0.1 * i + 0.01 * run.seed, "fisher_ab": 2.0, "leakage_ab": 0.1}
             for i, m in enumerate(models)
@@ -171,13 +177,13 @@ def test_rerun_trains_nothing_and_a_change_trains_exactly_the_affected_runs(tmp_
     out = tmp_path / "out"
     assert lskd_main(["study", str(_config(tmp_path)), "--output", str(out)]) == 0
     first = list(fake)
-    assert len(first) == 4 + 8 + 2 + 2
+    assert len(first) == 4 + 8 + 2 + 2 + 1
     fake.clear()
     assert lskd_main(["study", str(_config(tmp_path)), "--output", str(out)]) == 0
     assert fake == []  # every key matched: nothing trained
     # students' epochs change: students, baselines and the diffusion analyses, not the teachers
     assert lskd_main(["study", str(_config(tmp_path, student={"epochs": 2})), "--output", str(out)]) == 0
-    assert sorted(fake) == sorted(n for n in first if "teacher" not in n)
+    assert sorted(fake) == sorted(n for n in first if "teacher" not in n and "classes" not in n)
     doc = json.loads((out / "report.json").read_text())
     for run in doc["modalities"]["image"]["runs"]:
         own = json.loads((out / run["folder"] / "run.json").read_text())
@@ -185,7 +191,7 @@ def test_rerun_trains_nothing_and_a_change_trains_exactly_the_affected_runs(tmp_
         if "student" in run["name"] or "baseline" in run["name"]:
             assert own["spec"]["options"]["epochs"] == 2  # the report shows the new runs, never the old
     # the old runs are still on disk, but the report does not describe them
-    assert len(list((out / "runs" / "image").glob("student_a0_T1_s0-*"))) == 2
+    assert len(list((out / "runs" / "image").glob("logit_eps0_T1_s0-*"))) == 2
 
 
 def test_same_data_at_another_path_is_reused_changed_data_is_not(tmp_path, fake):
@@ -279,12 +285,15 @@ def test_old_flags_keep_working(tmp_path, fake):
     assert lskd_main(argv) == 0
     runs = json.loads((out / "report.json").read_text())["modalities"]["image"]["runs"]
     names = {r["name"] for r in runs}
-    assert "image/student_a0.1_T4_s3" in names and "image/teacher_a0_s3" in names
+    assert "image/logit_eps0.1_T4_s3" in names and "image/teacher_eps0_s3" in names
     for r in runs:
         cmd = " ".join(r["command"])
-        if "teacher_a" in r["name"]:
-            assert "--epochs 1" in cmd and "--model test_resnet" in cmd and "--seed 3" in cmd
-        elif "student_a" in r["name"]:
+        if "teacher_eps" in r["name"]:  # --seed 3 is the first seed index: teacher(3) = 2^30 + 3 * 2^20
+            assert (
+                "--epochs 1" in cmd and "--model test_resnet" in cmd and f"--seed {2**30 + 3 * 2**20} " in cmd
+            )
+        elif "logit_eps" in r["name"]:
+            assert f"--seed {3 * 2**20} " in cmd
             assert "--epochs 2" in cmd and "--kd-temperature" in cmd
 
 
@@ -321,12 +330,12 @@ def test_students_of_one_teacher_build_its_cache_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", fake_cache_teacher)
     ctx = {
-        "folders": {"translation/teacher_a0_s0": str(teacher)},
+        "folders": {"translation/teacher_eps0_s0": str(teacher)},
         "cfg": {"temperatures": [1.0, 2.0], "translation": {"checkpoint": "checkpoint_best.pt"}},
         "data": {"translation": str(tmp_path / "data-bin")},
     }
-    run = grid.Run("translation", "student", "word", 0.0, 1.0, 0, deps=["translation/teacher_a0_s0"])
-    assert run.name == "translation/word_a0_T1_s0"
+    run = grid.Run("translation", "student", "word", 0.0, 1.0, 0, deps=["translation/teacher_eps0_s0"])
+    assert run.name == "translation/word_eps0_T1_s0"
     students = [threading.Thread(target=translation.ensure_teacher_cache, args=(run, ctx)) for _ in range(2)]
     for s in students:
         s.start()

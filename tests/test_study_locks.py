@@ -111,7 +111,7 @@ def test_a_run_locked_by_another_study_is_waited_for_and_reused(tmp_path, capsys
     assert main(argv) == 0
     runs = json.loads((out / "report.json").read_text())["modalities"]["image"]["runs"]
     folders = {r["name"]: out / r["folder"] for r in runs}
-    teacher = folders["image/teacher_a0_s0"]
+    teacher = folders["image/teacher_eps0_s0"]
     saved = tmp_path / "teacher_result.json"
     saved.write_text((teacher / "result.json").read_text())
     for folder in folders.values():
@@ -128,7 +128,7 @@ def test_a_run_locked_by_another_study_is_waited_for_and_reused(tmp_path, capsys
         codes = []
         study = threading.Thread(target=lambda: codes.append(main(argv)))
         study.start()
-        free = {n for n in folders if "_a0.1" in n or "baseline" in n}
+        free = {n for n in folders if "_eps0.1" in n or "baseline" in n}
         while not free <= set(CALLS):  # every run that does not read the locked teacher
             assert study.is_alive()
             time.sleep(0.05)
@@ -138,6 +138,6 @@ def test_a_run_locked_by_another_study_is_waited_for_and_reused(tmp_path, capsys
     study.join(timeout=300)
     proc.wait(timeout=60)
     assert codes == [0]
-    assert "image/teacher_a0_s0" not in CALLS  # reused: the other study trained it
-    assert sorted(CALLS) == sorted(set(folders) - {"image/teacher_a0_s0"})
+    assert "image/teacher_eps0_s0" not in CALLS  # reused: the other study trained it
+    assert sorted(CALLS) == sorted(set(folders) - {"image/teacher_eps0_s0"})
     assert "in progress in another lskd study" in capsys.readouterr().err

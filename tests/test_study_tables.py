@@ -65,7 +65,7 @@ class Toy(Modality):
                     g.add(Run(self.name, "student", TOY_KIND.name, a, t, s, deps=deps), width=width)
 
     def command(self, run, ctx):
-        argv = ["toy-train", "--seed", str(run.seed), "--width", str(run.spec["width"])]
+        argv = ["toy-train", "--seed", str(run.tool_seed), "--width", str(run.spec["width"])]
         if run.deps:
             argv += ["--teacher", ctx["folders"][run.deps[0]], "--T", f"{run.temperature:g}"]
         return argv
@@ -98,10 +98,10 @@ def test_a_toy_modality_is_configured_gridded_and_dry_run_through_the_registry(t
         "width": 4,
     }
     runs = {r.name: r for r in grid.build_runs(cfg, {"toy": "h"})}
-    # 2 teachers x 2 seeds + per seed: 1 baseline + 2 teachers x 2 T students
+    # 2 teachers x 2 seed indices + per index: 1 baseline + 2 teachers x 2 T students
     assert len(runs) == 4 + 2 * (1 + 4)
-    student = runs["toy/toystudent_a0.1_T2_s1"]
-    assert student.deps == ["toy/teacher_a0.1_s1"] and student.kind == "toykind"
+    student = runs["toy/toystudent_eps0.1_T2_s1"]
+    assert student.deps == ["toy/teacher_eps0.1_s1"] and student.kind == "toykind"
     assert student.spec["width"] == 4 and student.spec["data"] == "h"
     assert "### toy:" in config.schema_markdown() and "the toy model's width" in config.schema_markdown()
     with pytest.raises(LskdError, match="toy.width must be an integer > 0"):
@@ -111,10 +111,11 @@ def test_a_toy_modality_is_configured_gridded_and_dry_run_through_the_registry(t
     text = capsys.readouterr().out
     assert not out.exists()
     lines = text.splitlines()
-    i = next(i for i, line in enumerate(lines) if line.startswith("toy/toystudent_a0_T2_s2 "))
-    assert lines[i].endswith("after: toy/teacher_a0_s2")
-    assert lines[i + 1].strip().startswith("toy-train --seed 2 --width 8 --teacher ")
-    assert f"{out}/runs/toy/teacher_a0_s2-" in lines[i + 1] and lines[i + 1].endswith("--T 2")
+    i = next(i for i, line in enumerate(lines) if line.startswith("toy/toystudent_eps0_T2_s2 "))
+    assert lines[i].endswith("after: toy/teacher_eps0_s2")
+    # index 2's student stream: 2 * 2^20
+    assert lines[i + 1].strip().startswith("toy-train --seed 2097152 --width 8 --teacher ")
+    assert f"{out}/runs/toy/teacher_eps0_s2-" in lines[i + 1] and lines[i + 1].endswith("--T 2")
 
 
 def test_a_toy_modality_runs_and_is_reported_from_its_own_numbers(toy, tmp_path):
@@ -129,7 +130,7 @@ def test_a_toy_modality_runs_and_is_reported_from_its_own_numbers(toy, tmp_path)
     for a in (0.0, 0.1):
         own = []
         for s in (0, 1, 2):
-            folder = out / runs[f"toy/toystudent_a{a:g}_T2_s{s}"]["folder"]
+            folder = out / runs[f"toy/toystudent_eps{a:g}_T2_s{s}"]["folder"]
             result = json.loads((folder / "result.json").read_text())
             own.append(result["metrics"]["score"])
         expected = [50 + 10 * a + 0.2 + 0.7 * s for s in (0, 1, 2)]
@@ -166,7 +167,7 @@ def test_teacher_smoothing_flag_and_its_old_name(tmp_path, capsys):
         argv = ["study", "--output", str(out), "--model", "test_resnet", "--seeds", "1", "--temps", "2"]
         assert lskd_main([*argv, flag, "0,0.2", "--dry-run"]) == 0
         texts.append(capsys.readouterr().out)
-    assert texts[0] == texts[1] and "image/student_a0.2_T2_s0 " in texts[0]
+    assert texts[0] == texts[1] and "image/logit_eps0.2_T2_s0 " in texts[0]
 
 
 # the engine's files (the study's standalone helpers by other modules are not listed here)

@@ -225,8 +225,10 @@ def analyse_nmt_checkpoints(
     valid_subset: str = "valid",
     progress: bool = True,
     log: Log = _stderr,
+    seed: int | None = None,
 ) -> Tuple[List[dict], List[ModelProjection]]:
-    """Diffusion records of fairseq translation checkpoints; classes are target tokens."""
+    """Diffusion records of fairseq translation checkpoints; classes are target tokens; ``seed``:
+    a seeded sample of ``max_sentences`` sentences per split instead of the first ones."""
     from lskd_plugins.diffusion.nmt_source import NmtSource
 
     checkpoint_list(paths, labels)
@@ -241,5 +243,6 @@ def analyse_nmt_checkpoints(
         device=default_device(device),
         progress=progress,
         log=log,
+        seed=seed,
     )
     return analyse_checkpoints(source, paths, tokens, labels, reference, log)

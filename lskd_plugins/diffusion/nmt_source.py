@@ -108,12 +108,15 @@ def is_sentencepiece(symbols) -> bool:
     return any(str(sym).startswith("\u2581") for sym in symbols)
 
 
-def nmt_batches(dataset, n_sentences: int, batch_size: int) -> List[dict]:
-    """The first ``n_sentences`` sentences of a fairseq LanguagePairDataset, collated in order."""
+def nmt_batches(dataset, n_sentences: int, batch_size: int, seed: int | None = None) -> List[dict]:
+    """The first ``n_sentences`` sentences of a fairseq LanguagePairDataset, collated in order; with
+    ``seed``, a seeded random sample of ``n_sentences`` of them (in corpus order)."""
     n = min(n_sentences, len(dataset))
+    order = list(range(n))
+    if seed is not None:
+        order = sorted(np.random.default_rng(seed).choice(len(dataset), size=n, replace=False).tolist())
     return [
-        dataset.collater([dataset[j] for j in range(i, min(i + batch_size, n))])
-        for i in range(0, n, batch_size)
+        dataset.collater([dataset[j] for j in order[i : i + batch_size]]) for i in range(0, n, batch_size)
     ]
 
 
@@ -185,8 +188,10 @@ class NmtSource:
         device: torch.device | None = None,
         progress: bool = True,
         log=print,
+        seed: int | None = None,
     ):
         self.data_bin = Path(data_bin)
+        self.seed = seed  # None: the first --max-sentences sentences; else a seeded sample of them
         if not self.data_bin.is_dir():
             what = "is a file, not a folder" if self.data_bin.exists() else "not found"
             raise LskdError(
@@ -228,7 +233,9 @@ class NmtSource:
                 check_indexed_dataset(self.data_bin / f"{subset}.{src}-{tgt}.{lang}")
             try:
                 task.load_dataset(subset)
-                self.batches[split] = nmt_batches(task.dataset(subset), self.max_sentences, self.batch_size)
+                self.batches[split] = nmt_batches(
+                    task.dataset(subset), self.max_sentences, self.batch_size, self.seed
+                )
             except Exception as err:
                 raise LskdError(
                     f"cannot read the {subset!r} split of {self.data_bin} ({first_line(err)}); "

@@ -51,7 +51,7 @@ def study_teachers(folder: Path, modality: str = "image") -> Dict[float, Dict[in
             continue
         when = (run_dir / layout.RESULT_JSON).stat().st_mtime
         seeds = found.setdefault(float(smoothing), {})
-        seed = int(settings["seed"])
+        seed = int(settings.get("seed_index", settings["seed"]))  # the index (run.json: seed is the --seed)
         if seed not in seeds or seeds[seed][0] < when:
             seeds[seed] = (when, ckpt)
     return {a: {s: p for s, (_, p) in sorted(seeds.items())} for a, seeds in found.items()}

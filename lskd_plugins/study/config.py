@@ -20,6 +20,7 @@ from lskd_plugins.errors import LskdError
 from lskd_plugins.strict_yaml import check_list, is_int, load_yaml
 from lskd_plugins.study.cost import valid_cost
 from lskd_plugins.study.messages import closest, tried
+from lskd_plugins.study.seeds import MAX_INDEX
 
 Check = Callable[[Any], bool]
 
@@ -51,19 +52,25 @@ SECTION_FIXED_TEACHERS = (
 
 TOP: Dict[str, Tuple[Any, Check, str, str]] = {
     "output": (None, lambda v: v is None or isinstance(v, str), "a folder", "study folder (--output)"),
-    "seeds": (3, lambda v: is_int(v) and v >= 1, "an integer >= 1", "seeds 0..n-1 (--seeds)"),
+    "seeds": (
+        3,
+        lambda v: is_int(v) and v >= 1,
+        "an integer >= 1",
+        "number of seed indices first_seed..first_seed+n-1 (--seeds); each index and role gives a "
+        "run's --seed (student i * 2^20, teacher 2^30 + i * 2^20; docs/study.md)",
+    ),
     "first_seed": (
         0,
         lambda v: is_int(v) and v >= 0,
         "an integer >= 0",
-        "the first seed (--first-seed)",
+        "the first seed index (--first-seed); the last index may be at most 1023",
     ),
     "fixed_teachers": (
         False,
         lambda v: isinstance(v, bool),
         "true or false",
-        "true: the teachers train once (seed 0) and only the students vary their seeds; intervals "
-        "then hold the students' seed-to-seed variance only",
+        "true: the teachers train once (the first seed index) and only the students vary their "
+        "seeds; intervals then hold the students' seed-to-seed variance only",
     ),
     "temperatures": (
         [1, 2, 3, 64],
@@ -197,6 +204,12 @@ def load_config(doc: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
             mod.validate(cfg[name], f"{where}: {name}.")
     cfg["temperatures"] = [float(t) for t in cfg["temperatures"]]
     cfg["teacher_smoothing"] = [float(a) for a in cfg["teacher_smoothing"]]
+    last = cfg["first_seed"] + cfg["seeds"] - 1
+    if last > MAX_INDEX:
+        raise LskdError(
+            f"{where}: first_seed {cfg['first_seed']} + seeds {cfg['seeds']} reach seed index {last}; "
+            f"the largest index is {MAX_INDEX} (seeds 2^20 apart below 2^31); lower first_seed or seeds"
+        )
     if 0.0 not in cfg["teacher_smoothing"]:
         raise LskdError(
             f"{where}: teacher_smoothing {cfg['teacher_smoothing']} has no 0: 0 is the teacher every "

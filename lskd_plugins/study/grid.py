@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
-from lskd_plugins.study import kinds, layout
+from lskd_plugins.study import kinds, layout, seeds
 from lskd_plugins.study.keys import run_key
 
 
@@ -24,18 +24,29 @@ class Run:
     kind: str | None  # a name in lskd_plugins.study.kinds (students), None otherwise
     teacher_smoothing: float | None  # the teacher's label smoothing
     temperature: float | None
-    seed: int
+    seed: int  # the seed index: runs of one index are paired (the actual --seed: ``tool_seed``)
     deps: List[str] = field(default_factory=list)
     spec: Dict[str, Any] = field(default_factory=dict)
     key: str = ""
-    classes_from: str | None = None  # a diffusion analysis: the run whose classes it reuses
-    name: str = field(init=False)  # e.g. "image/student_a0.1_T2_s1", from the fields above
+    classes_from: str | None = None  # a diffusion analysis: the run that chose its classes
+    method: str | None = None  # the KD method (kinds.METHODS) of a student that takes a distribution
+    name: str = field(init=False)  # e.g. "image/logit_eps0.1_T2_s1", from the fields above
 
     def __post_init__(self) -> None:
-        prefix = kinds.kind(self.kind).run_prefix if self.kind else None
+        prefix = None
+        if self.kind:
+            kind = kinds.kind(self.kind)
+            prefix = kind.run_prefix
+            if kind.distribution and self.method is None:
+                self.method = kinds.DEFAULT_METHOD
         self.name = layout.run_name(
-            self.modality, self.role, self.seed, prefix, self.teacher_smoothing, self.temperature
+            self.modality, self.role, self.seed, prefix, self.teacher_smoothing, self.temperature, self.method
         )
+
+    @property
+    def tool_seed(self) -> int:
+        """The ``--seed`` the tool gets: this run's role's stream at its index (``seeds.py``)."""
+        return seeds.seed(self.role, self.seed)
 
     @property
     def folder(self) -> str:
@@ -49,7 +60,9 @@ class Run:
             "kind": self.kind,
             "teacher_smoothing": self.teacher_smoothing,
             "temperature": self.temperature,
-            "seed": self.seed,
+            "method": self.method,
+            "seed_index": self.seed,
+            "seed": self.tool_seed,
             "deps": self.deps,
             "key": self.key,
             "folder": self.folder,
@@ -74,11 +87,11 @@ class GridBuilder:
             "modality": run.modality,
             "role": run.role,
             "kind": run.kind,
-            # keyed as "alpha" (the key of existing runs); step 2 of issue 18/17 renames it together
-            # with the seed streams, so that keys change once
-            "alpha": run.teacher_smoothing,
+            "kd_method": run.method,
+            "teacher_smoothing": run.teacher_smoothing,
             "temperature": run.temperature,
-            "seed": run.seed,
+            "seed_index": run.seed,
+            "seed": run.tool_seed,
             "data": self.data_hashes.get(run.modality),
             **spec,
             "deps": {d: self.runs[d].key for d in run.deps},
@@ -89,17 +102,23 @@ class GridBuilder:
 
 
 def seed_range(cfg: Dict[str, Any]) -> range:
+    """The seed indices of the study (``seeds.py`` maps an index and a role to the actual seed)."""
     return range(cfg["first_seed"], cfg["first_seed"] + cfg["seeds"])
 
 
 def teacher_seed(cfg: Dict[str, Any], seed: int, modality: str) -> int:
-    """The seed of the teacher a student of ``seed`` distils from (the first seed when fixed)."""
+    """The index of the teachers a student of index ``seed`` distils from (the first when fixed)."""
     return cfg["first_seed"] if cfg[modality]["fixed_teachers"] else seed
 
 
 def teacher_seeds(cfg: Dict[str, Any], modality: str) -> List[int]:
-    """The seeds teachers are trained with (one when the teachers are fixed)."""
+    """The indices teachers are trained at (one when the teachers are fixed)."""
     return sorted({teacher_seed(cfg, s, modality) for s in seed_range(cfg)})
+
+
+def no_ls(cfg: Dict[str, Any]) -> float:
+    """The noLS teachers' smoothing: 0, or the smallest of ``teacher_smoothing`` without a 0."""
+    return min(cfg["teacher_smoothing"])
 
 
 def teacher_name(
@@ -114,14 +133,24 @@ def reads(cfg: Dict[str, Any], modality: str, kind: str, smoothing: float, seed:
     return [teacher_name(cfg, modality, smoothing, seed, what) for what in kinds.kind(kind).reads]
 
 
-def diffusion_runs(cfg: Dict[str, Any], g: GridBuilder, modality: str, settings: Any) -> None:
-    """One analysis per seed of that seed's teachers and the students of the kinds diffusion
-    measures (``kinds.Kind.diffusion``). Seeds > 0 reuse seed 0's classes so that their numbers
-    describe the same three classes."""
+def diffusion_runs(cfg: Dict[str, Any], g: GridBuilder, modality: str, settings: Any, choice: str) -> None:
+    """One analysis per seed index of that index's teachers and the students of the kinds diffusion
+    measures (``kinds.Kind.diffusion``), on index i's own sample (``seeds.sampling(i)``). The three
+    classes (``settings[choice]``: classes or tokens) are the user's, or chosen once by a
+    ``classes`` run on the noLS teachers of every index, so that every index describes the same
+    three classes and no index is measured on a choice made by its own models alone."""
     if settings is False:
         return
-    first = cfg["first_seed"]
-    first_name = layout.run_name(modality, "diffusion", first)
+    classes_from = None
+    if not settings.get(choice):
+        no = no_ls(cfg)
+        teachers = [
+            r.name
+            for r in g.runs.values()
+            if r.modality == modality and r.role == "teacher" and r.teacher_smoothing == no
+        ]
+        chooser = Run(modality, "classes", None, None, None, cfg["first_seed"], deps=teachers)
+        classes_from = g.add(chooser, settings=settings).name
     for s in seed_range(cfg):
         models = [
             r.name
@@ -132,11 +161,8 @@ def diffusion_runs(cfg: Dict[str, Any], g: GridBuilder, modality: str, settings:
                 or (r.role == "student" and kinds.kind(r.kind).diffusion and r.seed == s)
             )
         ]
-        classes_from = first_name if s > first else None
-        run = Run(
-            modality, "diffusion", None, None, None, s, deps=models + ([classes_from] if classes_from else [])
-        )
-        run.classes_from = classes_from
+        deps = models + ([classes_from] if classes_from else [])
+        run = Run(modality, "diffusion", None, None, None, s, deps=deps, classes_from=classes_from)
         g.add(run, settings=settings)
 
 

@@ -43,7 +43,7 @@ class Method:
 KINDS: Dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("logit", "logit KD", True, (TEACHER,), True, True, "student"),
+        Kind("logit", "logit KD", True, (TEACHER,), True, True, "logit"),
         Kind("word", "word-level KD", True, (TEACHER,), True, True, "word"),
         Kind("seq", "sequence-level KD", False, (SEQKD,), False, False, "seq"),
         Kind("seqword", "sequence + word-level KD", True, (TEACHER, SEQKD), False, True, "seqword"),

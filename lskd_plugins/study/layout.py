@@ -35,15 +35,18 @@ def run_name(
     kind_prefix: str | None = None,
     teacher_smoothing: float | None = None,
     temperature: float | None = None,
+    method: str | None = None,
 ) -> str:
-    """The one place a run's name is made from its fields, e.g. ``image/student_a0.1_T2_s1``:
-    ``<modality>/<what>[_a<teacher smoothing>][_T<temperature>]_s<seed>``, what being the role, or
-    for a student its kind's ``run_prefix``."""
-    # the "a" of the teacher's smoothing stays as it was: it is part of existing run names (step 2 of
-    # issue 18/17 changes the keyed vocabulary once, together with the seeds)
-    parts = [kind_prefix if role == "student" and kind_prefix else role]
+    """The one place a run's name is made from its fields, e.g. ``image/logit_eps0.1_T2_s1``:
+    ``<modality>/<what>[-<method>][_eps<teacher smoothing>][_T<temperature>]_s<seed index>``, what
+    being the role, or for a student its kind's ``run_prefix``; the KD method is named when it is
+    not the default (``kd``), so that ``word_eps0.1_T2_s0`` and ``word-dkd_eps0.1_T2_s0`` sit side by side."""
+    from lskd_plugins.study.kinds import DEFAULT_METHOD
+
+    what = kind_prefix if role == "student" and kind_prefix else role
+    parts = [what if method in (None, DEFAULT_METHOD) else f"{what}-{method}"]
     if teacher_smoothing is not None:
-        parts.append(f"a{number(teacher_smoothing)}")
+        parts.append(f"eps{number(teacher_smoothing)}")
     if temperature is not None:
         parts.append(f"T{number(temperature)}")
     parts.append(f"s{seed}")
@@ -51,7 +54,7 @@ def run_name(
 
 
 def short_name(name: str) -> str:
-    """The name without its modality (``student_a0.1_T2_s1``): a label inside one modality."""
+    """The name without its modality (``logit_eps0.1_T2_s1``): a label inside one modality."""
     return name.split("/", 1)[1]
 
 

@@ -36,15 +36,16 @@ def modality(run: Run):
 
 # -------------------------------------------------------------------------------------- diffusion
 def diffusion(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
-    """The analysis of one seed's models; seeds > 0 take seed 0's classes (``run.classes_from``)."""
+    """The analysis of one seed index's models on that index's sample (``run.tool_seed``); the three
+    classes are the configuration's, or those the study's ``classes`` run chose (``run.classes_from``)."""
     from lskd_plugins.diffusion.report import write_outputs
 
     mod = modality(run)
     settings, out = dict(run.spec["settings"]), folder(ctx, run.name)
     models = [d for d in run.deps if d != run.classes_from]
     if run.classes_from:
-        first = json.loads((folder(ctx, run.classes_from) / layout.RESULT_JSON).read_text())
-        settings[mod.diffusion_choice] = ",".join(first["classes"])
+        chosen = json.loads((folder(ctx, run.classes_from) / layout.RESULT_JSON).read_text())
+        settings[mod.diffusion_choice] = ",".join(chosen["classes"])
     labels = [layout.short_name(m) for m in models]
     dev = None if ctx["cfg"]["device"] == "auto" else ctx["cfg"]["device"]
     records, projections = mod.analyse(run, ctx, models, settings, labels, dev)
@@ -62,13 +63,27 @@ def diffusion(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def choose_classes(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
+    """The diffusion's three classes, chosen once for every seed index on the noLS teachers of all
+    indices (``run.deps``), on the sample of ``run.tool_seed``."""
+    dev = None if ctx["cfg"]["device"] == "auto" else ctx["cfg"]["device"]
+    selection = modality(run).choose(run, ctx, list(run.deps), dict(run.spec["settings"]), dev)
+    return {
+        "metrics": {},
+        "classes": list(selection.names),
+        "reason": selection.reason,
+        "scores": selection.scores,
+        "models": list(run.deps),
+    }
+
+
 def validate(runs: List[Run], ctx: Dict[str, Any]) -> None:
     """Parse the options of one run of each sort with the tool's own parser, before any training:
     a misspelt or unknown option in the configuration stops with one line naming it."""
     seen = set()
     for run in runs:
         sort = (run.modality, run.role, run.kind)
-        if sort in seen or run.role in ("diffusion", "seqkd"):
+        if sort in seen or run.role in ("diffusion", "seqkd", "classes"):
             continue
         seen.add(sort)
         mod = modality(run)
@@ -82,11 +97,24 @@ def validate(runs: List[Run], ctx: Dict[str, Any]) -> None:
 def command(run: Run, ctx: Dict[str, Any]) -> List[str]:
     """The command line this run stands for (the work itself runs in-process)."""
     if run.role == "diffusion":
-        return ["lskd", "diffusion", run.modality, "...", f"({len(run.deps)} models)"]
+        return [
+            "lskd",
+            "diffusion",
+            run.modality,
+            "--seed",
+            str(run.tool_seed),
+            "...",
+            f"({len(run.deps)} models)",
+        ]
+    if run.role == "classes":
+        what = f"(choose the three {modality(run).diffusion_choice} on the {len(run.deps)} noLS teachers)"
+        return ["lskd", "diffusion", run.modality, "--seed", str(run.tool_seed), "...", what]
     return modality(run).command(run, ctx)
 
 
 def execute(run: Run, ctx: Dict[str, Any]) -> Dict[str, Any]:
     if run.role == "diffusion":
         return diffusion(run, ctx)
+    if run.role == "classes":
+        return choose_classes(run, ctx)
     return modality(run).execute(run, ctx)

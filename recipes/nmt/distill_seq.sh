@@ -5,7 +5,7 @@
 # for every T in TEMPS. Through the study engine; decoding resumes where it stopped (shards).
 #   DATA=data/multi30k/data-bin bash recipes/nmt/distill_seq.sh
 #   DATA=... SEQ_WORD_KD=1 TEMPS="1" bash recipes/nmt/distill_seq.sh
-# Output: $SAVE/runs/translation/{seqkd,seq,seqword}_a<ALPHA>..._s<SEED>-<key>/, $SAVE/report.md.
+# Output: $SAVE/runs/translation/{seqkd,seq,seqword}_eps<ALPHA>..._s<SEED INDEX>-<key>/, $SAVE/report.md.
 # All settings: recipes/nmt/common.sh and docs/study.md.
 case "${1:-}" in -h|--help) sed -n '2,10p' "$0"; exit 0 ;; esac
 source "$(dirname "$0")/common.sh"

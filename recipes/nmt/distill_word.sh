@@ -5,7 +5,7 @@
 # the study engine (teachers are trained first when missing, reused when finished).
 #   DATA=data/multi30k/data-bin bash recipes/nmt/distill_word.sh
 #   DATA=... ALPHA=0.1 TEMPS="1 64" bash recipes/nmt/distill_word.sh
-# Output: $SAVE/runs/translation/word_a<ALPHA>_T<T>_s<SEED>-<key>/, $SAVE/report.md.
+# Output: $SAVE/runs/translation/word_eps<ALPHA>_T<T>_s<SEED INDEX>-<key>/, $SAVE/report.md.
 # All settings: recipes/nmt/common.sh and docs/study.md.
 case "${1:-}" in -h|--help) sed -n '2,10p' "$0"; exit 0 ;; esac
 source "$(dirname "$0")/common.sh"

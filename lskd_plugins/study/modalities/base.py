@@ -89,9 +89,29 @@ class Modality:
         """The options of ``run``'s command that its tool does not know (validation before training)."""
         return []
 
-    def analyse(self, run, ctx, models: List[str], settings: Dict[str, Any], labels, device):
-        """The diffusion analysis of ``models`` (run names): (records, projections)."""
+    def checkpoint(self, ctx: Dict[str, Any], name: str) -> Path:
+        """The checkpoint of the run ``name`` that students read and the diffusion analyses."""
         raise NotImplementedError
+
+    def diffusion_source(self, ctx: Dict[str, Any], settings: Dict[str, Any], seed: int, device):
+        """The diffusion package's source of this modality (its data sample drawn with ``seed``)."""
+        raise NotImplementedError
+
+    def analyse(self, run, ctx, models: List[str], settings: Dict[str, Any], labels, device):
+        """The diffusion analysis of ``models`` (run names) on ``run``'s own sample (its
+        ``tool_seed``), the three classes named in ``settings[diffusion_choice]``:
+        (records, projections)."""
+        from lskd_plugins.diffusion.analyse import analyse_checkpoints
+
+        source = self.diffusion_source(ctx, settings, run.tool_seed, device)
+        paths = [str(self.checkpoint(ctx, m)) for m in models]
+        return analyse_checkpoints(source, paths, settings.get(self.diffusion_choice), labels, log=print)
+
+    def choose(self, run, ctx, models: List[str], settings: Dict[str, Any], device):
+        """The three classes, chosen once on the mean soft predictions of ``models`` (the noLS
+        teachers of every index) on ``run``'s sample: a ``diffusion.select.Selection``."""
+        source = self.diffusion_source(ctx, settings, run.tool_seed, device)
+        return choose_on_models(source, [str(self.checkpoint(ctx, m)) for m in models])
 
 
 PREPARED_STAMP = ".lskd-study-prepared"
@@ -140,3 +160,29 @@ def one_line_errors(what: str) -> Iterator[None]:
         yield
     finally:
         argparse.ArgumentParser.error = saved
+
+
+def choose_on_models(source, paths: List[str], log=print):
+    """The diffusion's three classes from the mean of several models' confusion matrices (each
+    model's mean soft predictions on the same sample, ``source.confusion``)."""
+    import numpy as np
+
+    from lskd_plugins.diffusion.select import choose_classes
+
+    matrices, names, ids = [], None, None
+    for path in paths:
+        model = source.load(path)
+        matrix, model_names, model_ids = source.confusion(model)
+        del model
+        if names is None:
+            names, ids = list(model_names), list(model_ids)
+        elif list(model_names) != names:
+            raise LskdError(
+                f"diffusion: {path} is not scored on the classes of {paths[0]}; one data set only"
+            )
+        matrices.append(np.asarray(matrix, dtype=np.float64))
+    selection = choose_classes(
+        np.mean(matrices, axis=0), names, ids=ids, reference=f"the mean of {len(paths)} noLS teacher(s)"
+    )
+    log(f"diffusion: {source.units} a, b, c = {', '.join(selection.names)}: {selection.reason}")
+    return selection

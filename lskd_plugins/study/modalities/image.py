@@ -200,13 +200,13 @@ class Image(Modality):
                         smoothing=sec["student_smoothing"],
                         kd_alpha=sec["kd_alpha"],
                     )
-        diffusion_runs(cfg, g, self.name, sec["diffusion"])
+        diffusion_runs(cfg, g, self.name, sec["diffusion"], self.diffusion_choice)
 
     def argv(self, run: Run, ctx: Dict[str, Any]) -> List[str]:
         sec, parser = ctx["cfg"][self.name], image_parser()
         out = Path(ctx["folders"][run.name]) / layout.TRAIN_DIR
         argv = ["--data", ctx["data"][self.name], "--output", str(out), "--resume"]
-        argv += ["--seed", str(run.seed), "--device", ctx["cfg"]["device"]]
+        argv += ["--seed", str(run.tool_seed), "--device", ctx["cfg"]["device"]]
         argv += [] if "workers" in run.spec["options"] else ["--workers", "0"]
         argv += [_flag(parser, "--no-progress", "--quiet")]
         argv += options_argv(run.spec["options"]) + ["--model", run.spec["model"]]
@@ -246,16 +246,20 @@ class Image(Modality):
             _, extra = image_parser().parse_known_args(self.argv(run, ctx))
         return extra
 
-    def analyse(self, run, ctx, models, settings, labels, device):
-        from lskd_plugins.diffusion.analyse import analyse_image_checkpoints
+    def checkpoint(self, ctx: Dict[str, Any], name: str) -> Path:
+        return checkpoint(ctx, name)
 
-        return analyse_image_checkpoints(
-            [str(checkpoint(ctx, m)) for m in models],
+    def diffusion_source(self, ctx, settings, seed, device):
+        from lskd_plugins.diffusion.analyse import default_device
+        from lskd_plugins.diffusion.image_source import ImageSource
+
+        if settings.get("per_class", 100) < 2:
+            raise LskdError("image.diffusion.per_class must be at least 2")
+        return ImageSource(
             ctx["data"][self.name],
-            classes=settings.get("classes"),
             per_class=settings.get("per_class", 100),
-            labels=labels,
-            device=device,
+            seed=seed,
+            device=default_device(device),
             progress=False,
             log=print,
         )

@@ -121,7 +121,15 @@ def fairseq_argv(run: Run, ctx: Dict[str, Any]) -> List[str]:
     kind = kinds.kind(run.kind) if run.kind else None
     if kind is not None and kind.reads_seqkd:
         data = str(folder(ctx, run.deps[-1]) / layout.SEQKD_DIR / "data-bin")
-    argv = [data, "--user-dir", PLUGINS, "--save-dir", str(folder(ctx, run.name)), "--seed", str(run.seed)]
+    argv = [
+        data,
+        "--user-dir",
+        PLUGINS,
+        "--save-dir",
+        str(folder(ctx, run.name)),
+        "--seed",
+        str(run.tool_seed),
+    ]
     argv += ["--no-progress-bar", "--log-format", "simple", *device_args(ctx)]
     argv += options_argv(run.spec["options"])
     if kind is None or not kind.distribution:  # teachers, the baseline, sequence-level students
@@ -381,7 +389,7 @@ def add_runs(cfg: Dict[str, Any], g, name: str) -> None:
                         options=s_opts,
                         **(kd if kind.distribution else seq),
                     )
-    diffusion_runs(cfg, g, name, sec["diffusion"])
+    diffusion_runs(cfg, g, name, sec["diffusion"], MODALITY.diffusion_choice)
 
 
 class Translation(Modality):
@@ -458,20 +466,21 @@ class Translation(Modality):
         _, extra = fairseq_parse(fairseq_argv(run, ctx), known=True)
         return extra
 
-    def analyse(self, run, ctx, models, settings, labels, device):
-        from lskd_plugins.diffusion.analyse import analyse_nmt_checkpoints
+    def checkpoint(self, ctx: Dict[str, Any], name: str) -> Path:
+        return folder(ctx, name) / ctx["cfg"][self.name]["checkpoint"]
 
-        ckpt = ctx["cfg"][self.name]["checkpoint"]
-        return analyse_nmt_checkpoints(
-            [str(folder(ctx, m) / ckpt) for m in models],
+    def diffusion_source(self, ctx, settings, seed, device):
+        from lskd_plugins.diffusion.analyse import default_device
+        from lskd_plugins.diffusion.nmt_source import NmtSource
+
+        return NmtSource(
             ctx["data"][self.name],
-            tokens=settings.get("tokens"),
             max_sentences=settings.get("max_sentences", 500),
             per_token=settings.get("per_token", 200),
-            labels=labels,
-            device=device,
+            device=default_device(device),
             progress=False,
             log=print,
+            seed=seed,
         )
 
 
