@@ -7,6 +7,8 @@ PYTHON=${PYTHON:-python}
 
 # One line in the project's format (as `lskd` prints it), exit 2: a usage or input error.
 die() { echo "lskd: error: $(basename "$0"): $*" >&2; exit 2; }
+# The same line, exit 1: a failure of the work (a damaged archive).
+fail() { echo "lskd: error: $(basename "$0"): $*" >&2; exit 1; }
 
 # fetch URL FILE: download once (a partial download never counts as done).
 fetch() {
@@ -44,7 +46,17 @@ unpack() {
   local archive=$1 dir=$2 marker=$3
   [ -e "$dir/$marker" ] && return 0
   echo "unpacking $archive"
-  tar -xzf "$archive" -C "$dir" || die "cannot unpack $archive (delete it to download again)"
+  local errors last why
+  errors=$(mktemp)
+  if ! tar -xzf "$archive" -C "$dir" 2>"$errors"; then
+    # The last member whose header can still be read is the one the damage cuts into.
+    last=$(tar -tzf "$archive" 2>/dev/null | tail -n 1)
+    why=$(grep -v -e '^$' -e 'not recoverable' "$errors" | head -n 1)
+    rm -f "$errors" "$dir/$marker"
+    fail "$archive is damaged: cannot read member ${last:-at its start} (${why:-tar failed});" \
+      "delete it to download again"
+  fi
+  rm -f "$errors"
 }
 
 # check_number OPTION VALUE: the numeric options, range-checked before any download (the same

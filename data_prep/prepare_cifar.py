@@ -26,12 +26,14 @@ import sys
 import tarfile
 import urllib.request
 import zipfile
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
+from lskd_plugins.archives import damaged, looks_like_zip, read_tar_member, read_zip_member, tar_members
 from lskd_plugins.errors import LskdError, OneLineParser, positive_int, run_script
 from lskd_plugins.files import refuse_overlap
 from lskd_plugins.image.staging import prepare_staged
@@ -62,6 +64,8 @@ def zip_records(path: Path) -> Tuple[List[str], Iterator[Record]]:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
+        if looks_like_zip(path):  # starts as a zip: cut off or corrupt, not the wrong file
+            raise damaged(path, None, err) from None
         raise LskdError(f"--source {path}: not a readable zip file ({err})") from None
     entries = []
     for info in archive.infolist():
@@ -82,7 +86,7 @@ def zip_records(path: Path) -> Tuple[List[str], Iterator[Record]]:
         # The payload is read lazily: only records that pass the class/per-class filters are read.
         with archive:
             for split, cls, name, member in entries:
-                yield split, cls, name, (lambda m=member: archive.read(m))
+                yield split, cls, name, (lambda m=member: read_zip_member(archive, m, path))
 
     return classes, gen()
 
@@ -150,13 +154,13 @@ def tar_files(path: Path) -> Tuple[Dict[str, bytes], str]:
     try:
         with tarfile.open(path, "r:*") as tar:
             files = {}
-            for member in tar.getmembers():
+            for member in tar_members(tar, path):
                 if member.isfile() and (
                     "cifar-10-batches-py/" in member.name or "cifar-100-python/" in member.name
                 ):
-                    files[Path(member.name).name] = tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise LskdError(f"--source {path}: not a readable tar archive ({err})") from None
+                    files[Path(member.name).name] = read_tar_member(tar, member, path)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # opening it (is_tarfile said yes)
+        raise damaged(path, None, err) from None
     if not files:
         raise LskdError(f"--source {path}: no cifar-10-batches-py/ or cifar-100-python/ folder inside")
     return files, str(path)
@@ -175,7 +179,7 @@ def open_source(source: Path, label_type: str) -> Tuple[List[str], Iterator[Reco
                 files = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
                 return pickle_records(files, str(d), label_type)
         raise LskdError(f"--source {source}: a folder without CIFAR python batches (batches.meta or meta)")
-    if zipfile.is_zipfile(source):
+    if zipfile.is_zipfile(source) or looks_like_zip(source):
         return zip_records(source)
     if tarfile.is_tarfile(source):
         files, where = tar_files(source)

@@ -23,6 +23,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Tuple
 
+from lskd_plugins.archives import READ_ERRORS, damaged, read_tar_member, tar_members
 from lskd_plugins.errors import LskdError, OneLineParser, int_at_least, run_script
 from lskd_plugins.files import refuse_overlap
 from lskd_plugins.image.staging import prepare_staged
@@ -110,11 +111,11 @@ def from_tarball(path: Path, out: Path, max_classes: int | None) -> Dict[str, in
     root = None
     try:
         with tarfile.open(path, "r|*") as tar:
-            for member in tar:
+            for member in tar_members(tar, path):
                 base, rest = _member_root(member.name)
                 if member.isfile() and rest in META_FILES and (root is None or base == root):
                     root = base
-                    meta[rest] = tar.extractfile(member).read().decode("utf-8")
+                    meta[rest] = read_tar_member(tar, member, path).decode("utf-8")
         missing = [f for f in META_FILES if f not in meta]
         if missing:
             raise LskdError(f"--source {path}: no CUB_200_2011 {', '.join(missing)} inside")
@@ -122,7 +123,7 @@ def from_tarball(path: Path, out: Path, max_classes: int | None) -> Dict[str, in
         counts = {"train": 0, "val": 0}
         seen = set()
         with tarfile.open(path, "r|*") as tar:
-            for member in tar:
+            for member in tar_members(tar, path):
                 base, rest = _member_root(member.name)
                 if not member.isfile() or base != root or not rest.startswith("images/"):
                     continue
@@ -132,11 +133,11 @@ def from_tarball(path: Path, out: Path, max_classes: int | None) -> Dict[str, in
                     continue
                 dst = out / split / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.write_bytes(tar.extractfile(member).read())
+                dst.write_bytes(read_tar_member(tar, member, path))
                 counts[split] += 1
                 seen.add(rel)
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise LskdError(f"--source {path}: not a readable tar archive ({err})") from None
+    except READ_ERRORS as err:  # opening it (is_tarfile said yes); members are named above
+        raise damaged(path, None, err) from None
     absent = sorted(set(plan) - seen)
     if absent:
         raise LskdError(

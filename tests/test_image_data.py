@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from lskd_plugins.cli import main as lskd_main
-from lskd_plugins.errors import LskdError
+from lskd_plugins.errors import LskdError, LskdFailure
 from lskd_plugins.image import data as image_data
 from lskd_plugins.image.digits import write_digits
 
@@ -289,3 +289,96 @@ def test_cub_errors(tmp_path):
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(LskdError, match="no CUB_200_2011 images.txt, train_test_split.txt inside"):
         prepare_cub.prepare(tmp_path / "empty.tgz", tmp_path / "o5")
+
+
+# ----------------------------------------------------------------------------- damaged archives
+def small_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for split in ("train", "test"):
+            for cls in ("cat", "dog"):
+                for i in range(2):
+                    zf.writestr(f"c/{split}/{cls}/{i}.png", bytes(range(256)) * 8)
+    return path
+
+
+def corrupt_member(path: Path, name: str) -> None:
+    """Flip bytes inside one member's compressed data (its CRC no longer matches)."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    raw = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for k in range(start + 2, start + 12):
+        raw[k] ^= 0x55
+    path.write_bytes(bytes(raw))
+
+
+def run_cifar_script(source: Path, out: Path, cli_env):
+    script = [sys.executable, str(REPO / "data_prep" / "prepare_cifar.py")]
+    return subprocess.run(
+        [*script, "--source", str(source), "--out", str(out)], capture_output=True, text=True, env=cli_env
+    )
+
+
+def test_cifar_zip_with_a_corrupt_member_names_it(tmp_path, cli_env):
+    source = small_zip(tmp_path / "c.zip")
+    corrupt_member(source, "c/train/dog/1.png")
+    proc = run_cifar_script(source, tmp_path / "out", cli_env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"lskd: error: {source} is damaged: cannot read member c/train/dog/1.png ("
+    ), proc.stderr
+    assert lines[0].endswith("download or copy the archive again")
+    assert not (tmp_path / "out").exists()  # the staged half is not published
+
+
+def test_truncated_archives_are_one_line_failures(tmp_path, cli_env):
+    source = small_zip(tmp_path / "c.zip")
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    proc = run_cifar_script(cut, tmp_path / "o1", cli_env)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        f"lskd: error: {cut} is damaged: cannot read its table of contents (File is not a zip file); "
+        "download or copy the archive again"
+    ]
+    fake_cifar10_tarball(tmp_path / "c.tar.gz", per_batch=300)
+    blob = (tmp_path / "c.tar.gz").read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(blob[: len(blob) * 2 // 3])
+    with pytest.raises(
+        LskdFailure, match=r"cut.tar.gz is damaged: cannot read member .*cifar-10-batches-py/"
+    ):
+        prepare_cifar.prepare(tmp_path / "cut.tar.gz", tmp_path / "o2")
+    assert not (tmp_path / "o2").exists()
+
+
+def test_truncated_cub_tarball_is_a_one_line_failure(tmp_path):
+    cub = fake_cub(tmp_path / "src", classes=3, per_class=20)
+    with tarfile.open(tmp_path / "cub.tgz", "w:gz") as tar:
+        tar.add(cub, arcname="CUB_200_2011")
+    blob = (tmp_path / "cub.tgz").read_bytes()
+    (tmp_path / "cut.tgz").write_bytes(blob[: len(blob) * 3 // 4])
+    with pytest.raises(LskdFailure, match=r"cut.tgz is damaged: cannot read member"):
+        prepare_cub.prepare(tmp_path / "cut.tgz", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_shell_unpack_of_a_truncated_tarball_names_the_member(tmp_path):
+    """data_prep/common.sh's unpack (the translation corpora's tarballs): one line, exit 1."""
+    src = tmp_path / "src" / "d"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        (src / f"f{i}").write_bytes(rng.integers(0, 256, 100_000, dtype=np.uint8).tobytes())
+    with tarfile.open(tmp_path / "a.tgz", "w:gz") as tar:
+        for i in range(3):
+            tar.add(src / f"f{i}", arcname=f"d/f{i}")
+    blob = (tmp_path / "a.tgz").read_bytes()
+    (tmp_path / "cut.tgz").write_bytes(blob[: len(blob) // 2])  # inside d/f1
+    (tmp_path / "out").mkdir()
+    script = f"source {REPO / 'data_prep' / 'common.sh'}; unpack cut.tgz out d/f2"
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "lskd: error: bash: cut.tgz is damaged: cannot read member d/f1 "
+        "(gzip: stdin: unexpected end of file); delete it to download again"
+    ]

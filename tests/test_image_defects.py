@@ -113,7 +113,8 @@ def test_corrupt_image_is_skipped_and_counted_or_refused(data, tmp_path, capsys)
     assert train(data, tmp_path / "skip", "--batch-size", "16") == 0  # one batch: every image is read
     summary = json.loads((tmp_path / "skip" / "summary.json").read_text())
     assert summary["bad_images"] == {"train": 1, "val": 0} and summary["n_train"] == 13
-    assert "skipped 1 unreadable image(s) in train" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "skipped 1 unreadable image(s) in train" in captured.err and "unreadable" not in captured.out
     assert_fails_one_line(
         [
             "image-train",
@@ -137,8 +138,14 @@ def test_truncated_checkpoint_and_file_for_folder(data, tmp_path, capsys):
     whole = (tmp_path / "t" / "checkpoint_last.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(whole[: len(whole) // 2])
     for argv, text in (
-        (["--teacher-checkpoint", str(tmp_path / "cut.pth")], "is not a readable PyTorch file (truncated or corrupt?"),
-        (["--pretrained-checkpoint", str(tmp_path / "cut.pth")], "is not a readable PyTorch file (truncated or corrupt?"),
+        (
+            ["--teacher-checkpoint", str(tmp_path / "cut.pth")],
+            "is not a readable PyTorch file (truncated or corrupt?",
+        ),
+        (
+            ["--pretrained-checkpoint", str(tmp_path / "cut.pth")],
+            "is not a readable PyTorch file (truncated or corrupt?",
+        ),
     ):
         assert_fails_one_line(
             ["image-train", "--data", str(data), "--output", str(tmp_path / "s"), *FAST, *argv],
@@ -197,3 +204,24 @@ def test_fairseq_checkpoint_as_image_teacher_says_what_it_is(data, tmp_path, cap
         must_contain=["is a fairseq checkpoint (a translation model); expected an image classifier"],
     )
     assert snapshot([fake]) == before
+
+
+@pytest.mark.parametrize("extra", [("--batch-size", "1"), ("--batch-size", "8", "--limit-train", "1")])
+def test_batch_of_one_with_batch_norm_is_one_line(data, tmp_path, capsys, extra):
+    argv = ["image-train", "--data", str(data), "--output", str(tmp_path / "bn"), *FAST, *extra]
+    assert_fails_one_line(
+        argv,
+        capsys,
+        unchanged=[data, tmp_path],
+        must_contain=["test_resnet has batch norm, which needs at least 2 images", "give --batch-size 2"],
+    )
+    assert not (tmp_path / "bn" / "checkpoint_last.pth").exists()
+
+
+def test_batch_of_one_without_batch_norm_trains(data, tmp_path):
+    fast = [x if x != "test_resnet" else "test_vit" for x in FAST]
+    out = tmp_path / "vit"
+    from lskd_plugins.cli import main
+
+    assert main(["image-train", "--data", str(data), "--output", str(out), *fast, "--batch-size", "1"]) == 0
+    assert (out / "checkpoint_last.pth").is_file()

@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -545,13 +546,34 @@ def claim_run_folder(args, ctx, out: Path, resuming_own: bool) -> None:
     refuse_restart(args, out)
 
 
+def main_log(line: str) -> None:
+    """Rank 0's lines: warnings on stderr, everything else on stdout."""
+    print(line, file=sys.stderr if str(line).startswith(("warning:", "lskd: warning")) else sys.stdout)
+
+
+def check_batch_norm_batches(args, student: nn.Module, data: Data) -> None:
+    """Batch norm in training mode needs two images per batch: refuse a run that would make one of 1."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in student.modules()):
+        return
+    per_rank = len(data.train_sampler)
+    smallest = min(args.batch_size, per_rank)
+    if not data.train_loader.drop_last and per_rank % args.batch_size:
+        smallest = per_rank % args.batch_size
+    if smallest < 2:
+        raise LskdError(
+            f"--batch-size {args.batch_size}: {args.model} has batch norm, which needs at least 2 images "
+            f"in every training batch, but a batch of this run holds {smallest} ({per_rank} training "
+            "image(s) per process); give --batch-size 2 or more (and at least 2 training images per process)"
+        )
+
+
 # ----------------------------------------------------------------------------- the run
 class Run:
     """One training run: ``__init__`` checks and builds (in that order), ``fit`` trains."""
 
     def __init__(self, args: argparse.Namespace, ctx: dist_utils.DistContext):
         self.args, self.ctx, self.out = args, ctx, Path(args.output)
-        self.log = print if ctx.is_main else (lambda *a, **k: None)
+        self.log = main_log if ctx.is_main else (lambda *a, **k: None)
         check_args(args)
         train_dir = image_data.split_dir(args.data, "train")
         val_dir = image_data.split_dir(args.data, "val")
@@ -573,6 +595,7 @@ class Run:
         if resume_ckpt is None:  # before the first update: a student that starts as its teacher did
             init_guard.check(student, self.init_fingerprint, args, ctx.is_main)
         self.data = build_data(args, ctx, train_dir, val_dir, self.class_names, self.data_config)
+        check_batch_norm_batches(args, student, self.data)
         self.student = student.to(ctx.device)
         self.optimizer, self.scheduler, self.scaler = build_optimisation(args, self.student, ctx.device)
         self.task = LabelSmoothingKDTask(
