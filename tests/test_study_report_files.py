@@ -142,3 +142,52 @@ def test_the_study_progress_weighs_runs_by_their_sort(tmp_path):
     assert execute.time_left(eta, pending, {}, {}, runs) == pytest.approx(expected)
     bar = execute.study_progress({**cfg, "progress": False}, runs, 0, eta, pending, {mt_student.name: 0}, {})
     assert bar.line().endswith(f"running {mt_student.name} (0s)")
+
+
+# ------------------------------------------------------------------------ messages (issue 21 item 6)
+def _yaml(tmp_path: Path, doc: dict) -> Path:
+    import yaml
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_an_unknown_key_has_one_separator_and_a_suggestion(tmp_path, capsys):
+    from cli_helpers import assert_fails_one_line
+
+    path = _yaml(tmp_path, {"image": {}, "temperature": [1]})
+    line = assert_fails_one_line(["study", str(path), "--output", str(tmp_path / "o")], capsys)
+    assert f"{path}: unknown key 'temperature' (did you mean 'temperatures'?); known keys:" in line
+    assert ": :" not in line
+    path = _yaml(tmp_path, {"image": {"teacher_modle": "x"}})
+    line = assert_fails_one_line(["study", str(path), "--output", str(tmp_path / "o")], capsys)
+    assert f"{path}: image: unknown key 'teacher_modle' (did you mean 'teacher_model'?)" in line
+
+
+def test_an_unknown_tool_option_names_its_section_and_the_closest_option(tmp_path, capsys):
+    from cli_helpers import assert_fails_one_line
+
+    doc = {"image": {"common": {"img-sise": 16}}}
+    argv = ["study", str(_yaml(tmp_path, doc)), "--output", str(tmp_path / "o"), "--dry-run"]
+    line = assert_fails_one_line(argv, capsys)
+    assert line.endswith(
+        "image.common: option 'img-sise' is not an option of the image trainer; the closest is 'img-size'"
+    )
+    doc = {"translation": {"common": {"arch": "transformer"}, "teacher": {"encoder-layer": 1}}}
+    argv = ["study", str(_yaml(tmp_path, doc)), "--output", str(tmp_path / "o"), "--dry-run"]
+    line = assert_fails_one_line(argv, capsys)
+    assert line.endswith(
+        "translation.teacher: option 'encoder-layer' is not an option of the translation trainer; "
+        "the closest is 'encoder-layers'"
+    )
+    assert "has already been imported" not in capsys.readouterr().err
+
+
+def test_a_relative_data_path_error_names_the_absolute_path_tried(tmp_path, capsys, monkeypatch):
+    from cli_helpers import assert_fails_one_line
+
+    monkeypatch.chdir(tmp_path)
+    path = _yaml(tmp_path, {"image": {"data": "img3"}})
+    line = assert_fails_one_line(["study", str(path), "--output", str(tmp_path / "o")], capsys)
+    assert f"image.data: img3 (looked for at {tmp_path.resolve() / 'img3'}) not found" in line

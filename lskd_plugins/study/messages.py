@@ -4,10 +4,12 @@ INFO line kept off the terminal."""
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 
 def closest(word: str, options: Iterable[str]) -> str | None:
@@ -29,13 +31,13 @@ def option_section(modality: str, sec: Mapping[str, Any], part: str, option: str
 
 
 def unknown_option(
-    modality: str, sec: Mapping[str, Any], part: str, option: str, valid: Iterable[str]
+    modality: str, sec: Mapping[str, Any], part: str, option: str, valid: Iterable[str], trainer: str = ""
 ) -> str:
     """'translation.teacher: option 'encoder-layer' is not an option of the translation trainer; the
     closest is 'encoder-layers'' (``valid``: the trainer's option names without dashes)."""
     key = option.lstrip("-").split("=", 1)[0]
     where = option_section(modality, sec, part, option)
-    text = f"{where}: option {key!r} is not an option of the {modality} trainer"
+    text = f"{where}: option {key!r} is not an option of the {trainer or modality + ' trainer'}"
     near = closest(key, valid)
     return text + (f"; the closest is {near!r}" if near else "")
 
@@ -43,6 +45,24 @@ def unknown_option(
 def parser_options(parser) -> list:
     """An argparse parser's long option names, without the dashes."""
     return [s[2:] for a in parser._actions for s in a.option_strings if s.startswith("--")]
+
+
+@contextmanager
+def recording_options() -> Iterator[list]:
+    """The long option names of every argparse parser that parses inside the block (a tool's parser,
+    or fairseq's several ones: the task's, the model's, ...), for the closest-option hint."""
+    names: list = []
+    original = argparse.ArgumentParser.parse_known_args
+
+    def recorded(self, *args, **kwargs):
+        names.extend(parser_options(self))
+        return original(self, *args, **kwargs)
+
+    argparse.ArgumentParser.parse_known_args = recorded
+    try:
+        yield names
+    finally:
+        argparse.ArgumentParser.parse_known_args = original
 
 
 def tried(path: str | Path) -> str:
