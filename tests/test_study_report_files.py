@@ -191,3 +191,50 @@ def test_a_relative_data_path_error_names_the_absolute_path_tried(tmp_path, caps
     path = _yaml(tmp_path, {"image": {"data": "img3"}})
     line = assert_fails_one_line(["study", str(path), "--output", str(tmp_path / "o")], capsys)
     assert f"image.data: img3 (looked for at {tmp_path.resolve() / 'img3'}) not found" in line
+
+
+# ----------------------------------------------------------------------------- dry run (item 5)
+def _parse_line(line: str) -> None:
+    """One printed line through the real parser of its command (fails on an unknown option)."""
+    import shlex
+
+    from lskd_plugins.cli import build_parser
+
+    argv = shlex.split(line)
+    if argv[0] == "lskd":
+        build_parser(argv[1]).parse_args(argv[1:])
+    elif argv[0] == "fairseq-train":
+        from lskd_plugins.study.modalities.translation import fairseq_parse
+
+        fairseq_parse(argv[1:])
+    elif argv[0] == "fairseq-preprocess":
+        from fairseq import options
+
+        options.get_preprocessing_parser().parse_args(argv[1:])
+    else:
+        raise AssertionError(f"not a known command: {line}")
+
+
+def test_dry_run_prints_commands_that_parse_as_real_commands(tmp_path, capsys):
+    from lskd_plugins.cli import main as lskd_main
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "study" / "quickstart.yaml"
+    out = tmp_path / "out"
+    assert lskd_main(["study", str(recipe), "--output", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert not out.exists()
+    lines = [line.strip() for line in text.splitlines() if line.startswith("    ")]
+    assert lines[0].startswith("lskd digits --output ")  # the preparation comes first
+    assert any(line.startswith("lskd synth-mt ") for line in lines[:3])
+    assert any(line.startswith("fairseq-preprocess ") for line in lines[:3])
+    assert "lskd diffusion translation" not in text and "..." not in text
+    assert any(line.startswith("lskd diffusion nmt ") for line in lines)
+    assert any(line.startswith("lskd bleu ") for line in lines)
+    data_bin = f"{out}/data/synth/data-bin"
+    assert any(line.startswith(f"fairseq-train {data_bin} ") for line in lines)
+    parsed = 0
+    for line in lines:
+        if not line.startswith("#"):
+            _parse_line(line)
+            parsed += 1
+    assert parsed > 20

@@ -351,8 +351,14 @@ def plan(cfg: Dict[str, Any], dry_run: bool) -> tuple:
 
 
 def dry_run_text(runs: List[Run], ctx: Dict[str, Any]) -> str:
+    """The grid and, indented, the shell lines of each run (``dryrun``): the data's preparation
+    first, then every run after the runs it reads."""
+    from lskd_plugins.study import dryrun
+
     lines = [f"study (dry run): {len(runs)} runs in {ctx['out']}; nothing is read or written"]
+    prepare = dryrun.prepare_lines(ctx["cfg"], ctx["data"])
+    lines += ["data (prepared first when missing):", *[f"    {line}" for line in prepare]] if prepare else []
     for r in runs:
         lines.append(f"{r.name}  key {r.key}  after: {', '.join(r.deps) or '-'}")
-        lines.append("    " + shlex.join(runners.command(r, ctx)))
+        lines += [f"    {line}" for line in dryrun.run_lines(r, ctx)]
     return "\n".join(lines)

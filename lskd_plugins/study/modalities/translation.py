@@ -429,6 +429,10 @@ class Translation(Modality):
             raise LskdError(f"translation.data: {data} is not a fairseq data-bin (no dict.*.txt)")
         check_data_bin_splits(data, "translation.data")
 
+    def dry_run_data(self, out: Path) -> str:
+        """Where prepare_embedded writes the data-bin (the dry run's commands point there)."""
+        return f"{out}/data/synth/data-bin"
+
     def prepare_embedded(self, cfg: Dict[str, Any], out: Path) -> str:
         from lskd_plugins.nmt.synth_mt import generate_corpus
 
