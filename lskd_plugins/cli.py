@@ -90,7 +90,10 @@ def run(argv: List[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     quiet_library_noise()
     parser = build_parser(command if command in SUBCOMMANDS else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse would say "lskd: error: lskd: unrecognized arguments" (the prefix twice)
+        where = f"lskd {args.command}" if getattr(args, "command", None) else "lskd"
+        return report(LskdError(f"unrecognized arguments: {' '.join(extra)} (see {where} --help)"))
     if getattr(args, "_module", None) is None:
         parser.print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
@@ -98,6 +101,12 @@ def run(argv: List[str] | None = None) -> int:
         result = args._module.main(args)
     except LskdError as err:
         return report(err)
+    except (OSError, RuntimeError) as err:  # a full disk outside the atomic writers: one line, exit 1
+        from lskd_plugins.files import disk_full, is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        return report(disk_full(getattr(err, "filename", None) or "an output file"))
     except KeyboardInterrupt:
         print("lskd: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

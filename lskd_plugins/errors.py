@@ -53,10 +53,14 @@ def run_script(main) -> None:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse with the project's error format: ``lskd: error: <prog>: <what>`` on one line, exit 2."""
+    """argparse with the project's error format: ``lskd: error: <prog>: <what>`` on one line, exit 2
+    (no ``<prog>:`` for ``lskd`` itself, which the prefix already names)."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"lskd: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        where = (
+            "" if self.prog == "lskd" else f"{self.prog.removeprefix('lskd ')}: "
+        )  # never "lskd: ... lskd:"
+        print(f"lskd: error: {where}{message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(USAGE)
 
 

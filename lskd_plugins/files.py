@@ -7,19 +7,43 @@ process id, so several processes writing into one folder (seqkd workers) never c
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# torch.save reports a failed write (ENOSPC underneath) as a RuntimeError with one of these
+TORCH_WRITE_FAILURES = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
+
+
+def disk_full(path: os.PathLike | str):
+    """The one-line failure (exit 1) for a file that could not be written because the disk is full."""
+    from lskd_plugins.errors import LskdFailure
+
+    return LskdFailure(
+        f"cannot write {path}: the disk is full (no space left on device); free some space or "
+        "choose an output on another disk, then rerun the same command"
+    )
+
+
+def is_disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return err.errno in DISK_FULL_ERRNOS
+    return isinstance(err, RuntimeError) and any(m in str(err) for m in TORCH_WRITE_FAILURES)
+
 
 def _replace(path: Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)``, then rename tmp over ``path``; on failure remove tmp, keep ``path``."""
+    """Run ``write(tmp)``, then rename tmp over ``path``; on failure remove tmp, keep ``path``.
+    A full disk (OSError ENOSPC, or torch.save's RuntimeError for it) is one line naming ``path``."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise disk_full(path) from None
         raise
     return path
 
