@@ -452,3 +452,21 @@ def test_benchmark_report_ends_with_the_summary_line(repo_root, capsys):
         re.match(r"LS\s+8\s+2\s+10\.00\s+10\.10\s+0\.01000\s+0\.02000\s+0\.5000\s+0\.0123$", line)
         for line in lines
     )
+
+
+def test_a_folder_as_teacher_is_named_as_a_folder(tiny_mt_data, tmp_path, capsys):
+    """cache-teacher --path DIR and --teacher-path DIR (the same loader): not 'not found'."""
+    folder = tmp_path / "teacher_run"
+    folder.mkdir()
+    line = assert_fails_one_line(
+        cache_argv(tiny_mt_data.data_bin, folder, tmp_path / "cache"),
+        capsys,
+        unchanged=[tiny_mt_data.data_bin, tmp_path],
+        must_contain=[
+            f"{folder} is a folder; give the checkpoint file in it (e.g. {folder / 'checkpoint_best.pt'})"
+        ],
+    )
+    assert "not found" not in line
+    with pytest.raises(LskdError, match=f"{folder} is a folder; give the checkpoint file in it"):
+        task, _, _ = build(tiny_mt_data.data_bin, "--teacher-path", folder)
+        task.load_teachers()
