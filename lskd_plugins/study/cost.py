@@ -4,7 +4,8 @@ by role or KD kind) times the runs of its grid, printed by ``lskd study CONFIG -
     cost: {image: {teacher: 14, baseline: 14, logit: 24, diffusion: 0.1}}
 
 A run is priced by its KD kind (``logit``, ``word``, ``seq``, ``seqword``) when it has one, else by
-its role (``teacher``, ``baseline``, ``seqkd``, ``diffusion``), else by ``student``; runs without a
+its role (``teacher``, ``baseline``, ``seqkd``, ``diffusion``), else by ``student`` (a student) or
+``diffusion`` (the choice of the diffusion classes or tokens, role ``classes``); runs without a
 price are counted and named as not estimated. The figures and their sources are in each paper
 configuration's header and in docs/study.md ("What a study costs").
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Dict, List
 
-KEYS = ("teacher", "baseline", "student", "logit", "word", "seq", "seqword", "seqkd", "diffusion")
+KEYS = ("teacher", "baseline", "student", "logit", "word", "seq", "seqword", "seqkd", "diffusion", "classes")
 
 
 def valid_cost(v: Any) -> bool:
@@ -31,7 +32,8 @@ def valid_cost(v: Any) -> bool:
 
 def price(cost: Dict[str, Dict[str, float]], run) -> float | None:
     table = cost.get(run.modality) or {}
-    for key in (run.kind, run.role, "student" if run.role == "student" else None):
+    fallback = {"student": "student", "classes": "diffusion"}.get(run.role)  # classes: a diffusion step
+    for key in (run.kind, run.role, fallback):
         if key and key in table:
             return float(table[key])
     return None
