@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import pytest
+import torch
 
 from lskd_plugins.errors import LskdError
 from lskd_plugins.nmt.bleu import evaluate_checkpoint, score_texts
@@ -153,3 +154,35 @@ def test_unknown_subset_and_checkpoint_are_one_line_errors(tiny_mt_data, tiny_te
         evaluate_checkpoint(
             str(tmp_path / "x.pt"), tiny_mt_data.data_bin, "test", DecodeOptions(device="cpu")
         )
+
+
+def test_checkpoint_of_another_dictionary_names_the_first_difference(
+    tiny_mt_data, tiny_teacher, tmp_path, capsys
+):
+    """Not torch's many-line 'size mismatch': one line with the first differing symbol, as fairseq-train's
+    teacher check says it; and the same where the model's own data-bin is gone (sizes only)."""
+    import shutil
+
+    from cli_helpers import assert_fails_one_line
+
+    other = tmp_path / "other-bin"
+    shutil.copytree(tiny_mt_data.data_bin, other)
+    for lang in ("en", "de"):  # the joined dictionary without its 3rd symbol
+        lines = (other / f"dict.{lang}.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+        (other / f"dict.{lang}.txt").write_text("".join(lines[:2] + lines[3:]), encoding="utf-8")
+    argv = ["bleu", "--data", str(other), "--path", str(tiny_teacher), "--subset", "test", "--device", "cpu"]
+    line = assert_fails_one_line(
+        argv, capsys, unchanged=[other], must_contain=["first difference at index 6"]
+    )
+    assert line.startswith(
+        f"lskd: error: checkpoint {tiny_teacher} does not share the dictionaries of --data"
+    )
+    assert "size mismatch" not in line
+    # the model's data-bin moved away: the sizes are compared, still before loading
+    state = torch.load(tiny_teacher, weights_only=False)
+    state["cfg"]["task"]["data"] = str(tmp_path / "gone")
+    moved = tmp_path / "moved.pt"
+    torch.save(state, moved)
+    argv[argv.index(str(tiny_teacher))] = str(moved)
+    line = assert_fails_one_line(argv, capsys, unchanged=[other], must_contain=["the model has"])
+    assert "size mismatch" not in line

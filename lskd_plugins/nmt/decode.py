@@ -17,8 +17,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
+from lskd_plugins.checkpoints import first_line
 from lskd_plugins.errors import (
     MAX_BEAM,
     LskdError,
@@ -160,6 +161,17 @@ def detect_post_process(dictionary) -> str:
     return "none"
 
 
+def model_languages(state: dict, data: Path) -> Tuple[str | None, str | None]:
+    """(source, target) language of a checkpoint: its task's, else inferred from ``data`` as fairseq does."""
+    task_cfg = state["cfg"]["task"]
+    src, tgt = task_cfg.get("source_lang"), task_cfg.get("target_lang")
+    if src and tgt:
+        return src, tgt
+    from fairseq.data import data_utils
+
+    return data_utils.infer_language_pair(str(data))
+
+
 def load_models(paths: Sequence[str], data: Path):
     """(models, cfg, task) of a checkpoint or ensemble, with the task's data replaced by ``data``.
 
@@ -172,15 +184,21 @@ def load_models(paths: Sequence[str], data: Path):
     for path in paths:
         state = inputs.read_fairseq_state(path)
         trained_data = state["cfg"]["task"].get("data")
+        # Dictionaries first (the first differing symbol, as fairseq-train's teacher check says it):
+        # loading a model of other dictionaries would fail with torch's many-line size mismatch.
+        src, tgt = model_languages(state, data)
+        if src and tgt:
+            inputs.check_model_dictionaries(path, trained_data, state["model"], data, src, tgt)
         overwrite_args_by_name(state["cfg"], {"data": str(data)})
         try:
             loaded, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], task=task, state=state)
         except LskdError:
             raise
         except Exception as err:
-            raise LskdError(f"cannot load checkpoint {path}: {type(err).__name__}: {err}") from None
-        src, tgt = getattr(task.cfg, "source_lang", None), getattr(task.cfg, "target_lang", None)
-        inputs.check_model_dictionaries(path, trained_data, state["model"], data, src, tgt)
+            raise LskdError(f"cannot load checkpoint {path}: {first_line(err)}") from None
+        if not (src and tgt):
+            src, tgt = task.cfg.source_lang, task.cfg.target_lang
+            inputs.check_model_dictionaries(path, trained_data, state["model"], data, src, tgt)
         models.extend(loaded)
     return models, cfg, task
 
