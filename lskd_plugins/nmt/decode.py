@@ -210,8 +210,9 @@ def subset_hint(data: Path, known: Sequence[str]) -> str:
         return f"{hint}; test-set names in {data / inputs.TEST_SETS_FILE}"
     if (data.parent / "prepare.json").is_file():
         return (
-            f"{hint} and no {inputs.TEST_SETS_FILE} (prepared by an earlier lskd?); prepare it again "
-            "with the same command plus --overwrite to get every test set and their names"
+            f"{hint} and no {inputs.TEST_SETS_FILE} naming its test sets (prepared before lskd wrote one "
+            "for every layout, or the file was removed); prepare it again with the same command plus "
+            "--overwrite to get every test set and their names"
         )
     return hint
 

@@ -204,15 +204,32 @@ def open_text(path: Path):
 def read_lines(path: Path, kind: str) -> Iterator[str]:
     """Sentences of one raw file, without the line break; tags/xml reduced to their text.
 
-    A truncated or corrupt file (a cut download, a bad .gz, text that is not UTF-8) stops with one
-    line naming it."""
+    A truncated or corrupt file (a cut download, a bad .gz) stops with one line naming it; text that
+    is not UTF-8 with one line naming the file, line and byte."""
     try:
         yield from _read_lines(path, kind)
-    except (EOFError, OSError, UnicodeDecodeError, zlib.error) as err:
+    except UnicodeDecodeError:
+        raise LskdError(invalid_utf8(path)) from None
+    except (EOFError, OSError, zlib.error) as err:
         raise LskdError(
             f"raw file {path} is truncated or corrupt ({type(err).__name__}: {err}); "
             "download it again (delete it, then rerun the data_prep script)"
         ) from None
+
+
+def invalid_utf8(path: Path) -> str:
+    """Where a raw file stops being UTF-8: the file, line and byte (the file itself is whole)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return (
+                    f"raw file {path}, line {n}: byte 0x{line[err.start]:02x} at byte {err.start + 1} of the "
+                    "line is not valid UTF-8; convert the file to UTF-8 or fix that line"
+                )
+    return f"raw file {path} is not valid UTF-8; convert it to UTF-8"
 
 
 def _read_lines(path: Path, kind: str) -> Iterator[str]:
@@ -295,7 +312,8 @@ def resolve_layout(cfg: PrepareConfig) -> Layout:
         base.train_max_words if cfg.train_max_words < 0 else cfg.train_max_words,
         base.train_max_ratio if cfg.train_max_ratio < 0 else cfg.train_max_ratio,
         cfg.vocab_size or base.vocab_size,
-        tuple((k, v) for k, v in base.test_sets if k not in cfg.split_overrides),
+        tuple((k, v) for k, v in base.test_sets if k not in cfg.split_overrides)
+        + tuple((k, Path(v[0]).name) for k, v in cfg.split_overrides.items() if k.startswith("test")),
     )
 
 
@@ -516,10 +534,8 @@ def binarize(out: Path, layout: Layout, splits: Sequence[str], workers: int) -> 
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
         raise LskdError(f"fairseq-preprocess failed ({proc.returncode}): {' | '.join(tail)}")
     shutil.copy2(out / "spm" / "spm.model", tmp / "spm.model")
-    names = dict(layout.test_sets)
-    lines = [f"{subset}\t{names[subset]}" for subset in tests if subset in names]
-    if lines:
-        write_lines_atomic(tmp / TEST_SETS_FILE, lines)
+    names = dict(layout.test_sets)  # a test split without a name of its own is named by its subset
+    write_lines_atomic(tmp / TEST_SETS_FILE, [f"{subset}\t{names.get(subset, subset)}" for subset in tests])
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return dest
