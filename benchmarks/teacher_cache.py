@@ -1,15 +1,15 @@
 #!/usr/bin/env python
 """Word-level KD from a teacher cache vs online vs plain training, on Multi30k en-de.
 
-Pinned setting: Multi30k task 1 from ``../shared/data/multi30k/raw`` prepared by
-``lskd_plugins.nmt.prepare`` (joint sentencepiece 8000, joined dictionary); the paper's 2+2-layer,
-256-wide transformer (FFN 1024, 4 heads, shared embeddings) for teachers and student. It trains
-(or reuses, under ``benchmarks/.cache/<key>``) an LS (eps 0.1) and a non-LS teacher and a KD
+Pinned setting: Multi30k task 1 from ``$LSKD_SHARED_DATA/multi30k/raw`` (default ``../shared/data``)
+prepared by ``lskd_plugins.nmt.prepare`` (joint sentencepiece 8000, joined dictionary); the paper's
+2+2-layer, 256-wide transformer (FFN 1024, 4 heads, shared embeddings) for teachers and student. It
+trains (or reuses, under ``benchmarks/.cache/<key>``) an LS (eps 0.1) and a non-LS teacher and a KD
 student (online, from the LS teacher, T = 1) with fairseq-train for a fixed number of updates,
 caches both teachers on the validation set (``lskd cache-teacher --subset valid``: the exact
-features store, and top-k stores with K = 8 and 32),
-then measures side by side in one process, alternating the order every repetition, median of
-repeats, on the same batches of validation sentences:
+features store, and top-k stores with K = 8 and 32), then measures side by side in one process,
+alternating the order every repetition, median of repeats, on the same batches of validation
+sentences:
 
 - t_plain: a plain label-smoothed training step (fairseq's label_smoothed_cross_entropy);
 - t_fwd: the teacher's forward alone (no gradients);
@@ -75,7 +75,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--raw-dir", default=str(REPO / ".." / "shared" / "data" / "multi30k" / "raw"))
+    shared = os.environ.get("LSKD_SHARED_DATA") or REPO / ".." / "shared" / "data"  # as in tests/conftest.py
+    p.add_argument("--raw-dir", default=str(Path(shared) / "multi30k" / "raw"))
     p.add_argument("--cache-root", default=str(REPO / "benchmarks" / ".cache"), help="keyed reuse folder")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for training and timing")

@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+# The shared real data (read only; absent on a newcomer's clone): LSKD_SHARED_DATA, default ../shared/data.
+# Every test that reads it carries the marker ``shared_data`` (added below to every test using the
+# ``shared_data`` or ``shared_data_root`` fixture) and passes with and without it; .ci/run reruns
+# ``-m shared_data`` with LSKD_SHARED_DATA naming an empty folder.
+SHARED_DATA = Path(os.environ.get("LSKD_SHARED_DATA") or REPO / ".." / "shared" / "data").resolve()
+SHARED_FIXTURES = ("shared_data", "shared_data_root")
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -13,7 +18,11 @@ def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="run tests marked slow (real data)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in SHARED_FIXTURES):
+            item.add_marker(pytest.mark.shared_data)
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: opt in with --run-slow (make test-slow)")
@@ -28,10 +37,17 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_data_root() -> Path:
+    """$LSKD_SHARED_DATA (default ../shared/data), present or not: for tests that fall back to data
+    of their own where a file is absent."""
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data, or a clean skip where it is absent (users' machines)."""
+    """$LSKD_SHARED_DATA (default ../shared/data), or a clean skip where it is absent (users' machines)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not present at {SHARED_DATA}")
+        pytest.skip(f"real data not present at {SHARED_DATA} (set LSKD_SHARED_DATA)")
     return SHARED_DATA
 
 

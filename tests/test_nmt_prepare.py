@@ -75,9 +75,9 @@ def _small_multi30k(root: Path, n_train: int = 120) -> Path:
 
 
 @pytest.fixture(scope="module")
-def multi30k_raw(tmp_path_factory):
-    """../shared/data/multi30k/raw where present (read in place), else a small raw dir we write."""
-    shared = REPO.parent / "shared" / "data" / "multi30k" / "raw"
+def multi30k_raw(tmp_path_factory, shared_data_root):
+    """$LSKD_SHARED_DATA/multi30k/raw where present (read in place), else a small raw dir we write."""
+    shared = shared_data_root / "multi30k" / "raw"
     if (shared / "train.en.gz").is_file():
         return shared
     return _small_multi30k(tmp_path_factory.mktemp("m30k"))
@@ -105,18 +105,26 @@ def prepared(multi30k_raw, tmp_path_factory, cli_env):
     return out, proc
 
 
-def test_prepare_multi30k_writes_a_data_bin(prepared):
+def test_prepare_multi30k_writes_a_data_bin(prepared, multi30k_raw):
     out, proc = prepared
+    raw_lines = {
+        split: sum(1 for _ in gzip.open(multi30k_raw / f"{name}.en.gz", "rt", encoding="utf-8"))
+        for split, name in (("train", "train"), ("valid", "val"), ("test", "test_2016_flickr"))
+    }
     data_bin = out / "data-bin"
     for split in ("train", "valid", "test"):
         for lang in ("en", "de"):
             assert (data_bin / f"{split}.en-de.{lang}.bin").is_file()
             assert (data_bin / f"{split}.en-de.{lang}.idx").is_file()
-            assert len((out / "text" / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()) == 200
+            expected = min(200, raw_lines[split])  # --max-lines 200 of the corpus actually used
+            assert (
+                len((out / "text" / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()) == expected
+            )
     # joined dictionary: the same symbols on both sides
     assert (data_bin / "dict.en.txt").read_text() == (data_bin / "dict.de.txt").read_text()
     manifest = json.loads((out / "prepare.json").read_text())
-    assert manifest["counts"]["test"]["lines"] == 200 == manifest["lines"]["test"]["lines"]
+    expected = min(200, raw_lines["test"])
+    assert manifest["counts"]["test"]["lines"] == expected == manifest["lines"]["test"]["lines"]
     assert "wrote" in proc.stderr + proc.stdout
     # progress in a log: whole-job lines (all pairs of all steps), no carriage-return bar
     assert "\r" not in proc.stdout + proc.stderr
@@ -363,7 +371,9 @@ def _test_sets(data_bin: Path) -> list:
 
 
 def test_shared_raw_files_give_four_named_test_sets(shared_data, tmp_path, cli_env):
-    """From ../shared/data/multi30k/raw (a 50-pair slice of each split: seconds, not minutes)."""
+    """From $LSKD_SHARED_DATA/multi30k/raw (a 50-pair slice of each split: seconds, not minutes)."""
+    if not (shared_data / "multi30k" / "raw" / "train.en.gz").is_file():
+        pytest.skip(f"{shared_data / 'multi30k' / 'raw'} absent")
     out = tmp_path / "m30k"
     run_cli(
         ["bash", SCRIPT, "--raw-dir", shared_data / "multi30k" / "raw", "--output", out]
@@ -435,3 +445,44 @@ def test_earlier_preparation_is_refused_with_the_upgrade(toy_m30k, tmp_path, cli
     )
     run_cli([*cmd, "--overwrite"], cli_env)
     assert _test_sets(old / "data-bin")[3] == ["test3", "test_2018_flickr"]
+
+
+def test_one_invalid_utf8_byte_names_file_line_and_byte(tmp_path, cli_env):
+    raw = _small_multi30k(tmp_path, n_train=30)
+    lines = gzip.open(raw / "val.de.gz", "rt", encoding="utf-8").read().splitlines()
+    blob = "".join(line + "\n" for line in lines).encode("utf-8").split(b"\n")
+    blob[4] = blob[4][:2] + b"\xff" + blob[4][2:]  # one bad byte, third byte of line 5
+    with gzip.open(raw / "val.de.gz", "wb") as f:
+        f.write(b"\n".join(blob))
+    proc = run_cli(["bash", SCRIPT, "--raw-dir", raw, "--out", tmp_path / "out"], cli_env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"lskd: error: raw file {raw / 'val.de.gz'}, line 5: byte 0xff at byte 3 of the line is not valid "
+        "UTF-8; convert the file to UTF-8 or fix that line"
+    )
+    assert not (tmp_path / "out" / "data-bin").exists()
+
+
+def test_plain_layout_writes_test_sets_tsv(tmp_path, cli_env):
+    """--layout plain: its help promises a data-bin with test_sets.tsv; each test split is named
+    after its raw prefix."""
+    raw = _small_multi30k(tmp_path, n_train=40)
+    out = tmp_path / "plain"
+    argv = [
+        "lskd",
+        "prepare-mt",
+        "--layout",
+        "plain",
+        "--raw-dir",
+        raw,
+        "--output",
+        out,
+        "--vocab-size",
+        "200",
+    ]
+    argv += ["--split", "train=train", "--split", "valid=val", "--split", "test=test_2017_mscoco"]
+    run_cli(argv, cli_env)
+    assert (out / "data-bin" / "test_sets.tsv").read_text() == "test\ttest_2017_mscoco\n"
+    from lskd_plugins.nmt.inputs import resolve_subset
+
+    assert resolve_subset(out / "data-bin", "test_2017_mscoco") == ("test", "test_2017_mscoco")

@@ -14,6 +14,7 @@ the analysis.
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -218,7 +219,7 @@ class ImageSource:
         batches, total = self.loader(m, items, counter)
         cap = capture_timm(m.model, batches, prob_ids, desc, self.progress, keep_features, total)
         if len(counter.files) > before:  # the first model to meet them says so; the others see the same
-            self.log(f"lskd: {counter.warning(str(self.dirs[split]))}")
+            print(f"lskd: {counter.warning(str(self.dirs[split]))}", file=sys.stderr)  # warnings: stderr
         return cap
 
     def confusion(self, m: ImageModel) -> Tuple[np.ndarray, List[str], List[int]]:

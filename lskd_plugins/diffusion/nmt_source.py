@@ -9,6 +9,7 @@ wrong tokens, silently).
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,7 +161,10 @@ def dictionary_check(path: str, state: Any, data_bin: Path, log, option: str) ->
             f"{'; '.join(problems)}; give the data-bin the model was trained on"
         )
     if not compared:
-        log(f"lskd: warning: {path}: its training data-bin {trained} is gone; only the sizes were compared")
+        print(
+            f"lskd: warning: {path}: its training data-bin {trained} is gone; only the sizes were compared",
+            file=sys.stderr,
+        )
 
 
 @dataclass
