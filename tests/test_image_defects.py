@@ -187,7 +187,8 @@ def test_killed_preparation_leaves_nothing_that_blocks_the_retry(tmp_path, cli_e
         [sys.executable, str(REPO / "data_prep" / "prepare_cifar.py"), "--source", str(tmp_path / "bad.zip")]
         + ["--output", str(tmp_path / "c")],
         cli_env,
-        must_contain=["bad.zip"],
+        code=1,  # starts as a zip, then is not one: a damaged archive (a failure, not a usage error)
+        must_contain=["bad.zip is damaged"],
     )
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.partial-*"))
 
