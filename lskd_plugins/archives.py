@@ -69,8 +69,25 @@ def tar_members(tar: tarfile.TarFile, source: Path | str):
         try:
             member = next(it)
         except StopIteration:
-            return
+            break
         except READ_ERRORS as err:
             raise damaged(source, f"after {last}" if last else None, err) from None
         last = member.name
         yield member
+        # tarfile ends quietly when the cut falls on a member header: a gzip stream proves its own end
+    check_gzip_complete(source, last)
+
+
+def check_gzip_complete(source: Path | str, last: str | None) -> None:
+    """A gzip-compressed archive read to its end (tarfile may stop at a cut header without a word)."""
+    import gzip
+
+    try:
+        with open(source, "rb") as f:
+            if f.read(2) != b"\x1f\x8b":
+                return
+        with gzip.open(source, "rb") as f:
+            while f.read(1 << 20):
+                pass
+    except READ_ERRORS as err:
+        raise damaged(source, f"after {last}" if last else None, err) from None

@@ -382,3 +382,23 @@ def test_shell_unpack_of_a_truncated_tarball_names_the_member(tmp_path):
         "lskd: error: bash: cut.tgz is damaged: cannot read member d/f1 "
         "(gzip: stdin: unexpected end of file); delete it to download again"
     ]
+
+
+def test_a_cut_on_a_member_header_is_not_read_as_a_whole_archive(tmp_path):
+    """tarfile ends quietly when a gzip tarball is cut where a member header begins; tar_members
+    checks the gzip stream's own end, so every cut is a damaged archive, none a shorter one."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for i in range(20):
+            rng = np.random.default_rng(i)
+            data = rng.integers(0, 256, 2000, dtype=np.uint8).tobytes() if i % 2 else b"a" * 2000
+            info = tarfile.TarInfo(f"cifar-10-batches-py/f{i}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    blob = buf.getvalue()
+    cut = tmp_path / "cut.tgz"
+    assert len(prepare_cifar.tar_files(cut.write_bytes(blob) and cut)[0]) == 20  # whole: every member
+    for end in range(200, len(blob) - 8, 53):
+        cut.write_bytes(blob[:end])
+        with pytest.raises(LskdFailure, match="cut.tgz is damaged"):
+            prepare_cifar.tar_files(cut)
