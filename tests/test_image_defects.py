@@ -226,3 +226,12 @@ def test_batch_of_one_without_batch_norm_trains(data, tmp_path):
 
     assert main(["image-train", "--data", str(data), "--output", str(out), *fast, "--batch-size", "1"]) == 0
     assert (out / "checkpoint_last.pth").is_file()
+
+
+def test_a_batch_left_with_one_readable_image_is_one_line(tmp_path, capsys):
+    """Batch norm, --bad-images skip, and a batch of 2 whose other image is unreadable."""
+    data = tiny_folder(tmp_path / "data", per_class=1)  # 2 training images: one batch of 2
+    (data / "train" / "b" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")
+    argv = ["image-train", "--data", str(data), "--output", str(tmp_path / "run"), *FAST, "--batch-size", "2"]
+    line = assert_fails_one_line(argv, capsys, code=1, must_contain=["kept 1 readable image", "b/0.png"])
+    assert "Expected more than 1 value" not in line

@@ -33,6 +33,7 @@ from torch import nn
 from lskd_plugins.errors import (
     MAX_IMG_SIZE,
     LskdError,
+    LskdFailure,
     int_at_least,
     int_between,
     nonneg_float,
@@ -551,9 +552,13 @@ def main_log(line: str) -> None:
     print(line, file=sys.stderr if str(line).startswith(("warning:", "lskd: warning")) else sys.stdout)
 
 
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def check_batch_norm_batches(args, student: nn.Module, data: Data) -> None:
     """Batch norm in training mode needs two images per batch: refuse a run that would make one of 1."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in student.modules()):
+    if not has_batch_norm(student):
         return
     per_rank = len(data.train_sampler)
     smallest = min(args.batch_size, per_rank)
@@ -686,6 +691,12 @@ class Run:
         sums = torch.zeros(5, dtype=torch.float64)  # images, loss, nll, kd, correct
         for images, target, bad in self.data.train_loader:
             self.bad["train"].add(bad)
+            if target.numel() == 1 and bad and has_batch_norm(self.student):
+                raise LskdFailure(
+                    f"a training batch kept 1 readable image after skipping {len(bad)} unreadable one(s) "
+                    f"(first: {bad[0].path}); {self.args.model}'s batch norm needs 2: remove the unreadable "
+                    "images (--bad-images error names each)"
+                )
             if target.numel():
                 step = self.train_step(images, target, epoch)
                 sums += step
