@@ -185,3 +185,45 @@ def test_no_engine_file_compares_a_modality_or_kind_name(path):
     """The engine reads the tables (kinds.py) and the modality modules; it never tests names."""
     hits = [line.strip() for line in path.read_text().splitlines() if COMPARISON.search(line)]
     assert hits == []
+
+
+def test_kd_methods_add_students_without_changing_the_kd_students_keys():
+    doc = {"seeds": 2, "temperatures": [1, 2], "image": {}, "translation": {"kinds": ["word", "seq"]}}
+    plain = {
+        r.name: r.key for r in grid.build_runs(config.load_config(doc), {"image": "x", "translation": "y"})
+    }
+    cfg = config.load_config({**doc, "kd_methods": ["kd", "logit_std", "dkd"], "dkd_beta": 2.0})
+    runs = {r.name: r for r in grid.build_runs(cfg, {"image": "x", "translation": "y"})}
+    assert all(runs[n].key == k for n, k in plain.items() if "diffusion" not in n)
+    new = sorted(set(runs) - set(plain))
+    # per modality: 2 indices x 2 teachers x 2 T x 2 new methods (seq takes no method)
+    assert len(new) == 2 * 16 and "translation/word-dkd_eps0.1_T2_s1" in new
+    assert not any("seq-" in n for n in new)
+    dkd = runs["image/logit-dkd_eps0.1_T2_s1"]
+    assert dkd.method == "dkd" and dkd.spec["dkd_alpha"] == 1.0 and dkd.spec["dkd_beta"] == 2.0
+    assert "dkd_alpha" not in runs["image/logit-logit_std_eps0.1_T2_s1"].spec
+    assert kinds.method_flags("dkd", dkd.spec) == [
+        "--kd-method",
+        "dkd",
+        "--dkd-alpha",
+        "1",
+        "--dkd-beta",
+        "2",
+    ]
+    assert kinds.method_flags("kd", dkd.spec) == []
+    with pytest.raises(LskdError, match="kd_methods must be"):
+        config.load_config({**doc, "kd_methods": ["kd", "crd"]})
+    with pytest.raises(LskdError, match="both 0"):
+        config.load_config({**doc, "kd_methods": ["dkd"], "dkd_alpha": 0, "dkd_beta": 0})
+    own = config.load_config({**doc, "image": {"kd_methods": ["kd", "dkd"]}, "kd_methods": ["kd"]})
+    assert own["image"]["kd_methods"] == ["kd", "dkd"] and own["translation"]["kd_methods"] == ["kd"]
+
+
+def test_a_toy_method_through_the_table(monkeypatch):
+    monkeypatch.setitem(kinds.METHODS, "toy", kinds.Method("toy", "toy KD", ("toy_weight",)))
+    assert kinds.method_flags("toy", {"toy_weight": 0.5}) == ["--kd-method", "toy", "--toy-weight", "0.5"]
+    sec = {"kd_methods": ["kd", "toy"], "toy_weight": 0.5}
+    assert grid.methods(sec, "word") == [("kd", {}), ("toy", {"toy_weight": 0.5})]
+    assert grid.methods(sec, "seq") == [(None, {})]
+    run = grid.Run("translation", "student", "word", 0.1, 2.0, 1, method="toy")
+    assert run.name == "translation/word-toy_eps0.1_T2_s1"

@@ -23,6 +23,39 @@ from lskd_plugins.study.messages import closest, tried
 from lskd_plugins.study.seeds import MAX_INDEX
 
 Check = Callable[[Any], bool]
+METHOD_KEYS = ("kd_methods", "dkd_alpha", "dkd_beta")  # top level, and a modality's own (null: the top's)
+
+
+def _methods(v: Any) -> bool:
+    from lskd_plugins.study.kinds import METHODS
+
+    return (
+        isinstance(v, list) and bool(v) and len(set(map(str, v))) == len(v) and all(m in METHODS for m in v)
+    )
+
+
+def section_methods() -> Dict[str, Tuple[Any, Check, str, str]]:
+    """A modality section's own kd_methods / dkd_alpha / dkd_beta (null: the top level's)."""
+    return {
+        "kd_methods": (
+            None,
+            lambda v: v is None or _methods(v),
+            "null or a list of kd, logit_std, dkd",
+            "this modality's own kd_methods (null: the top-level value)",
+        ),
+        "dkd_alpha": (
+            None,
+            lambda v: v is None or (_num(v) and v >= 0),
+            "null or a number >= 0",
+            "(null: top level)",
+        ),
+        "dkd_beta": (
+            None,
+            lambda v: v is None or (_num(v) and v >= 0),
+            "null or a number >= 0",
+            "(null: top level)",
+        ),
+    }
 
 
 def _num(v: Any) -> bool:
@@ -78,6 +111,15 @@ TOP: Dict[str, Tuple[Any, Check, str, str]] = {
         "a list of numbers > 0",
         "KD temperatures T (--temps)",
     ),
+    "kd_methods": (
+        ["kd"],
+        lambda v: _methods(v),
+        "a list of kd, logit_std, dkd",
+        "KD methods of the students that take a teacher's distribution (image logit KD, word, seqword; "
+        "not seq): kd, logit_std (z-scored logits), dkd (decoupled KD); each modality may override",
+    ),
+    "dkd_alpha": (1.0, lambda v: _num(v) and v >= 0, "a number >= 0", "dkd: weight of the target-class term"),
+    "dkd_beta": (8.0, lambda v: _num(v) and v >= 0, "a number >= 0", "dkd: weight of the non-target term"),
     "teacher_smoothing": (
         [0.0, 0.1],
         lambda v: isinstance(v, list) and v and all(_num(a) and 0 <= a < 1 for a in v),
@@ -204,6 +246,7 @@ def load_config(doc: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
             mod.validate(cfg[name], f"{where}: {name}.")
     cfg["temperatures"] = [float(t) for t in cfg["temperatures"]]
     cfg["teacher_smoothing"] = [float(a) for a in cfg["teacher_smoothing"]]
+    resolve_methods(cfg, names, where)
     last = cfg["first_seed"] + cfg["seeds"] - 1
     if last > MAX_INDEX:
         raise LskdError(
@@ -216,6 +259,18 @@ def load_config(doc: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
             "comparison is made against (LS - noLS); add 0 to the list"
         )
     return cfg
+
+
+def resolve_methods(cfg: Dict[str, Any], names: List[str], where: str) -> None:
+    """kd_methods, dkd_alpha, dkd_beta: a section's own, else the top level's; dkd needs a KD term."""
+    for sec, what in [(cfg, ""), *((cfg[n], f"{n}.") for n in names if cfg[n] is not None)]:
+        for key in METHOD_KEYS if sec is not cfg else ():
+            if key in sec and sec[key] is None:
+                sec[key] = cfg[key]
+        if "dkd" in sec.get("kd_methods", ()) and sec["dkd_alpha"] == 0 and sec["dkd_beta"] == 0:
+            raise LskdError(
+                f"{where}: {what}dkd_alpha and {what}dkd_beta are both 0: dkd would have no KD term"
+            )
 
 
 def substitute(value: str, cfg: Dict[str, Any], data: str | None = None) -> str:

@@ -133,6 +133,16 @@ def reads(cfg: Dict[str, Any], modality: str, kind: str, smoothing: float, seed:
     return [teacher_name(cfg, modality, smoothing, seed, what) for what in kinds.kind(kind).reads]
 
 
+def methods(sec: Dict[str, Any], kind: str) -> List[tuple]:
+    """[(method, its settings for the key)] of a student of ``kind``: every configured KD method for
+    the kinds that take a teacher's distribution, [(None, {})] for the others. Only a method's own
+    settings enter its students' keys (dkd: dkd_alpha, dkd_beta), so kd students keep their keys."""
+    if not kinds.kind(kind).distribution:
+        return [(None, {})]
+    names = sec.get("kd_methods") or [kinds.DEFAULT_METHOD]
+    return [(m, {k: sec[k] for k in kinds.method(m).settings}) for m in names]
+
+
 def diffusion_runs(cfg: Dict[str, Any], g: GridBuilder, modality: str, settings: Any, choice: str) -> None:
     """One analysis per seed index of that index's teachers and the students of the kinds diffusion
     measures (``kinds.Kind.diffusion``), on index i's own sample (``seeds.sampling(i)``). The three

@@ -59,6 +59,18 @@ METHODS: Dict[str, Method] = {
     )
 }
 DEFAULT_METHOD = "kd"
+DKD_DEFAULTS = {"dkd_alpha": 1.0, "dkd_beta": 8.0}  # the tools' (and Zhao et al.'s CIFAR) values
+
+
+def method_flags(name: str, settings: Dict[str, float]) -> list:
+    """The tools' options for a method (``--kd-method dkd --dkd-alpha 1 --dkd-beta 8``); nothing for
+    plain ``kd``, so that the commands of the paper's grid are today's."""
+    if name == DEFAULT_METHOD:
+        return []
+    flags = ["--kd-method", name]
+    for key in method(name).settings:
+        flags += ["--" + key.replace("_", "-"), f"{settings[key]:g}"]
+    return flags
 
 
 def kind(name: str) -> Kind:

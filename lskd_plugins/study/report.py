@@ -74,7 +74,10 @@ def collect(runs: List[Run], files: Dict[str, dict], modality: str, metric: str)
             continue
         value = files[r.name]["result"].get("metrics", {}).get(metric)
         if r.role == "student":
-            cells.setdefault((r.kind, r.teacher_smoothing, r.temperature), {})[r.seed] = value
+            cell = (r.kind, r.teacher_smoothing, r.temperature)
+            # students of another KD method than kd: their own cells, never mixed into kd's tables
+            cell += (r.method,) if r.method not in (None, kinds.DEFAULT_METHOD) else ()
+            cells.setdefault(cell, {})[r.seed] = value
         elif r.role == "teacher":
             teachers.setdefault(r.teacher_smoothing, {})[r.seed] = value
         elif r.role == "baseline":

@@ -5,16 +5,17 @@ NLL / ECE; the diffusion analysis through ``lskd diffusion image``."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Dict, List
 
 from lskd_plugins.errors import LskdError
 from lskd_plugins.strict_yaml import is_int
-from lskd_plugins.study import layout
+from lskd_plugins.study import kinds, layout
 from lskd_plugins.study.chain import NOT_HASHED, start_spec, teacher_start
-from lskd_plugins.study.config import SECTION_FIXED_TEACHERS, _dict, _is_prepare, _num, _str
-from lskd_plugins.study.grid import Run, diffusion_runs, merged, reads, seed_range, teacher_seeds
+from lskd_plugins.study.config import SECTION_FIXED_TEACHERS, _dict, _is_prepare, _num, _str, section_methods
+from lskd_plugins.study.grid import Run, diffusion_runs, merged, methods, reads, seed_range, teacher_seeds
 from lskd_plugins.study.modalities.base import Metric, Modality, one_line_errors, options_argv
 
 KIND = "logit"  # the image students' one kind (lskd_plugins.study.kinds)
@@ -41,6 +42,7 @@ SECTION = {
         "timm model of the students and the no-KD baseline (default: teacher_model)",
     ),
     "fixed_teachers": SECTION_FIXED_TEACHERS,
+    **section_methods(),
     "teacher_init": (
         {},
         lambda v: isinstance(v, (dict, str)),
@@ -192,13 +194,23 @@ class Image(Modality):
                 smoothing=sec["student_smoothing"],
             )
             for a in cfg["teacher_smoothing"]:
-                for t in cfg["temperatures"]:
+                for t, (method, settings) in itertools.product(cfg["temperatures"], methods(sec, KIND)):
                     g.add(
-                        Run(self.name, "student", KIND, a, t, s, deps=reads(cfg, self.name, KIND, a, s)),
+                        Run(
+                            self.name,
+                            "student",
+                            KIND,
+                            a,
+                            t,
+                            s,
+                            reads(cfg, self.name, KIND, a, s),
+                            method=method,
+                        ),
                         model=student_model,
                         options=s_opts,
                         smoothing=sec["student_smoothing"],
                         kd_alpha=sec["kd_alpha"],
+                        **settings,
                     )
         diffusion_runs(cfg, g, self.name, sec["diffusion"], self.diffusion_choice)
 
@@ -219,6 +231,7 @@ class Image(Modality):
             teacher = checkpoint(ctx, run.deps[0])
             argv += ["--teacher-checkpoint", str(teacher), "--kd-temperature", f"{run.temperature:g}"]
             argv += [_flag(parser, "--kd-alpha", "--kd-beta"), f"{sec['kd_alpha']:g}"]
+            argv += kinds.method_flags(run.method, run.spec)
         return argv
 
     def command(self, run: Run, ctx: Dict[str, Any]) -> List[str]:

@@ -14,8 +14,8 @@ from typing import Any, Dict, Iterator, List
 from lskd_plugins.errors import LskdError
 from lskd_plugins.strict_yaml import is_int
 from lskd_plugins.study import kinds, layout
-from lskd_plugins.study.config import SECTION_FIXED_TEACHERS, _dict, _is_prepare, _num, _str
-from lskd_plugins.study.grid import Run, diffusion_runs, merged, reads, seed_range, teacher_seeds
+from lskd_plugins.study.config import SECTION_FIXED_TEACHERS, _dict, _is_prepare, _num, _str, section_methods
+from lskd_plugins.study.grid import Run, diffusion_runs, merged, methods, reads, seed_range, teacher_seeds
 from lskd_plugins.study.modalities.base import Metric, Modality, one_line_errors, options_argv
 
 PLUGINS = str(Path(__file__).resolve().parents[2])
@@ -43,6 +43,7 @@ SECTION = {
         "a command that writes the data-bin `data` when it is missing (lskd prepare-mt)",
     ),
     "fixed_teachers": SECTION_FIXED_TEACHERS,
+    **section_methods(),
     "kinds": (
         ["word", "seq", "seqword"],
         lambda v: isinstance(v, list) and set(v) <= set(KINDS),
@@ -157,6 +158,7 @@ def fairseq_argv(run: Run, ctx: Dict[str, Any]) -> List[str]:
         f"{run.temperature:g}",
         "--label-smoothing",
         f"{sec['student_smoothing']:g}",
+        *kinds.method_flags(run.method, run.spec),
     ]
 
 
@@ -384,11 +386,13 @@ def add_runs(cfg: Dict[str, Any], g, name: str) -> None:
             for kind in student_kinds:
                 for t in cfg["temperatures"] if kind.takes_temperature else [None]:
                     deps = reads(cfg, name, kind.name, a, s)
-                    g.add(
-                        Run(name, "student", kind.name, a, t, s, deps=deps),
-                        options=s_opts,
-                        **(kd if kind.distribution else seq),
-                    )
+                    for method, settings in methods(sec, kind.name):
+                        g.add(
+                            Run(name, "student", kind.name, a, t, s, deps=deps, method=method),
+                            options=s_opts,
+                            **(kd if kind.distribution else seq),
+                            **settings,
+                        )
     diffusion_runs(cfg, g, name, sec["diffusion"], MODALITY.diffusion_choice)
 
 
