@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-LOCK_NAME = ".lskd-run.lock"
+LOCK_NAME = ".lskd-run.lock"  # in each run folder of a study
+DATA_LOCK_NAME = ".lskd-data.lock"  # in a study's output: its data are prepared and hashed under it
 
 
 class FileLock:

@@ -111,7 +111,8 @@ def test_a_run_locked_by_another_study_is_waited_for_and_reused(tmp_path, capsys
     assert main(argv) == 0
     runs = json.loads((out / "report.json").read_text())["modalities"]["image"]["runs"]
     folders = {r["name"]: out / r["folder"] for r in runs}
-    teacher = folders["image/teacher_eps0_s0"]
+    locked_name = next(n for n in folders if n.startswith("image/teacher") and "0.1" not in n)
+    teacher = folders[locked_name]
     saved = tmp_path / "teacher_result.json"
     saved.write_text((teacher / "result.json").read_text())
     for folder in folders.values():
@@ -128,7 +129,7 @@ def test_a_run_locked_by_another_study_is_waited_for_and_reused(tmp_path, capsys
         codes = []
         study = threading.Thread(target=lambda: codes.append(main(argv)))
         study.start()
-        free = {n for n in folders if "_eps0.1" in n or "baseline" in n}
+        free = {n for n in folders if "0.1" in n or "baseline" in n}
         while not free <= set(CALLS):  # every run that does not read the locked teacher
             assert study.is_alive()
             time.sleep(0.05)
@@ -138,6 +139,37 @@ def test_a_run_locked_by_another_study_is_waited_for_and_reused(tmp_path, capsys
     study.join(timeout=300)
     proc.wait(timeout=60)
     assert codes == [0]
-    assert "image/teacher_eps0_s0" not in CALLS  # reused: the other study trained it
-    assert sorted(CALLS) == sorted(set(folders) - {"image/teacher_eps0_s0"})
+    assert locked_name not in CALLS  # reused: the other study trained it
+    assert sorted(CALLS) == sorted(set(folders) - {locked_name})
     assert "in progress in another lskd study" in capsys.readouterr().err
+
+
+def test_overwrite_refuses_a_folder_another_study_is_running_in(tmp_path, capsys):
+    from cli_helpers import assert_fails_one_line
+
+    from lskd_plugins.locks import run_lock_path
+
+    out = tmp_path / "out"
+    run = out / "runs" / "image" / "teacher_s0-abc"
+    run.mkdir(parents=True)
+    (run / "log.txt").write_text("training\n")
+    (out / "notes.txt").write_text("not lskd's\n")
+    flag, go = tmp_path / "held", tmp_path / "go"
+    script = HOLDER.replace("result = Path(sys.argv[4])\n", "").replace(
+        "result.write_text(Path(sys.argv[5]).read_text())  # the other study finishes the run\n", ""
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(run_lock_path(run)), str(flag), str(go)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        while not flag.exists():
+            assert proc.poll() is None
+            time.sleep(0.05)
+        argv = ["study", "--output", str(out), "--model", "test_resnet", "--seeds", "1", "--overwrite"]
+        assert_fails_one_line(
+            argv, capsys, unchanged=[out], must_contain=["another lskd study is running there", "--overwrite"]
+        )
+    finally:
+        go.write_text("")
+        proc.wait(timeout=60)

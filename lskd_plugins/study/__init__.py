@@ -243,7 +243,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"study (dry run): note: {note}", file=sys.stderr)
     if not args.dry_run:  # the study folder is the study's: refuse a folder of other files
         from lskd_plugins.files import claim_output
+        from lskd_plugins.study.preflight import refuse_while_running
 
+        if args.overwrite:  # never empty a folder another lskd study is running in
+            refuse_while_running(cfg["output"])
         claim_output(cfg["output"], {"command": "lskd study"}, args.overwrite)
     out, data, hashes = E.plan(cfg, args.dry_run)
     runs = build_runs(cfg, hashes)

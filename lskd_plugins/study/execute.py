@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List
 
 from lskd_plugins.errors import LskdFailure
 from lskd_plugins.files import write_text_atomic
-from lskd_plugins.locks import locked, run_lock_path, try_lock
+from lskd_plugins.locks import DATA_LOCK_NAME, locked, run_lock_path, try_lock
 from lskd_plugins.progress import Progress
 from lskd_plugins.study import layout, modalities, runners
 from lskd_plugins.study.config import substitute
@@ -30,7 +30,7 @@ from lskd_plugins.study.grid import Run
 from lskd_plugins.study.keys import tree_hash
 
 RESULT, SETTINGS, LOG = layout.RESULT_JSON, layout.RUN_JSON, layout.LOG_TXT
-DATA_LOCK = ".lskd-data.lock"  # OUTPUT's data are prepared and hashed under it
+DATA_LOCK = DATA_LOCK_NAME  # OUTPUT's data are prepared and hashed under it
 
 
 # ------------------------------------------------------------------------------------ one run

@@ -100,6 +100,26 @@ def refuse_inputs_in_output(cfg: Dict[str, Any], sections: Dict[str, str]) -> No
     refuse_overlap(cfg["output"], inputs, "--output", own=own)
 
 
+def refuse_while_running(output: str | Path) -> None:
+    """One line when another ``lskd study`` holds a lock in ``output`` (a run it trains, or its
+    data being prepared): ``--overwrite`` would delete its work under it."""
+    from lskd_plugins.locks import DATA_LOCK_NAME, LOCK_NAME, try_lock
+
+    out = Path(output)
+    if not out.is_dir():
+        return
+    for path in [out / DATA_LOCK_NAME, *sorted(out.glob(f"runs/*/*/{LOCK_NAME}"))]:
+        if not path.is_file():
+            continue
+        lock = try_lock(path)
+        if lock is None:
+            raise LskdError(
+                f"--output {output}: another lskd study is running there ({path.parent.name} is locked); "
+                "--overwrite would delete its work: wait for it to end, or choose another --output"
+            )
+        lock.release()
+
+
 # --------------------------------------------------------------------------------- model names
 def check_model_name(name: str, key: str) -> None:
     """``key``'s timm model name exists (tags included), or is an hf-hub: / local-dir: name."""
