@@ -45,6 +45,7 @@ LABELS = {
 DIFFUSION = ("eta", "fisher_ab", "leakage_ab")
 COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple")
 MARKERS = ("o", "s", "^", "D")  # one per teacher: equal values stay visible
+METHOD_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple")  # one per KD method
 DODGE = 0.12  # x offset between the teachers' students at one T
 BAND_ALPHA = 0.12
 
@@ -156,9 +157,16 @@ def _y_extent(patch) -> Tuple[float, float]:
 
 
 def save(fig, legend_ax, path: Path, clipped: bool, metric: str, read_back: list | None) -> Path:
-    """One legend for all panels, below them (never over the data)."""
+    """One legend for all panels, below them (never over the data); ``legend_ax``: the panel whose
+    lines it lists, or a list of panels (each label once)."""
     plt = pyplot()
-    handles, labels = legend_ax.get_legend_handles_labels()
+    handles, labels = [], []
+    for ax in legend_ax if isinstance(legend_ax, (list, tuple)) else [legend_ax]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:  # a line drawn in several panels is listed once
+                handles.append(h)
+                labels.append(lab)
+    legend_ax = legend_ax[0] if isinstance(legend_ax, (list, tuple)) else legend_ax
     if clipped:
         floor, ceiling = RANGES[metric]
         rng = f"{floor:g}-{ceiling:g}" if ceiling is not None else f">= {floor:g}"
@@ -227,6 +235,63 @@ def plot_metric(
             bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
         )
     return save(fig, axes[0][0], path, clipped, metric, read_back)
+
+
+def plot_methods(
+    data: Dict[str, Any],
+    smoothings: Sequence[float],
+    temps: Sequence[float],
+    kinds: Sequence[str],
+    methods: Sequence[str],
+    metric: str,
+    path: Path,
+    baseline_label: str = "no-KD baseline",
+    read_back: list | None = None,
+    ylabel: str | None = None,
+    warning: str | None = None,
+) -> Path:
+    """The KD methods side by side: one panel per kind and teacher, in each one error-bar line per
+    method (its own colour and marker, dodged), the panel's teacher dashed and the baseline dotted,
+    with their bands; one y scale for all panels (the widest). ``data["cells"]``: kd students keyed
+    (kind, eps, T), another method's (kind, eps, T, method) (``report.collect``)."""
+    plt = pyplot()
+    from lskd_plugins.study.kinds import kind as kind_of
+    from lskd_plugins.study.kinds import method as method_of
+    from lskd_plugins.study.stats import method_cells
+
+    panels = [(k, eps) for k in kinds if kind_of(k).takes_temperature for eps in smoothings]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.3), dpi=110, squeeze=False)
+    xs, clipped = list(range(len(temps))), False
+    by_method = {m: method_cells(data["cells"], m) for m in methods}
+    for ax, (kind, eps) in zip(axes[0], panels):
+        for i, m in enumerate(methods):
+            ss = [stats.summary(by_method[m].get((kind, eps, t), {}).values()) for t in temps]
+            dx = [x + (i - (len(methods) - 1) / 2) * DODGE for x in xs]
+            label = f"{method_of(m).label} (mean ± 95% CI)"
+            clipped |= errorbar(ax, dx, ss, metric, METHOD_COLOURS[i % len(METHOD_COLOURS)], label, i)
+        teacher = stats.summary(data["teachers"].get(eps, {}).values())
+        clipped |= reference(ax, teacher, metric, "0.45", f"teacher {teacher_name(eps)} (band: 95% CI)", "--")
+        base = stats.summary(data["baseline"].values())
+        clipped |= reference(ax, base, metric, "0.2", baseline_label, ":", lw=2.2)
+        style(ax, temps, metric, f"{kind_label(kind)}: students of the {column_title(eps)}", ylabel)
+    lows, highs = zip(*(ax.get_ylim() for ax in axes[0]))
+    for ax in axes[0]:  # one y scale: the panels compare teachers
+        ax.set_ylim(min(lows), max(highs))
+    if warning:
+        axes[0][0].text(
+            0.01,
+            0.99,
+            warning,
+            transform=axes[0][0].transAxes,
+            ha="left",
+            va="top",
+            fontsize=8,
+            color="darkred",
+            wrap=True,
+            zorder=5,
+            bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
+        )
+    return save(fig, list(axes[0]), path, clipped, metric, read_back)
 
 
 def plot_diffusion(

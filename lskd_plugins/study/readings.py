@@ -37,8 +37,16 @@ def _t(t: float | None) -> str:
     return "" if t is None else f"T={t:g}"
 
 
+def _kind(c: Dict[str, Any]) -> str:
+    """The kind's label, with the KD method when it is not plain KD (the KD-method comparisons)."""
+    from lskd_plugins.study.kinds import DEFAULT_METHOD, METHODS
+
+    m = c.get("method")
+    return kind_label(c.get("kind")) + ("" if m in (None, DEFAULT_METHOD) else f" under {METHODS[m].label}")
+
+
 def _where(c: Dict[str, Any]) -> str:
-    kind = kind_label(c.get("kind"))
+    kind = _kind(c)
     return kind + (f", {_t(c['temperature'])}" if c.get("temperature") is not None else "")
 
 
@@ -56,7 +64,7 @@ def reading_ls(c: Dict[str, Any], v: str | None) -> str:
 
 
 def reading_temperature(c: Dict[str, Any], v: str | None) -> str:
-    k, one, kind = _t(c["temperature"]), _t(c["t_ref"]), kind_label(c["kind"])
+    k, one, kind = _t(c["temperature"]), _t(c["t_ref"]), _kind(c)
     if v == BETTER:
         return f"with {_ls(c)}, {k} is better than {one} ({kind})"
     if v == WORSE:
@@ -73,7 +81,7 @@ def reading_interaction(c: Dict[str, Any], v: str | None) -> str:
     gain = "gain" if c["mean"] >= 0 else "lose"
     text = (
         f"{_ls(c)}'s students {gain} {abs(c['mean']):.2f} more at {_t(c['temperature'])} than at "
-        f"{_t(c['t_ref'])}, relative to the noLS teacher's ({kind_label(c['kind'])})"
+        f"{_t(c['t_ref'])}, relative to the noLS teacher's ({_kind(c)})"
     )
     agree = agrees_with_paper(c, v)
     if agree is True:
@@ -92,12 +100,36 @@ def reading_kd(c: Dict[str, Any], v: str | None) -> str:
     return f"not resolved whether {what} beats the no-KD baseline"
 
 
+def reading_method(c: Dict[str, Any], v: str | None) -> str:
+    from lskd_plugins.study.kinds import METHODS
+
+    m, where = METHODS[c["method"]].label, f"{kind_label(c['kind'])}, {_ls(c)}{_at(c)}"
+    if v == BETTER:
+        return f"{m} gives the better student than KD ({where})"
+    if v == WORSE:
+        return f"KD gives the better student than {m} ({where})"
+    return f"not resolved whether {m} or KD gives the better student ({where})"
+
+
+def reading_method_ls(c: Dict[str, Any], v: str | None) -> str:
+    from lskd_plugins.study.kinds import METHODS
+
+    m, where = METHODS[c["method"]].label, f"{kind_label(c['kind'])}{_at(c)}"
+    if v == BETTER:
+        return f"{_ls(c)} fares better against the noLS teacher under {m} than under KD ({where})"
+    if v == WORSE:
+        return f"{_ls(c)} fares worse against the noLS teacher under {m} than under KD ({where})"
+    return f"not resolved whether {m} changes {_ls(c)}'s standing against the noLS teacher ({where})"
+
+
 PRIORITY = ("LS - noLS", "interaction", "T=k - T=1", "KD - no KD")  # the study's question first
 READERS = {
     "LS - noLS": reading_ls,
     "T=k - T=1": reading_temperature,
     "interaction": reading_interaction,
     "KD - no KD": reading_kd,
+    "method - KD": reading_method,
+    "method x LS": reading_method_ls,
 }
 
 

@@ -152,7 +152,8 @@ def decoding(runs: List[Run], files: Dict[str, dict], modality: str) -> List[Dic
 def checks(data: Dict[str, Any], primary: str, classes: int | None, dec, kind_names) -> List[str]:
     """The adequacy warnings of one modality, from its primary metric's cells."""
     kd = {}
-    for (kind, eps, t), values in data["cells"].items():
+    for cell, values in stats.method_cells(data["cells"], kinds.DEFAULT_METHOD).items():
+        kind, eps, t = cell
         label = kinds.kind(kind).label + ("" if t is None else f", T={t:g}") + f" ({teacher_name(eps)})"
         kd[label] = list(values.values())
     return adequacy.warnings(
@@ -327,6 +328,9 @@ def modality_section(cfg, runs: List[Run], files, folders, modality: str, out: P
                     warn,
                 )
                 doc["figures"]["metric_vs_T"] = path.name
+    from lskd_plugins.study import method_report  # it reads this module's helpers
+
+    doc["methods"] = method_report.section(cfg, runs, files, modality, doc, kind_names, out)
     if any(r.modality == modality and r.role == "diffusion" for r in runs):
         diffusion_section(doc, cfg, runs, files, folders, modality, out, kind_names)
     doc["runs"] = [
@@ -448,6 +452,10 @@ def section_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
             "</details>",
             "",
         ]
+    if doc.get("methods"):
+        from lskd_plugins.study import method_report
+
+        lines += method_report.markdown(doc["methods"], doc, smoothings)
     if "diffusion" in doc:
         lines += [
             "### Systematic diffusion (validation)",

@@ -130,3 +130,66 @@ def comparisons(
                 label = f"{who}{'' if t is None else f', T={t:g}'} - no-KD baseline"
                 add("KD - no KD", label, (kind, a, t, None), a=cells.get((kind, a, t), {}), b=baseline)
     return out
+
+
+# ----------------------------------------------------------------------------------- KD methods
+METHOD_GROUPS = ("method - KD", "method x LS", "LS - noLS", "interaction")
+
+
+def method_cells(cells: Dict[tuple, Dict[int, float]], method: str) -> Dict[tuple, Dict[int, float]]:
+    """The cells (kind, teacher smoothing, T) of one KD method's students: plain ``kd`` students are
+    keyed (kind, eps, T), another method's (kind, eps, T, method) (``report.collect``)."""
+    if method == kind_table.DEFAULT_METHOD:
+        return {c: v for c, v in cells.items() if len(c) == 3}
+    return {c[:3]: v for c, v in cells.items() if len(c) == 4 and c[3] == method}
+
+
+def method_comparisons(
+    cells: Dict[tuple, Dict[int, float]],
+    smoothings: Sequence[float],
+    temps: Sequence[float],
+    kinds: Sequence[str],
+    methods: Sequence[str],
+    with_verdict: bool,
+) -> List[Dict[str, Any]]:
+    """The KD-method comparisons of one metric, paired by seed index (a method's student and the kd
+    student of one index share the student's seed). For each method other than kd, each kind that
+    takes a teacher's distribution, each teacher and T: ``method - KD``; at each LS teacher and T,
+    ``method x LS`` = (LS - noLS under the method) - (LS - noLS under kd); and the method's own
+    ``LS - noLS`` gaps and ``interaction``s, defined as in ``comparisons`` (kd's are there)."""
+    out: List[Dict[str, Any]] = []
+    dist = [k for k in kinds if kind_table.kind(k).distribution]
+    kd = method_cells(cells, kind_table.DEFAULT_METHOD)
+    no = 0.0 if 0.0 in smoothings else None
+    for m in [m for m in methods if m != kind_table.DEFAULT_METHOD]:
+        own, name = method_cells(cells, m), kind_table.method(m).label
+        for kind in dist:
+            k = kind_table.kind(kind)
+            for a in smoothings:
+                for t in list(temps) if k.takes_temperature else [None]:
+                    where = f"{teacher_name(a)} teacher" + ("" if t is None else f", T={t:g}")
+                    res = paired(own.get((kind, a, t), {}), kd.get((kind, a, t), {}), with_verdict)
+                    _add(out, "method - KD", f"{k.label}: {name} - KD, {where}", (kind, a, t, m), res)
+                    if a == no or no is None:
+                        continue
+                    four = [c.get((kind, x, t), {}) for c in (own, kd) for x in (a, no)]
+                    diffs = interaction(*four)
+                    res = paired(diffs, dict.fromkeys(diffs, 0.0), with_verdict)
+                    label = f"{k.label}: ({teacher_name(a)} - noLS under {name}) - (same under KD)"
+                    _add(
+                        out,
+                        "method x LS",
+                        label + ("" if t is None else f" at T={t:g}"),
+                        (kind, a, t, m),
+                        res,
+                    )
+        for c in comparisons(own, {}, smoothings, temps, dist, with_verdict):
+            if c["group"] in ("LS - noLS", "interaction"):
+                out.append({**c, "label": f"{name}, {c['label']}", "method": m})
+    return sorted(out, key=lambda c: METHOD_GROUPS.index(c["group"]))  # stable: methods stay in order
+
+
+def _add(out: List[Dict[str, Any]], group: str, label: str, where: tuple, res: Dict[str, Any]) -> None:
+    if res["n"]:
+        fields = dict(zip(("kind", "smoothing", "temperature", "method"), where))
+        out.append({"group": group, "label": label, **fields, "t_ref": None, **res})
