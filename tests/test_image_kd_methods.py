@@ -146,5 +146,5 @@ def test_cli_method_errors_are_one_line(tmp_path, cli_env, flags, message):
     )
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()  # one line (argparse's quoting of choices varies)
-    assert line.startswith(f"lskd: error: lskd image-train: {message}")
+    assert line.startswith(f"lskd: error: image-train: {message}")
     assert line.endswith(" (see lskd image-train --help)")

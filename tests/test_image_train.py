@@ -461,10 +461,10 @@ def test_recipe_quick_run_and_skip(digits, tmp_path, cli_env):
     report = json.loads((out / "report.json").read_text())["modalities"]["image"]
     runs = {r["name"]: r for r in report["runs"]}
     want = {
-        "image/teacher_a0_s0",
-        "image/teacher_a0.1_s0",
-        "image/student_a0_T2_s0",
-        "image/student_a0.1_T2_s0",
+        "image/teacher_eps0_s0",
+        "image/teacher_eps0.1_s0",
+        "image/logit_eps0_T2_s0",
+        "image/logit_eps0.1_T2_s0",
     }
     assert want <= set(runs)
     labels = {}
@@ -472,8 +472,8 @@ def test_recipe_quick_run_and_skip(digits, tmp_path, cli_env):
         s = summary(out / runs[name]["folder"] / "train")
         assert s["args"]["epochs"] == 1 and s["args"]["data"] == str(digits)  # QUICK_ARGS win; DATA used
         labels[name] = s["label"]
-    assert labels["image/student_a0_T2_s0"] == "student T=2 from noLS teacher"
-    assert labels["image/student_a0.1_T2_s0"] == "student T=2 from LS teacher"
+    assert labels["image/logit_eps0_T2_s0"] == "student T=2 from noLS teacher"
+    assert labels["image/logit_eps0.1_T2_s0"] == "student T=2 from LS teacher"
     assert "T=2" in (out / "report.md").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]

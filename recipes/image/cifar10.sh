@@ -8,11 +8,13 @@
 #   DATA=data/cifar10 bash recipes/image/cifar10.sh                    # an existing ImageFolder
 #   QUICK=1 GPUS=0 bash recipes/image/cifar10.sh                       # CPU smoke run (minutes)
 # Without DATA the ImageFolder is built in $OUT/data/cifar10 from SOURCE (default: the JPEG zip in
-# ../shared/data) by data_prep/prepare_cifar.py, limited by PER_CLASS / VAL_PER_CLASS.
+# ../shared/data) by data_prep/prepare_cifar.py, limited by CLASSES (e.g. cat,dog,airplane),
+# PER_CLASS and VAL_PER_CLASS.
 QUICK_DEFAULT="--epochs 1 --limit-train 256 --limit-val 128 --batch-size 32 --workers 0 --warmup-epochs 0 --lr 0.01"
 source "$(dirname "$0")/common.sh"
 SOURCE=${SOURCE:-$REPO/../shared/data/cifar10/cifar10-jpeg.zip}
 PREP="[python, data_prep/prepare_cifar.py, --source, $SOURCE, --output, '{data}'"
+[ -n "${CLASSES:-}" ] && PREP+=", --classes, '$CLASSES'"
 [ -n "${PER_CLASS:-}" ] && PREP+=", --per-class, '$PER_CLASS'"
 [ -n "${VAL_PER_CLASS:-}" ] && PREP+=", --val-per-class, '$VAL_PER_CLASS'"
 EPOCHS=${EPOCHS:-60}
