@@ -258,7 +258,9 @@ def test_truncated_raw_files_are_named(tiny_mt_data, tmp_path, capsys):
     (raw / "valid.de.gz").unlink()
     (raw / "valid.de").write_bytes(b"\xff\xfe\xfa latin-1 bytes\n" * 40)
     assert_fails_one_line(
-        argv, capsys, must_contain=["valid.de, line 1: byte 0xff at byte 1", "is not valid UTF-8", "convert the file"]
+        argv,
+        capsys,
+        must_contain=["valid.de, line 1: byte 0xff at byte 1", "is not valid UTF-8", "convert the file"],
     )
     assert not (tmp_path / "out" / "data-bin").exists()
 

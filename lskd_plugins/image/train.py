@@ -220,10 +220,16 @@ def _add_distillation_arguments(g) -> None:
         help=helped("the KD term: kd, logit_std (z-scored logits) or dkd (decoupled KD); docs/kd_loss.md"),
     )
     g.add_argument(
-        "--dkd-alpha", type=nonneg_float, default=None, help="--kd-method dkd: target-class weight (default: 1.0)"
+        "--dkd-alpha",
+        type=nonneg_float,
+        default=None,
+        help="--kd-method dkd: target-class weight (default: 1.0)",
     )
     g.add_argument(
-        "--dkd-beta", type=nonneg_float, default=None, help="--kd-method dkd: non-target weight (default: 8.0)"
+        "--dkd-beta",
+        type=nonneg_float,
+        default=None,
+        help="--kd-method dkd: non-target weight (default: 8.0)",
     )
 
 
