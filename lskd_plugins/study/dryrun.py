@@ -96,7 +96,8 @@ def run_lines(run, ctx: Dict[str, Any]) -> List[str]:
         return [diffusion_line(run, ctx)]
     if run.role == "classes":
         return [
-            f"# the three classes, chosen in process on {len(run.deps)} noLS teachers "
+            f"# the three {modalities.get(run.modality).diffusion_choice}, chosen in process on "
+            f"{teachers(len(run.deps))} "
             "(lskd_plugins.study.runners.choose_classes); the diffusion lines below read them"
         ]
     cmd = runners.command(run, ctx)
@@ -131,3 +132,8 @@ def embedded_commands(mod, sec: Dict[str, Any], path: Path) -> List[List[str]]:
         pre += ["--testpref", str(text / "test"), "--destdir", str(path), "--joined-dictionary"]
         return [synth, pre + ["--workers", "1"]]
     return [["lskd", "digits", "--output", str(path)]]
+
+
+def teachers(n: int) -> str:
+    """'the noLS teacher' or 'the 3 noLS teachers'."""
+    return "the noLS teacher" if n == 1 else f"the {n} noLS teachers"

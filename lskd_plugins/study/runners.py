@@ -107,7 +107,9 @@ def command(run: Run, ctx: Dict[str, Any]) -> List[str]:
             f"({len(run.deps)} models)",
         ]
     if run.role == "classes":
-        what = f"(choose the three {modality(run).diffusion_choice} on the {len(run.deps)} noLS teachers)"
+        n = len(run.deps)
+        on = "the noLS teacher" if n == 1 else f"the {n} noLS teachers"
+        what = f"(choose the three {modality(run).diffusion_choice} on {on})"
         return ["lskd", "diffusion", run.modality, "--seed", str(run.tool_seed), "...", what]
     return modality(run).command(run, ctx)
 
