@@ -121,3 +121,52 @@ def test_one_imagenet_teacher_per_smoothing_serves_every_seed(tmp_path):
         r.spec["init_sha256"] for r in runs.values() if r.role == "teacher" and r.teacher_smoothing == 0.1
     }
     assert hashes == {hashlib.sha256(b"only 0.1").hexdigest()}
+
+
+def test_dry_run_with_missing_teacher_checkpoints_prints_the_plan(tmp_path, capsys):
+    """A teacher_init checkpoint (mapping form) or study folder that does not exist yet: the dry run
+    notes it and prints the plan (exit 0); the real run stops in one line before writing anything."""
+    import yaml
+
+    from lskd_plugins.cli import main as lskd_main
+
+    missing = {0.0: str(tmp_path / "t0.pth"), 0.1: str(tmp_path / "t1.pth")}
+    doc = yaml.safe_load(MAPPING_CONFIG)
+    doc["image"]["teacher_init"] = missing
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    assert lskd_main(["study", str(config), "--output", str(out), "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    for a, path in missing.items():
+        assert f"note: image.teacher_init {a}: {path} not found" in said
+        assert f"--pretrained-checkpoint {path}" in said  # the command it will run, as configured
+    assert not out.exists()
+    assert lskd_main(["study", str(config), "--output", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"lskd: error: image.teacher_init 0.0: {missing[0.0]} not found (give the teacher's checkpoint file)"
+    ]
+    assert not out.exists()
+    # the study-folder form: a folder the ImageNet study has not written yet
+    doc["image"]["teacher_init"] = str(tmp_path / "paper_imagenet")
+    config.write_text(yaml.safe_dump(doc))
+    assert lskd_main(["study", str(config), "--output", str(out), "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert "is not a study folder (no runs/)" in said and "; not checked" in said
+    assert f"--pretrained-checkpoint '{tmp_path / 'paper_imagenet'}/<teacher eps0, seed index 0>/" in said
+
+
+MAPPING_CONFIG = """
+seeds: 1
+temperatures: [1, 2]
+device: cpu
+image:
+  data: digits
+  teacher_model: test_resnet
+  common: {img-size: 16, aug: none, batch-size: 64}
+  teacher: {epochs: 1}
+  student: {epochs: 1}
+  diffusion: false
+translation: null
+"""

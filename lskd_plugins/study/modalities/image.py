@@ -86,11 +86,12 @@ def teacher_init(sec: Dict[str, Any], smoothing: float) -> str | None:
 def start_path(cfg: Dict[str, Any], run: Run, name: str) -> str:
     """The checkpoint a teacher starts from (``image.teacher_init``; a dry run names what it looks for)."""
     index = teacher_seeds(cfg, name).index(run.seed)
-    if run.spec["init_sha256"] == NOT_HASHED:
+    if run.spec["init_sha256"] == NOT_HASHED:  # a dry run: the file may not exist yet (noted)
         init = cfg[name]["teacher_init"]
         if isinstance(init, str):
             what = f"teacher eps{run.teacher_smoothing:g}, seed index {index}"
             return f"{init}/<{what}>/train/checkpoint_last.pth"
+        return str(teacher_init(cfg[name], run.teacher_smoothing))
     return str(teacher_start(cfg[name], run.teacher_smoothing, index))
 
 
