@@ -238,6 +238,7 @@ def main(args: argparse.Namespace) -> int:
     # --output never is, holds or lies inside an input (checked before --overwrite empties it)
     refuse_inputs_in_output(cfg, {m.name: m.embedded for m in modalities.present(cfg)})
     notes = C.check_data(cfg, args.dry_run)
+    C.check_runnable(cfg, args.config or "lskd study")
     if args.dry_run:
         for note in notes:
             print(f"study (dry run): note: {note}", file=sys.stderr)

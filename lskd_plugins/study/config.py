@@ -321,6 +321,15 @@ def check_data(cfg: Dict[str, Any], dry_run: bool) -> List[str]:
     return notes
 
 
+def check_runnable(cfg: Dict[str, Any], where: str) -> None:
+    """What the runs need that building the grid does not (a translation model's ``arch``): one line
+    before any run's options are parsed, after the data checks (``where``: the config file)."""
+    if cfg.get("translation") is not None:
+        from lskd_plugins.study.modalities.translation import check_arch
+
+        check_arch(cfg["translation"], f"{where}: translation")
+
+
 def schema_markdown() -> str:
     """The reference table of every key (docs/study.md holds a copy; a test keeps them equal)."""
     lines = []

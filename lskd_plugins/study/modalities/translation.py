@@ -344,6 +344,18 @@ def preprocess(text: Path, data_bin: Path) -> None:
         fp.main(options.get_preprocessing_parser().parse_args(argv))
 
 
+def check_arch(sec: Dict[str, Any], where: str) -> None:
+    """One line when a role has no model architecture: fairseq-train cannot start without one, and
+    its parser says so with a bare RuntimeError (``where``: "CONFIG: translation")."""
+    for role in ("teacher", "student"):
+        if not merged(sec, role).get("arch"):
+            raise LskdError(
+                f"{where}: no 'arch' for the {role}s (fairseq-train's --arch); add it to "
+                f"translation.common (or translation.{role}), e.g. arch: transformer "
+                "(transformer_iwslt_de_en: the paper's IWSLT model)"
+            )
+
+
 # ------------------------------------------------------------------------------------------- grid
 def add_teachers(cfg: Dict[str, Any], g, decode: Dict[str, Any], name: str) -> None:
     """Teachers (and their sequence-level data when a sequence-level kind is asked for)."""
