@@ -82,8 +82,9 @@ def test_iwslt14_raw_folder_is_read_by_prepare_iwslt14(tmp_path, cli_env):
     # every 23rd training pair is held out as valid; the five dev/tst files make the test set
     assert {k: v["lines"] for k, v in stamp["lines"].items()} == {"train": 44, "valid": 2, "test": 15}
     text = tmp_path / "out" / "text"
-    pairs = raw.sentence_pairs(46, "train")
+    pairs = raw.iwslt_train_pairs(46)
     assert (text / "valid.de").read_text().splitlines() == [pairs[22][1], pairs[45][1]]
+    assert len(pairs[22][1].split()) > 2 * len(raw.sentence_pairs(46, "train")[22][1].split())
     assert (text / "train.en").read_text().splitlines()[0] == pairs[0][0]
     first_test = raw.sentence_pairs(3, "test0")
     assert (text / "test.de").read_text().splitlines()[:3] == [p[1] for p in first_test]
@@ -155,6 +156,9 @@ def test_iwslt14_miniature_keeps_the_model_and_replaces_the_raw_input(tmp_path):
     assert sec["prepare"]["command"][sec["prepare"]["command"].index("--raw-dir") + 1] == rawdir
     assert sec["prepare"]["command"][-1] == "{output}/data/iwslt14"  # the rest runs unchanged
     assert sec["common"]["max-update"] == 2 and sec["common"]["fp16"] is False
+    assert sec["common"]["max-tokens"] == 256  # batches of a few sentences, not the paper's 4096 tokens
+    # no diffusion key: the section's default analysis, at the miniature's size (not 500 sentences)
+    assert "diffusion" not in doc["translation"] and sec["diffusion"] == {"max_sentences": 40, "per_token": 4}
     assert sec["common"]["arch"] == "transformer_iwslt_de_en" and sec["common"]["encoder-embed-dim"] == 256
     assert sec["kinds"] == ["word", "seq", "seqword"] and sec["max_len_b"] == 10
     assert mini["seeds"] == 1 and mini["temperatures"] == [1, 2] and mini["teacher_smoothing"] == [0.0, 0.1]

@@ -168,10 +168,25 @@ def _xml(lines: Sequence[str], lang: str, setid: str, root: str = "refset") -> L
     return xml_head + segs + ["</doc>", f"</{root}>"]
 
 
-def write_iwslt14(raw: Path, train: int = 700, test: int = 6) -> Path:
+IWSLT_HOLDOUT = 23  # prepare-iwslt14.sh holds every 23rd training pair out as valid
+
+
+def iwslt_train_pairs(n: int) -> List[Tuple[str, str]]:
+    """``n`` training pairs, every 23rd (the valid set's) three sentences long: a few hundred lines
+    then give the valid set words that occur 10+ times (the diffusion's automatic choice of tokens
+    needs them), while seqkd decodes only the short training lines."""
+    pairs = sentence_pairs(3 * n, "train")
+    out = pairs[:n]
+    for i in range(IWSLT_HOLDOUT - 1, n, IWSLT_HOLDOUT):
+        joined = (out[i], pairs[n + 2 * i], pairs[n + 2 * i + 1])
+        out[i] = (" ".join(p[0] for p in joined), " ".join(p[1] for p in joined))
+    return out
+
+
+def write_iwslt14(raw: Path, train: int = 300, test: int = 2) -> Path:
     """The de-en/ folder of de-en.tgz under ``raw``; returns ``raw`` (the --raw-dir)."""
     folder = Path(raw) / "de-en"
-    pairs = sentence_pairs(train, "train")
+    pairs = iwslt_train_pairs(train)
     for lang, side in (("en", 0), ("de", 1)):
         write_lines_atomic(folder / f"train.tags.de-en.{lang}", _tags([p[side] for p in pairs], lang))
     for k, name in enumerate(IWSLT_TEST):
@@ -185,7 +200,7 @@ def write_iwslt14(raw: Path, train: int = 700, test: int = 6) -> Path:
 WMT14_TRAIN = ("training/europarl-v7.de-en", "commoncrawl.de-en", "training/news-commentary-v9.de-en")
 
 
-def write_wmt14(raw: Path, train: int = 60, dev: int = 30, test: int = 30) -> Path:
+def write_wmt14(raw: Path, train: int = 40, dev: int = 30, test: int = 10) -> Path:
     """The unpacked statmt.org archives under ``raw``; returns ``raw`` (the --raw-dir)."""
     raw = Path(raw)
     for k, prefix in enumerate(WMT14_TRAIN):
@@ -238,14 +253,14 @@ MULTI30K_SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr", "test
 MULTI30K_SPLITS += ("test_2018_flickr",)
 
 
-def write_multi30k(raw: Path, train: int = 200, test: int = 30) -> Path:
+def write_multi30k(raw: Path, train: int = 120, valid: int = 30, test: int = 8) -> Path:
     """Multi30k task 1's ``raw/`` folder: ``{train,val,test_*}.{en,de}.gz``; returns ``raw``."""
     import gzip
 
     raw = Path(raw)
     raw.mkdir(parents=True, exist_ok=True)
     for split in MULTI30K_SPLITS:
-        pairs = sentence_pairs(train if split == "train" else test, split)
+        pairs = sentence_pairs({"train": train, "val": valid}.get(split, test), split)
         for lang, side in (("en", 0), ("de", 1)):
             with gzip.open(raw / f"{split}.{lang}.gz", "wt", encoding="utf-8") as f:
                 f.write("".join(p[side] + "\n" for p in pairs))

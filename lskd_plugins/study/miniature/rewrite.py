@@ -10,8 +10,9 @@ and the lines to print (``miniature: ...``), one per replacement of what a CPU c
   has no ``prepare`` (an ImageFolder root: ImageNet's class folders) point at it; the preparation
   itself then runs unchanged;
 - the same models (``teacher_model``, ``student_model``, the transformer's options) at tiny inputs
-  (32-pixel images in batches of 8, a few dozen sentences, hypotheses of at most 10 tokens), one
-  epoch / two updates, one seed, the first two temperatures, both teacher smoothings, every KD kind;
+  (32-pixel images in batches of 8, a few hundred sentences in batches of 256 tokens, hypotheses
+  of at most 10 tokens, the diffusion analysis on a few points per class), one epoch / two
+  updates, one seed, the first two temperatures, both teacher smoothings, every KD kind;
 - ``pretrained: true``: the models' timm weights written to a local Hugging Face cache
   (``OUT/hf-cache``, ``weights``) that the runs read offline;
 - replaced, one line each: ``device: cuda`` -> cpu, ``amp`` / ``fp16`` -> off, ``launcher: slurm``
@@ -31,6 +32,7 @@ from lskd_plugins.study.miniature import raw, weights
 NOTE = "a miniature of the configured study: its numbers mean nothing (lskd study --miniature)"
 IMAGE_SIZES = {"img-size": 32, "batch-size": 8, "workers": 0}
 TRANSLATION_SIZES = {"max-update": 2, "num-workers": 0, "no-save-optimizer-state": True}
+MAX_TOKENS = 256  # tokens per training batch: a few sentences (the miniature's are < 60 tokens)
 SYNTH = {"size": 200, "valid": 30, "test": 30, "seed": 1}  # fairseq needs >= 8 valid sentences
 ROLES = ("common", "teacher", "student")
 
@@ -168,8 +170,8 @@ def miniature_image(sec: Dict[str, Any], out: Path, lines: List[str], dry_run: b
         given = [sec[r][key] for r in ROLES if isinstance(sec[r].get(key), int)]
         size[key] = min([most, *given])
     off_switches(sec, "image", ("amp",), lines)
-    if isinstance(sec.get("diffusion"), dict):
-        sec["diffusion"] = {**sec["diffusion"], "per_class": 3}
+    if isinstance(sec.get("diffusion", {}), dict):  # absent: the defaults, at the miniature's size
+        sec["diffusion"] = {**sec.get("diffusion", {}), "per_class": 3}
     cache = out / "hf-cache"
     for model in pretrained_models(sec):
         path = weights.cache_path(cache, model) if dry_run else weights.write_cached_weights(cache, model)
@@ -196,10 +198,12 @@ def miniature_translation(sec: Dict[str, Any], out: Path, lines: List[str], dry_
     shrink_options(sec, TRANSLATION_SIZES, ("max-update", 2))
     for role in ROLES:
         sec[role].pop("max-epoch", None)
+        if role == "common" or "max-tokens" in sec[role]:
+            sec[role]["max-tokens"] = min(int(sec[role].get("max-tokens") or MAX_TOKENS), MAX_TOKENS)
     off_switches(sec, "translation", ("fp16", "bf16", "amp", "memory-efficient-fp16"), lines)
     sec["max_len_b"] = min(int(sec.get("max_len_b", 200)), 10)
-    if isinstance(sec.get("diffusion"), dict):
-        sec["diffusion"] = {**sec["diffusion"], "max_sentences": 40, "per_token": 4}
+    if isinstance(sec.get("diffusion", {}), dict):  # absent: the defaults, at the miniature's size
+        sec["diffusion"] = {**sec.get("diffusion", {}), "max_sentences": 40, "per_token": 4}
     return sec
 
 
