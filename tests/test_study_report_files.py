@@ -123,7 +123,10 @@ def test_report_has_adjusted_verdicts_readings_and_honest_labels(tmp_path):
 def test_one_degree_of_freedom_is_said_only_for_two_seeds(tmp_path, seeds):
     cfg, runs, folders, out = fake_study(tmp_path, undertrained=False, seeds=seeds)
     report.write_report(cfg, runs, folders, out)
-    assert "one degree of freedom" not in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "one degree of freedom" not in md
+    assert ("one family of" in md) == (seeds > 1)  # one seed: no comparisons, no "family of 0"
+    assert "family of 0" not in md
 
 
 def test_the_study_progress_weighs_runs_by_their_sort(tmp_path):

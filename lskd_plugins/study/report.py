@@ -412,12 +412,14 @@ def head_markdown(cfg, modality: str, doc: Dict[str, Any]) -> List[str]:
         lines += ["**Warning: the models are not adequate for an answer.**", ""]
         lines += [f"- {w}" for w in doc["warnings"]] + [""]
     lines += [f"**Answer.** {doc['answer']}", ""]
-    notes = [
-        f"Cells: mean ± 95% t interval over seeds (n), intervals holding the variance of the {variance}.",
-        f"The {metric_info(doc['primary_metric']).label} comparisons form one family of "
-        f"{doc['family_size']}: the Holm-adjusted verdicts (docs/study.md) keep the chance of any false "
-        "verdict among them at 5%; the answer reads only those.",
-    ]
+    cells = "Cells: mean ± 95% t interval over seeds (n), intervals holding the variance of the"
+    notes = [f"{cells} {variance}."]
+    if doc["family_size"]:  # one seed: no comparison, no family
+        notes.append(
+            f"The {metric_info(doc['primary_metric']).label} comparisons form one family of "
+            f"{doc['family_size']}: the Holm-adjusted verdicts (docs/study.md) keep the chance of any false "
+            "verdict among them at 5%; the answer reads only those."
+        )
     dof = readings.dof_note(cfg["seeds"])
     notes += [dof] if dof else []
     notes += list(doc["left_out"].values())
