@@ -220,20 +220,7 @@ def plot_metric(
         base = stats.summary(data["baseline"].values())
         clipped |= reference(ax, base, metric, "0.3", baseline_label, ":", lw=2.2)
         style(ax, temps, metric, f"{title}: {kind_label(kind)}", ylabel)
-    if warning:  # the adequacy checks failed: say so on the figure too, a figure travels alone
-        axes[0][0].text(
-            0.01,
-            0.99,
-            warning,
-            transform=axes[0][0].transAxes,
-            ha="left",
-            va="top",
-            fontsize=8,
-            color="darkred",
-            wrap=True,
-            zorder=5,
-            bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
-        )
+    warn_on(axes[0][0], warning)
     return save(fig, axes[0][0], path, clipped, metric, read_back)
 
 
@@ -277,12 +264,18 @@ def plot_methods(
     lows, highs = zip(*(ax.get_ylim() for ax in axes[0]))
     for ax in axes[0]:  # one y scale: the panels compare teachers
         ax.set_ylim(min(lows), max(highs))
+    warn_on(axes[0][0], warning)
+    return save(fig, list(axes[0]), path, clipped, metric, read_back)
+
+
+def warn_on(ax, warning: str | None) -> None:
+    """The adequacy checks failed: say so on the figure too (a figure travels alone)."""
     if warning:
-        axes[0][0].text(
+        ax.text(
             0.01,
             0.99,
             warning,
-            transform=axes[0][0].transAxes,
+            transform=ax.transAxes,
             ha="left",
             va="top",
             fontsize=8,
@@ -291,7 +284,6 @@ def plot_methods(
             zorder=5,
             bbox={"facecolor": "white", "alpha": 0.85, "lw": 0},
         )
-    return save(fig, list(axes[0]), path, clipped, metric, read_back)
 
 
 def plot_diffusion(
