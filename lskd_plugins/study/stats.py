@@ -83,6 +83,11 @@ def interaction(
     return {s: (ls_k[s] - no_k[s]) - (ls_1[s] - no_1[s]) for s in sorted(seeds)}
 
 
+def no_ls_smoothing(smoothings: Sequence[float]) -> float | None:
+    """The noLS teacher that LS - noLS comparisons read: eps 0, or None (no such comparisons)."""
+    return 0.0 if 0.0 in smoothings else None
+
+
 def comparisons(
     cells: Dict[tuple, Dict[int, float]],
     baseline: Dict[int, float],
@@ -96,7 +101,7 @@ def comparisons(
     Each comparison names its ``group``, ``kind``, ``smoothing`` (the teacher's eps), ``temperature``
     and ``t_ref`` (the reference T of "T=k - T=1" and of the interaction), for ``readings``."""
     out: List[Dict[str, Any]] = []
-    no = 0.0 if 0.0 in smoothings else None
+    no = no_ls_smoothing(smoothings)
     t1 = 1.0 if 1.0 in temps else min(temps)
 
     def add(group: str, label: str, where: tuple, diffs=None, a=None, b=None) -> None:
@@ -160,7 +165,7 @@ def method_comparisons(
     out: List[Dict[str, Any]] = []
     dist = [k for k in kinds if kind_table.kind(k).distribution]
     kd = method_cells(cells, kind_table.DEFAULT_METHOD)
-    no = 0.0 if 0.0 in smoothings else None
+    no = no_ls_smoothing(smoothings)
     for m in [m for m in methods if m != kind_table.DEFAULT_METHOD]:
         own, name = method_cells(cells, m), kind_table.method(m).label
         for kind in dist:
