@@ -117,8 +117,10 @@ def teacher_seeds(cfg: Dict[str, Any], modality: str) -> List[int]:
 
 
 def no_ls(cfg: Dict[str, Any]) -> float:
-    """The noLS teachers' smoothing: 0, or the smallest of ``teacher_smoothing`` without a 0."""
-    return min(cfg["teacher_smoothing"])
+    """The noLS teachers' smoothing: eps 0, the one rule (``stats.no_ls_smoothing``); the
+    configuration refuses a ``teacher_smoothing`` without it."""
+    assert 0.0 in cfg["teacher_smoothing"], "load_config requires eps 0"
+    return 0.0
 
 
 def teacher_name(
