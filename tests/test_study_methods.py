@@ -221,3 +221,26 @@ def test_the_methods_figure_has_one_bar_set_per_method(tmp_path):
     assert drawn[1]["bars"][-1] == pytest.approx((82.3 - half, 82.3 + half))  # dkd, LS teacher, T=64
     assert drawn[0]["ylim"] == drawn[1]["ylim"]  # one y scale: the teachers' panels compare
     assert "noLS teacher" in drawn[0]["title"] and "LS teacher (eps=0.1)" in drawn[1]["title"]
+
+
+def test_a_band_is_named_by_the_line_it_belongs_to(tmp_path):
+    """A fixed teacher (one seed) is a line without a band, and its legend entry claims none; the
+    baseline's band is the one drawn, and its entry says so (the band was once labelled the teacher's)."""
+    cells = {("word", a, t): {s: 40.0 + s for s in range(3)} for a in (0.0, 0.1) for t in (1.0, 64.0)}
+    data = {
+        "cells": cells,
+        "teachers": {0.0: {0: 54.6}, 0.1: {0: 56.5}},
+        "baseline": {0: 46.0, 1: 50.0, 2: 45.0},
+    }
+    drawn = []
+    figures.plot_methods(
+        data, [0.0, 0.1], [1.0, 64.0], ["word"], ["kd"], "bleu", tmp_path / "b.png", read_back=drawn
+    )
+    half = stats.summary([46.0, 50.0, 45.0])["half"]
+    for panel in drawn:
+        assert panel["bands"] == [pytest.approx((47.0 - half, 47.0 + half))]  # the baseline's only
+    legend = drawn[0]["legend"]
+    teachers = [x for x in legend if x.startswith("teacher")]
+    assert teachers == ["teacher noLS: 54.60", "teacher LS eps=0.1: 56.50"]
+    (base,) = [x for x in legend if "band" in x]
+    assert "baseline" in base and base.endswith(f"(band: 95% CI): 47.00 ± {half:.2f}")

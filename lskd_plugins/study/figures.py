@@ -108,9 +108,12 @@ def reference(ax, s: Dict[str, Any], metric: str, colour, label: str, style: str
     the grid so that a line equal to another one still shows. Returns whether the band was clipped."""
     if s["mean"] is None:
         return False
-    text = f"{label}: {s['mean']:.2f}" + (f" ± {s['half']:.2f}" if s["half"] is not None else "")
+    band = s["half"] is not None  # one seed (a fixed teacher): a line, no band, and its label says none
+    text = (
+        f"{label} (band: 95% CI): {s['mean']:.2f} ± {s['half']:.2f}" if band else f"{label}: {s['mean']:.2f}"
+    )
     ax.axhline(s["mean"], color=colour, ls=style, lw=lw, label=text, zorder=3)
-    if s["half"] is None:
+    if not band:
         return False
     lo, hi, clipped = clip(s["mean"], s["half"], metric)
     ax.axhspan(lo, hi, color=colour, alpha=BAND_ALPHA, lw=0, zorder=1)
@@ -135,15 +138,17 @@ def style(ax, temps, metric: str, title: str, ylabel: str | None = None) -> None
 
 
 def read_artists(fig) -> List[Dict[str, Any]]:
-    """What each panel shows, read back from the artists: error-bar extents and band extents."""
-    out = []
+    """What each panel shows, read back from the artists: error-bar extents, band extents and the
+    figure's legend labels."""
+    out, legend = [], [t.get_text() for lg in fig.legends for t in lg.get_texts()]
     for ax in fig.axes:
         bars = []
         for container in ax.containers:
             for segs in container.lines[2]:
                 bars += [(float(a[1]), float(b[1])) for a, b in segs.get_segments()]
         bands = [_y_extent(p) for p in ax.patches]
-        out.append({"title": ax.get_title(), "bars": bars, "bands": bands, "ylim": tuple(ax.get_ylim())})
+        ylim = tuple(ax.get_ylim())
+        out.append({"title": ax.get_title(), "bars": bars, "bands": bands, "ylim": ylim, "legend": legend})
     return out
 
 
@@ -214,9 +219,7 @@ def plot_metric(
             label = f"student of the {column_title(eps)} (mean ± 95% CI)"
             clipped |= errorbar(ax, [x + (i - 0.5) * DODGE for x in xs], ss, metric, col, label, i)
             teacher = stats.summary(data["teachers"].get(eps, {}).values())
-            clipped |= reference(
-                ax, teacher, metric, col, f"teacher {teacher_name(eps)} (band: 95% CI)", "--"
-            )
+            clipped |= reference(ax, teacher, metric, col, f"teacher {teacher_name(eps)}", "--")
         base = stats.summary(data["baseline"].values())
         clipped |= reference(ax, base, metric, "0.3", baseline_label, ":", lw=2.2)
         style(ax, temps, metric, f"{title}: {kind_label(kind)}", ylabel)
@@ -257,7 +260,7 @@ def plot_methods(
             label = f"{method_of(m).label} (mean ± 95% CI)"
             clipped |= errorbar(ax, dx, ss, metric, METHOD_COLOURS[i % len(METHOD_COLOURS)], label, i)
         teacher = stats.summary(data["teachers"].get(eps, {}).values())
-        clipped |= reference(ax, teacher, metric, "0.45", f"teacher {teacher_name(eps)} (band: 95% CI)", "--")
+        clipped |= reference(ax, teacher, metric, "0.45", f"teacher {teacher_name(eps)}", "--")
         base = stats.summary(data["baseline"].values())
         clipped |= reference(ax, base, metric, "0.2", baseline_label, ":", lw=2.2)
         style(ax, temps, metric, f"{kind_label(kind)}: students of the {column_title(eps)}", ylabel)
@@ -305,7 +308,7 @@ def plot_diffusion(
             label = f"students of the {column_title(eps)} (mean ± 95% CI)"
             clipped |= errorbar(ax, [x + (i - 0.5) * DODGE for x in xs], ss, key, col, label, i)
             teacher = stats.summary(cells.get(("teacher", eps, None), {}).values())
-            clipped |= reference(ax, teacher, key, col, f"teacher {teacher_name(eps)} (band: 95% CI)", "--")
+            clipped |= reference(ax, teacher, key, col, f"teacher {teacher_name(eps)}", "--")
         if key == "eta":
             ax.axhline(1.0, color="0.3", ls="-.", lw=1, label="eta = 1: isotropic spread", zorder=2)
         style(ax, temps, key, LABELS[key])
